@@ -1,0 +1,141 @@
+#pragma once
+/// \file
+/// \brief Repeat<Block>: a run-time number of copies of one block type, chained.
+
+#include "resblocks/core/layer.hpp"
+#include "resblocks/core/parameter_name.hpp"
+#include "resblocks/core/shape_error.hpp"
+#include "resblocks/core/threading.hpp"
+#include "resblocks/core/types.hpp"
+
+#include <concepts>
+#include <cstddef>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+namespace resblocks {
+
+/// \brief `count` blocks of one type applied in order, so depth is a run-time value and a
+/// 100-block network is not a 100-deep type. Each block is built separately (its own random
+/// initialisation). Parameters are named by position (`0.body.0.weight`), as `nn.Sequential`.
+template <class Block>
+class Repeat {
+  static_assert(Layer<Block>, "resblocks::Repeat: the block must satisfy resblocks::Layer");
+  static_assert(std::is_same_v<typename Block::Input, typename Block::Output>,
+                "resblocks::Repeat: the block must keep the feature count (Input and Output types equal)");
+
+ public:
+  using Scalar = typename Block::Scalar;
+  static constexpr int InFeatures = Block::InFeatures;
+  static constexpr int OutFeatures = Block::OutFeatures;
+  using Input = typename Block::Input;
+  using Output = typename Block::Output;
+  static constexpr std::string_view name = "Repeat";
+
+  /// \brief Inference buffers: one workspace per block.
+  struct Workspace {
+    std::vector<typename Block::Workspace> blocks;
+  };
+
+  /// `count` default-constructed blocks.
+  explicit Repeat(Index count)
+    requires std::is_default_constructible_v<Block>
+      : Repeat(count, [](Index) { return Block(); }) {}
+
+  /// `count` blocks made by `make(i)`, i = 0 … count-1.
+  template <class Make>
+    requires std::is_invocable_r_v<Block, Make&, Index>
+  Repeat(Index count, Make make) {
+    if (count < 0) throw std::invalid_argument("Repeat: count must be >= 0, got " + std::to_string(count));
+    m_blocks.reserve(static_cast<std::size_t>(count));
+    for (Index i = 0; i < count; ++i) m_blocks.push_back(make(i));
+    for (std::size_t i = 0; i < m_blocks.size(); ++i) {
+      const Index in = m_blocks[i].in_features(), out = m_blocks[i].out_features();
+      if (in >= 0 && out >= 0 && in != out)
+        throw std::invalid_argument("Repeat: block " + std::to_string(i) + " maps " + std::to_string(in) + " to " +
+                                    std::to_string(out) + " features; repeated blocks must keep the size");
+      if (i > 0 && in >= 0 && m_blocks[0].in_features() >= 0 && in != m_blocks[0].in_features())
+        throw std::invalid_argument("Repeat: block " + std::to_string(i) + " takes " + std::to_string(in) +
+                                    " features but block 0 takes " + std::to_string(m_blocks[0].in_features()));
+    }
+  }
+
+  [[nodiscard]] std::size_t size() const noexcept { return m_blocks.size(); }
+  Block& operator[](std::size_t i) noexcept { return m_blocks[i]; }
+  const Block& operator[](std::size_t i) const noexcept { return m_blocks[i]; }
+  auto begin() noexcept { return m_blocks.begin(); }
+  auto end() noexcept { return m_blocks.end(); }
+  auto begin() const noexcept { return m_blocks.begin(); }
+  auto end() const noexcept { return m_blocks.end(); }
+
+  [[nodiscard]] Index in_features() const noexcept { return m_blocks.empty() ? -1 : m_blocks.front().in_features(); }
+  [[nodiscard]] Index out_features() const noexcept { return m_blocks.empty() ? -1 : m_blocks.back().out_features(); }
+
+  const Output& forward(const Input& x) {
+    detail::check_input_features(name, in_features(), x);
+    const Input* h = &x;
+    for (auto& b : m_blocks) h = &b.forward(*h);
+    return *h;
+  }
+  const Output& forward(Input&&) = delete;  // forward keeps a reference to its input
+
+  template <class Skip>
+  void forward_add(const Input& x, Output& y, const Skip& skip) {
+    detail::check_input_features(name, in_features(), x);
+    if (m_blocks.empty()) {
+      y.resize(x.rows(), x.cols());
+      detail::parallel_assign(y, skip + x);
+      return;
+    }
+    const Input* h = &x;
+    for (std::size_t i = 0; i + 1 < m_blocks.size(); ++i) h = &m_blocks[i].forward(*h);
+    detail::forward_add(m_blocks.back(), *h, y, skip);
+  }
+
+  const Input& backward(const Output& dL_dy) {
+    const Output* g = &dL_dy;
+    for (auto it = m_blocks.rbegin(); it != m_blocks.rend(); ++it) g = &it->backward(*g);
+    return *g;
+  }
+
+  template <class SkipGrad>
+  void backward_add(const Output& dL_dy, Input& dL_dx, const SkipGrad& skip_grad) {
+    if (m_blocks.empty()) {
+      dL_dx.resize(dL_dy.rows(), dL_dy.cols());
+      detail::parallel_assign(dL_dx, skip_grad + dL_dy);
+      return;
+    }
+    const Output* g = &dL_dy;
+    for (std::size_t i = m_blocks.size() - 1; i > 0; --i) g = &m_blocks[i].backward(*g);
+    detail::backward_add(m_blocks.front(), *g, dL_dx, skip_grad);
+  }
+
+  const Output& infer(const Input& x, Workspace& ws) const {
+    detail::check_input_features(name, in_features(), x);
+    if (ws.blocks.size() != m_blocks.size()) ws.blocks.resize(m_blocks.size());
+    const Input* h = &x;
+    for (std::size_t i = 0; i < m_blocks.size(); ++i) h = &m_blocks[i].infer(*h, ws.blocks[i]);
+    return *h;
+  }
+
+  void zero_grad() {
+    for (auto& b : m_blocks) b.zero_grad();
+  }
+
+  template <class F>
+  void for_each_parameter(F&& f, const ParameterName& prefix = {}) {
+    for (std::size_t i = 0; i < m_blocks.size(); ++i) m_blocks[i].for_each_parameter(f, prefix.child(i));
+  }
+  template <class F>
+  void for_each_parameter(F&& f, const ParameterName& prefix = {}) const {
+    for (std::size_t i = 0; i < m_blocks.size(); ++i) m_blocks[i].for_each_parameter(f, prefix.child(i));
+  }
+
+ private:
+  std::vector<Block> m_blocks;
+};
+
+}  // namespace resblocks

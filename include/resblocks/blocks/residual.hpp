@@ -1,0 +1,130 @@
+#pragma once
+/// \file
+/// \brief Residual<F, Skip>: y = skip(x) + F(x), with the add fused into F's kernels.
+
+#include "resblocks/core/layer.hpp"
+#include "resblocks/core/parameter_name.hpp"
+#include "resblocks/core/shape_error.hpp"
+#include "resblocks/core/types.hpp"
+#include "resblocks/layers/identity.hpp"
+
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+
+namespace resblocks {
+
+/// \brief A residual block `y = skip(x) + body(x)`; the skip is the identity unless given
+/// (e.g. `Projection` when the body changes the feature count).
+///
+/// The add costs no memory pass of its own: the skip initialises the accumulator of the body's
+/// last GEMM (forward) and of its first layer's dL/dx GEMM (backward). Parameters are named
+/// `body.*` and `skip.*`.
+template <class F, class Skip = Identity<typename F::Scalar, F::InFeatures>>
+class Residual {
+  static_assert(Layer<F>, "resblocks::Residual: the body must satisfy resblocks::Layer");
+  static_assert(Layer<Skip>, "resblocks::Residual: the skip must satisfy resblocks::Layer");
+  static_assert(std::is_same_v<typename Skip::Input, typename F::Input> &&
+                    std::is_same_v<typename Skip::Output, typename F::Output>,
+                "resblocks::Residual: the skip must map the body's input type to its output type; "
+                "when the body changes the feature count, use Residual<Body, Projection<S, In, Out>>");
+
+ public:
+  using Scalar = typename F::Scalar;
+  static constexpr int InFeatures = F::InFeatures;
+  static constexpr int OutFeatures = F::OutFeatures;
+  using Input = typename F::Input;
+  using Output = typename F::Output;
+  static constexpr std::string_view name = "Residual";
+
+  /// \brief Inference buffers of one caller.
+  struct Workspace {
+    typename F::Workspace body;
+    typename Skip::Workspace skip;
+    Output y;
+  };
+
+  Residual()
+    requires(std::is_default_constructible_v<F> && std::is_default_constructible_v<Skip>)
+  {
+    check_shapes();
+  }
+  explicit Residual(F body) : m_body(std::move(body)) { check_shapes(); }
+  Residual(F body, Skip skip) : m_body(std::move(body)), m_skip(std::move(skip)) { check_shapes(); }
+
+  F& body() noexcept { return m_body; }
+  const F& body() const noexcept { return m_body; }
+  Skip& skip() noexcept { return m_skip; }
+  const Skip& skip() const noexcept { return m_skip; }
+
+  [[nodiscard]] Index in_features() const noexcept { return m_body.in_features(); }
+  [[nodiscard]] Index out_features() const noexcept { return m_body.out_features(); }
+
+  const Output& forward(const Input& x) {
+    detail::forward_add(m_body, x, m_y, m_skip.forward(x));
+    return m_y;
+  }
+  const Output& forward(Input&&) = delete;  // forward keeps a reference to its input
+
+  template <class S2>
+  void forward_add(const Input& x, Output& y, const S2& skip) {
+    detail::forward_add(m_body, x, y, skip + m_skip.forward(x));
+  }
+
+  const Input& backward(const Output& dL_dy) {
+    detail::backward_add(m_body, dL_dy, m_dL_dx, m_skip.backward(dL_dy));
+    return m_dL_dx;
+  }
+
+  template <class G2>
+  void backward_add(const Output& dL_dy, Input& dL_dx, const G2& skip_grad) {
+    detail::backward_add(m_body, dL_dy, dL_dx, skip_grad + m_skip.backward(dL_dy));
+  }
+
+  const Output& infer(const Input& x, Workspace& ws) const {
+    detail::infer_add(m_body, x, ws.y, m_skip.infer(x, ws.skip), ws.body);
+    return ws.y;
+  }
+
+  template <class S2>
+  void infer_add(const Input& x, Output& y, const S2& skip, Workspace& ws) const {
+    detail::infer_add(m_body, x, y, skip + m_skip.infer(x, ws.skip), ws.body);
+  }
+
+  void zero_grad() {
+    m_body.zero_grad();
+    m_skip.zero_grad();
+  }
+
+  template <class Fn>
+  void for_each_parameter(Fn&& f, const ParameterName& prefix = {}) {
+    m_body.for_each_parameter(f, prefix.child("body"));
+    m_skip.for_each_parameter(f, prefix.child("skip"));
+  }
+  template <class Fn>
+  void for_each_parameter(Fn&& f, const ParameterName& prefix = {}) const {
+    m_body.for_each_parameter(f, prefix.child("body"));
+    m_skip.for_each_parameter(f, prefix.child("skip"));
+  }
+
+ private:
+  void check_shapes() const {
+    const Index in = m_body.in_features(), out = m_body.out_features();
+    const Index sin = m_skip.in_features(), sout = m_skip.out_features();
+    const bool skip_fits = (sin < 0 || in < 0 || sin == in) && (sout < 0 || out < 0 || sout == out);
+    const bool known_change = in >= 0 && out >= 0 && in != out;
+    if (!skip_fits || (known_change && (sin < 0 || sout < 0)))
+      throw std::invalid_argument("Residual: the body maps " + std::to_string(in) + " to " + std::to_string(out) +
+                                  " features but the skip maps " + std::to_string(sin) + " to " +
+                                  std::to_string(sout) + "; use a Projection skip when the sizes differ");
+  }
+
+  F m_body;
+  Skip m_skip{};
+  Output m_y;
+  Input m_dL_dx;
+};
+
+}  // namespace resblocks

@@ -1,0 +1,216 @@
+#pragma once
+/// \file
+/// \brief Sequential<Ls...>: layers applied one after another, composed by type.
+
+#include "resblocks/core/layer.hpp"
+#include "resblocks/core/parameter_name.hpp"
+#include "resblocks/core/shape_error.hpp"
+#include "resblocks/core/types.hpp"
+
+#include <cstddef>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+namespace resblocks {
+
+namespace detail {
+
+/// Instantiated for each pair of neighbours: a mismatch names both layer types in the error.
+template <class Prev, class Next>
+struct LayersChain {
+  static_assert(std::is_same_v<typename Prev::Scalar, typename Next::Scalar>,
+                "resblocks: neighbouring layers (the two types of LayersChain<Prev, Next> below) use different Scalar types");
+  static_assert(Prev::OutFeatures == Next::InFeatures,
+                "resblocks: a layer's output features do not match the next layer's input features "
+                "(see LayersChain<Prev, Next> below; Dynamic only chains with Dynamic)");
+  static constexpr bool value = true;
+};
+
+template <class... Ls, std::size_t... I>
+constexpr bool chain_checked(std::index_sequence<I...>) {
+  using T = std::tuple<Ls...>;
+  return (LayersChain<std::tuple_element_t<I, T>, std::tuple_element_t<I + 1, T>>::value && ... && true);
+}
+
+/// Run-time link check for Dynamic sizes. `features` carries the feature count so far (-1: unknown).
+template <class L>
+void check_link(const L& layer, std::size_t index, Index& features, std::string_view container) {
+  const Index in = layer.in_features(), out = layer.out_features();
+  if (in >= 0 && features >= 0 && in != features)
+    throw std::invalid_argument(std::string(container) + ": layer " + std::to_string(index) + " (" +
+                                std::string(L::name) + ") takes " + std::to_string(in) +
+                                " features but the layer before it gives " + std::to_string(features));
+  if (out >= 0) features = out;
+}
+
+}  // namespace detail
+
+/// \brief Layers applied in order: `Sequential<Linear<float,8,16>, ReLU<float,16>, Linear<float,16,8>>`.
+/// Parameters are named by position (`0.weight`, `2.bias`), as `torch.nn.Sequential`.
+template <class... Ls>
+class Sequential {
+  static_assert(sizeof...(Ls) >= 1, "resblocks::Sequential needs at least one layer");
+  static_assert((Layer<Ls> && ...), "resblocks::Sequential: every element must satisfy resblocks::Layer");
+  static constexpr std::size_t N = sizeof...(Ls);
+  using Layers = std::tuple<Ls...>;
+  template <std::size_t I>
+  using At = std::tuple_element_t<I, Layers>;
+  static_assert(detail::chain_checked<Ls...>(std::make_index_sequence<N - 1>{}));
+
+ public:
+  using Scalar = typename At<0>::Scalar;
+  static constexpr int InFeatures = At<0>::InFeatures;
+  static constexpr int OutFeatures = At<N - 1>::OutFeatures;
+  using Input = typename At<0>::Input;
+  using Output = typename At<N - 1>::Output;
+  static constexpr std::string_view name = "Sequential";
+
+  /// \brief Inference buffers: one workspace per layer.
+  struct Workspace {
+    std::tuple<typename Ls::Workspace...> layers;
+  };
+
+  Sequential()
+    requires(std::is_default_constructible_v<Ls> && ...)
+  {
+    check_links();
+  }
+  explicit Sequential(Ls... layers) : m_layers(std::move(layers)...) { check_links(); }
+
+  template <std::size_t I>
+  At<I>& get() noexcept {
+    return std::get<I>(m_layers);
+  }
+  template <std::size_t I>
+  const At<I>& get() const noexcept {
+    return std::get<I>(m_layers);
+  }
+  static constexpr std::size_t size() noexcept { return N; }
+
+  [[nodiscard]] Index in_features() const noexcept { return m_in_features; }
+  [[nodiscard]] Index out_features() const noexcept { return m_out_features; }
+
+  const Output& forward(const Input& x) {
+    detail::check_input_features(name, m_in_features, x);
+    return forward_from<0>(x);
+  }
+  const Output& forward(Input&&) = delete;  // forward keeps a reference to its input
+
+  template <class Skip>
+  void forward_add(const Input& x, Output& y, const Skip& skip) {
+    detail::check_input_features(name, m_in_features, x);
+    forward_add_from<0>(x, y, skip);
+  }
+
+  const Input& backward(const Output& dL_dy) { return backward_from<N - 1>(dL_dy); }
+
+  template <class SkipGrad>
+  void backward_add(const Output& dL_dy, Input& dL_dx, const SkipGrad& skip_grad) {
+    backward_add_from<N - 1>(dL_dy, dL_dx, skip_grad);
+  }
+
+  const Output& infer(const Input& x, Workspace& ws) const {
+    detail::check_input_features(name, m_in_features, x);
+    return infer_from<0>(x, ws);
+  }
+
+  template <class Skip>
+  void infer_add(const Input& x, Output& y, const Skip& skip, Workspace& ws) const {
+    detail::check_input_features(name, m_in_features, x);
+    infer_add_from<0>(x, y, skip, ws);
+  }
+
+  void zero_grad() {
+    std::apply([](auto&... l) { (l.zero_grad(), ...); }, m_layers);
+  }
+
+  template <class F>
+  void for_each_parameter(F&& f, const ParameterName& prefix = {}) {
+    visit(m_layers, f, prefix, std::make_index_sequence<N>{});
+  }
+  template <class F>
+  void for_each_parameter(F&& f, const ParameterName& prefix = {}) const {
+    visit(m_layers, f, prefix, std::make_index_sequence<N>{});
+  }
+
+  /// Calls `f(layer)` on each layer in order (for training switches, initialisers, …).
+  template <class F>
+  void for_each_layer(F&& f) {
+    std::apply([&](auto&... l) { (f(l), ...); }, m_layers);
+  }
+
+ private:
+  void check_links() {
+    Index features = -1;
+    std::size_t index = 0;
+    std::apply([&](const auto&... l) { (detail::check_link(l, index++, features, name), ...); }, m_layers);
+    m_out_features = features;
+    // The input size is that of the first layer with a fixed size, if only shape-preserving ones precede it.
+    m_in_features = -1;
+    bool found = false;
+    std::apply(
+        [&](const auto&... l) {
+          ((found ? void() : (l.in_features() >= 0 ? (m_in_features = l.in_features(), found = true, void()) : void())),
+           ...);
+        },
+        m_layers);
+  }
+
+  template <class Tuple, class F, std::size_t... I>
+  static void visit(Tuple& layers, F& f, const ParameterName& prefix, std::index_sequence<I...>) {
+    (std::get<I>(layers).for_each_parameter(f, prefix.child(I)), ...);
+  }
+
+  template <std::size_t I, class X>
+  const Output& forward_from(const X& x) {
+    if constexpr (I + 1 == N)
+      return get<I>().forward(x);
+    else
+      return forward_from<I + 1>(get<I>().forward(x));
+  }
+  template <std::size_t I, class X, class Skip>
+  void forward_add_from(const X& x, Output& y, const Skip& skip) {
+    if constexpr (I + 1 == N)
+      detail::forward_add(get<I>(), x, y, skip);
+    else
+      forward_add_from<I + 1>(get<I>().forward(x), y, skip);
+  }
+  template <std::size_t I, class G>
+  const Input& backward_from(const G& g) {
+    if constexpr (I == 0)
+      return get<0>().backward(g);
+    else
+      return backward_from<I - 1>(get<I>().backward(g));
+  }
+  template <std::size_t I, class G, class SkipGrad>
+  void backward_add_from(const G& g, Input& dx, const SkipGrad& skip_grad) {
+    if constexpr (I == 0)
+      detail::backward_add(get<0>(), g, dx, skip_grad);
+    else
+      backward_add_from<I - 1>(get<I>().backward(g), dx, skip_grad);
+  }
+  template <std::size_t I, class X>
+  const Output& infer_from(const X& x, Workspace& ws) const {
+    if constexpr (I + 1 == N)
+      return get<I>().infer(x, std::get<I>(ws.layers));
+    else
+      return infer_from<I + 1>(get<I>().infer(x, std::get<I>(ws.layers)), ws);
+  }
+  template <std::size_t I, class X, class Skip>
+  void infer_add_from(const X& x, Output& y, const Skip& skip, Workspace& ws) const {
+    if constexpr (I + 1 == N)
+      detail::infer_add(get<I>(), x, y, skip, std::get<I>(ws.layers));
+    else
+      infer_add_from<I + 1>(get<I>().infer(x, std::get<I>(ws.layers)), y, skip, ws);
+  }
+
+  Layers m_layers;
+  Index m_in_features = -1;
+  Index m_out_features = -1;
+};
+
+}  // namespace resblocks

@@ -1,0 +1,155 @@
+#pragma once
+/// \file
+/// \brief C (+)= op(A)·op(B) on Eigen's packed kernels, with a reused per-thread packing buffer
+/// (no heap allocation once warm) and a deterministic split over threads.
+
+#include "resblocks/core/threading.hpp"
+
+#include <Eigen/Core>
+
+#include <algorithm>
+#include <cstddef>
+
+namespace resblocks::detail {
+
+using Eigen::Index;
+
+/// Aligned buffer owned by one thread; grows to the largest request, then is reused.
+template <class S>
+class PackBuffer {
+ public:
+  PackBuffer() = default;
+  PackBuffer(const PackBuffer&) = delete;
+  PackBuffer& operator=(const PackBuffer&) = delete;
+  ~PackBuffer() { Eigen::internal::aligned_free(m_data); }
+  S* get(std::size_t n) {
+    if (n > m_size) {
+      Eigen::internal::aligned_free(m_data);
+      m_data = nullptr;  // stays valid if the allocation below throws
+      m_size = 0;
+      m_data = static_cast<S*>(Eigen::internal::aligned_malloc(n * sizeof(S)));
+      m_size = n;
+    }
+    return m_data;
+  }
+
+ private:
+  S* m_data = nullptr;
+  std::size_t m_size = 0;
+};
+
+template <class S>
+PackBuffer<S>& thread_pack_buffer() {
+  thread_local PackBuffer<S> buffer;
+  return buffer;
+}
+
+/// Eigen's blocking descriptor, pointed at caller-provided packing space.
+template <class S>
+class FixedBlocking : public Eigen::internal::level3_blocking<S, S> {
+ public:
+  FixedBlocking(Index mc, Index nc, Index kc, S* block_a, S* block_b) {
+    this->m_mc = mc;
+    this->m_nc = nc;
+    this->m_kc = kc;
+    this->m_blockA = block_a;
+    this->m_blockB = block_b;
+  }
+};
+
+/// Plain description of a column-major operand: pointer and leading dimension.
+template <class S>
+struct Operand {
+  const S* data;
+  Index ld;
+};
+
+/// Below this many multiply-adds a product runs on one thread.
+inline constexpr double k_gemm_grain = 1 << 19;
+
+/// C(m×n, leading dimension ldc) += op(A)·op(B), where op(A) is m×k and op(B) is k×n,
+/// TransA/TransB say whether the stored matrices are transposed. Blocking sizes depend only on
+/// (m, n, k), and threads split rows or columns at kernel-panel boundaries, so every element
+/// sums its k terms in the same order whatever the thread count: the result bits do not depend on it.
+template <bool TransA, bool TransB, class S>
+void gemm_accumulate(Index m, Index n, Index k, Operand<S> a, Operand<S> b, S* c, Index ldc) {
+  if (m == 0 || n == 0 || k == 0) return;
+  using Gemm = Eigen::internal::general_matrix_matrix_product<
+      Index, S, TransA ? Eigen::RowMajor : Eigen::ColMajor, false, S, TransB ? Eigen::RowMajor : Eigen::ColMajor,
+      false, Eigen::ColMajor, 1>;
+  using Traits = typename Gemm::Traits;
+
+  Index kc = k, mc = m, nc = n;
+  Eigen::internal::computeProductBlockingSizes<S, S, 1, Index>(kc, mc, nc, Index(1));
+
+  const int threads = threads_for(double(m) * double(n) * double(k), k_gemm_grain);
+  // Split the longer side; each thread packs its own panels into its own buffer.
+  const bool split_rows = m >= n;
+  const Index unit = split_rows ? Index(Traits::mr) : Index(Traits::nr);
+  const Index extent = split_rows ? m : n;
+  const Index units = (extent + unit - 1) / unit;
+
+  auto run = [&](Index begin, Index end) {
+    const Index r0 = split_rows ? begin : 0, rows = split_rows ? end - begin : m;
+    const Index c0 = split_rows ? 0 : begin, cols = split_rows ? n : end - begin;
+    const Index mc_t = std::min(mc, rows), nc_t = std::min(nc, cols);
+    S* space = thread_pack_buffer<S>().get(std::size_t(kc) * std::size_t(mc_t + nc_t));
+    FixedBlocking<S> blocking(mc_t, nc_t, kc, space, space + kc * mc_t);
+    const S* pa = TransA ? a.data + r0 * a.ld : a.data + r0;
+    const S* pb = TransB ? b.data + c0 : b.data + c0 * b.ld;
+    Gemm::run(rows, cols, k, pa, a.ld, pb, b.ld, c + r0 + c0 * ldc, 1, ldc, S(1), blocking, nullptr);
+  };
+
+  if (threads <= 1 || units < 2) {
+    run(0, extent);
+    return;
+  }
+#if defined(_OPENMP)
+#pragma omp parallel num_threads(std::min<Index>(threads, units))
+  {
+    const Index t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const Index begin = std::min(extent, units * t / nt * unit), end = std::min(extent, units * (t + 1) / nt * unit);
+    if (end > begin) run(begin, end);
+  }
+#endif
+}
+
+/// dst (+)= op(a)·op(b) for Eigen matrices (plain, column-major, contiguous columns).
+/// Large products go to gemm_accumulate; vector and small ones to Eigen's own expression path,
+/// which keeps their packing space on the stack.
+template <bool TransA, bool TransB, class Dst, class A, class B>
+void gemm(Dst& dst, const A& a, const B& b, bool accumulate) {
+  using S = typename Dst::Scalar;
+  const Index m = dst.rows(), n = dst.cols(), k = TransA ? a.rows() : a.cols();
+  eigen_assert((TransA ? a.cols() : a.rows()) == m && (TransB ? b.rows() : b.cols()) == n &&
+               (TransB ? b.cols() : b.rows()) == k);
+  const double work = double(m) * double(n) * double(k);
+  const bool tiny = work <= 32.0 * 32.0 * 32.0;
+  // Eigen keeps the packing space of these on the stack (below EIGEN_STACK_ALLOCATION_LIMIT).
+  const bool small = n == 1 || m == 1 ||
+                     (double(k) * double(std::max(m, n)) * sizeof(S) <= 96.0 * 1024.0 && work < k_gemm_grain);
+  if (tiny || small) {
+    auto op_a = [&]() -> decltype(auto) {
+      if constexpr (TransA) return a.transpose(); else return (a);
+    };
+    auto op_b = [&]() -> decltype(auto) {
+      if constexpr (TransB) return b.transpose(); else return (b);
+    };
+    if (tiny) {  // coefficient-based: unrolled and vectorised for fixed sizes, no blocking overhead
+      if (accumulate)
+        dst.noalias() += op_a().lazyProduct(op_b());
+      else
+        dst.noalias() = op_a().lazyProduct(op_b());
+    } else if (accumulate) {
+      dst.noalias() += op_a() * op_b();
+    } else {
+      dst.noalias() = op_a() * op_b();
+    }
+    return;
+  }
+  if (!accumulate) dst.setZero();
+  gemm_accumulate<TransA, TransB, S>(m, n, k, {a.data(), a.outerStride()}, {b.data(), b.outerStride()}, dst.data(),
+                                     dst.outerStride());
+}
+
+}  // namespace resblocks::detail

@@ -1,0 +1,106 @@
+#pragma once
+/// \file
+/// \brief The number of threads resblocks' large kernels may use, and a column-parallel loop.
+
+#include <Eigen/Core>
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+namespace resblocks {
+
+namespace detail {
+inline int& thread_setting() noexcept {
+  static int threads = 0;  // 0: not set, use OpenMP's default
+  return threads;
+}
+}  // namespace detail
+
+/// Threads the large kernels use: set_num_threads()'s value, else OpenMP's maximum (1 without OpenMP).
+inline int num_threads() noexcept {
+#if defined(_OPENMP)
+  const int set = detail::thread_setting();
+  return set > 0 ? set : omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+/// Sets the threads the large kernels use (>= 1). Kernels called from inside a parallel region use one.
+inline void set_num_threads(int threads) {
+  if (threads < 1)
+    throw std::invalid_argument("resblocks::set_num_threads: threads must be >= 1, got " + std::to_string(threads));
+  detail::thread_setting() = threads;
+}
+
+namespace detail {
+
+/// Threads worth using for `work` multiply-adds (or element operations): one per `grain`, at most num_threads().
+inline int threads_for(double work, double grain) noexcept {
+#if defined(_OPENMP)
+  if (omp_in_parallel()) return 1;
+  const double by_work = work / grain;
+  const int limit = num_threads();
+  return by_work < 2.0 ? 1 : std::min(limit, static_cast<int>(by_work));
+#else
+  (void)work;
+  (void)grain;
+  return 1;
+#endif
+}
+
+/// Calls f(i0, i1) on contiguous sub-ranges of [0, n), in parallel when the work is large.
+/// `cost_per_item` estimates the element operations one item costs. Each item is handled by
+/// exactly one call, so results do not depend on the thread count.
+template <class F>
+void parallel_for(Eigen::Index n, double cost_per_item, F&& f) {
+  const int threads = threads_for(cost_per_item * static_cast<double>(n), 1 << 15);
+  if (threads <= 1) {
+    if (n > 0) f(Eigen::Index(0), n);
+    return;
+  }
+#if defined(_OPENMP)
+#pragma omp parallel num_threads(threads)
+  {
+    const Eigen::Index t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const Eigen::Index i0 = n * t / nt, i1 = n * (t + 1) / nt;
+    if (i1 > i0) f(i0, i1);
+  }
+#endif
+}
+
+}  // namespace detail
+}  // namespace resblocks
+
+namespace resblocks::detail {
+
+/// dst = expr, column blocks in parallel when large (dst already has expr's shape).
+template <class Dst, class Expr>
+void parallel_assign(Dst& dst, const Expr& expr) {
+  parallel_for(dst.cols(), static_cast<double>(dst.rows()), [&](Eigen::Index c0, Eigen::Index c1) {
+    dst.middleCols(c0, c1 - c0) = expr.middleCols(c0, c1 - c0);
+  });
+}
+
+/// dst += expr, column blocks in parallel when large.
+template <class Dst, class Expr>
+void parallel_add_assign(Dst& dst, const Expr& expr) {
+  parallel_for(dst.cols(), static_cast<double>(dst.rows()), [&](Eigen::Index c0, Eigen::Index c1) {
+    dst.middleCols(c0, c1 - c0) += expr.middleCols(c0, c1 - c0);
+  });
+}
+
+/// v += row sums of m; rows are split across threads, so the sums do not depend on the thread count.
+template <class Vec, class Mat>
+void add_row_sums(Vec& v, const Mat& m) {
+  parallel_for(m.rows(), static_cast<double>(m.cols()), [&](Eigen::Index r0, Eigen::Index r1) {
+    v.segment(r0, r1 - r0) += m.middleRows(r0, r1 - r0).rowwise().sum();
+  });
+}
+
+}  // namespace resblocks::detail

@@ -1,0 +1,88 @@
+#pragma once
+/// \file
+/// \brief Activation<Op>: an element-wise layer; ReLU, GELU, … are Ops plugged into it.
+
+#include "resblocks/core/cached_input.hpp"
+#include "resblocks/core/layer.hpp"
+#include "resblocks/core/parameter_name.hpp"
+#include "resblocks/core/shape_error.hpp"
+#include "resblocks/core/threading.hpp"
+#include "resblocks/core/types.hpp"
+
+#include <string_view>
+#include <utility>
+
+namespace resblocks {
+
+/// \brief Element-wise layer y = op(x), N features (static, or Dynamic: any, unless set).
+///
+/// `Op` provides `name`, `forward(x)` → array expression of y, and `backward(x, y, dL_dy)` →
+/// array expression of dL/dx (x, y, dL_dy given as Eigen arrays). See relu.hpp for an example.
+template <class Op, class S = float, int N = Dynamic>
+class Activation {
+ public:
+  using Scalar = S;
+  static constexpr int InFeatures = N;
+  static constexpr int OutFeatures = N;
+  using Input = Batch<S, N>;
+  using Output = Batch<S, N>;
+  static constexpr std::string_view name = Op::name;
+
+  struct Workspace {
+    Output y;
+  };
+
+  /// `features` fixes the size of a Dynamic activation; -1 (default) takes any.
+  explicit Activation(Op op = {}, Index features = N) : m_op(std::move(op)), m_features(features) {
+    if (N != Dynamic) detail::check_features(name, "features", N, features);
+  }
+
+  [[nodiscard]] Index in_features() const noexcept { return m_features; }
+  [[nodiscard]] Index out_features() const noexcept { return m_features; }
+  const Op& op() const noexcept { return m_op; }
+
+  const Output& forward(const Input& x) {
+    m_x = &x;
+    compute(x, m_y);
+    return m_y;
+  }
+  const Output& forward(Input&&) = delete;  // forward keeps a reference to its input
+
+  const Input& backward(const Output& dL_dy) {
+    const Input& x = m_x.get(name);
+    detail::check_output_gradient(name, x.rows(), x.cols(), dL_dy);
+    m_dL_dx.resize(dL_dy.rows(), dL_dy.cols());
+    detail::parallel_for(x.cols(), static_cast<double>(x.rows()), [&](Index c0, Index c1) {
+      const Index n = c1 - c0;
+      m_dL_dx.middleCols(c0, n).array() = m_op.backward(x.middleCols(c0, n).array(), m_y.middleCols(c0, n).array(),
+                                                        dL_dy.middleCols(c0, n).array());
+    });
+    return m_dL_dx;
+  }
+
+  const Output& infer(const Input& x, Workspace& ws) const {
+    compute(x, ws.y);
+    return ws.y;
+  }
+
+  void zero_grad() noexcept {}
+  template <class F>
+  void for_each_parameter(F&&, const ParameterName& = {}) const noexcept {}
+
+ private:
+  void compute(const Input& x, Output& y) const {
+    detail::check_input_features(name, m_features, x);
+    y.resize(x.rows(), x.cols());
+    detail::parallel_for(x.cols(), static_cast<double>(x.rows()), [&](Index c0, Index c1) {
+      y.middleCols(c0, c1 - c0).array() = m_op.forward(x.middleCols(c0, c1 - c0).array());
+    });
+  }
+
+  Op m_op;
+  Index m_features;
+  detail::CachedInput<Input> m_x;
+  Output m_y;
+  Input m_dL_dx;
+};
+
+}  // namespace resblocks

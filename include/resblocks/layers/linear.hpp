@@ -1,0 +1,164 @@
+#pragma once
+/// \file
+/// \brief Linear: y = W x + b, one GEMM over the whole batch (a 1×1 convolution on image columns).
+
+#include "resblocks/core/cached_input.hpp"
+#include "resblocks/core/gemm.hpp"
+#include "resblocks/core/layer.hpp"
+#include "resblocks/core/parameter_name.hpp"
+#include "resblocks/core/random.hpp"
+#include "resblocks/core/shape_error.hpp"
+#include "resblocks/core/threading.hpp"
+#include "resblocks/core/types.hpp"
+
+#include <cmath>
+#include <string>
+
+namespace resblocks {
+
+/// \brief Fully connected layer `y = W x + b` (bias optional), as PyTorch's `nn.Linear`:
+/// `weight` is Out×In, `bias` has Out entries, both initialised U(-1/√In, 1/√In).
+template <class S = float, int In = Dynamic, int Out = Dynamic>
+class Linear {
+ public:
+  using Scalar = S;
+  static constexpr int InFeatures = In;
+  static constexpr int OutFeatures = Out;
+  using Input = Batch<S, In>;
+  using Output = Batch<S, Out>;
+  using Weight = detail::ParamMatrix<S, Out, In>;
+  using Bias = detail::ParamVector<S, Out>;
+  static constexpr std::string_view name = "Linear";
+
+  /// \brief Inference buffers of one caller.
+  struct Workspace {
+    Output y;
+  };
+
+  /// Static sizes: `Linear<float, 32, 64> fc;` or `fc(false)` for no bias.
+  explicit Linear(bool bias = true)
+    requires(In != Dynamic && Out != Dynamic)
+      : Linear(In, Out, bias) {}
+
+  /// Run-time sizes (must agree with static ones, where given).
+  Linear(Index in_features, Index out_features, bool bias = true) : m_has_bias(bias) {
+    detail::check_features(name, "in_features", In, in_features);
+    detail::check_features(name, "out_features", Out, out_features);
+    m_weight.setZero(out_features, in_features);
+    m_dL_dweight.setZero(out_features, in_features);
+    if (m_has_bias) {
+      m_bias.setZero(out_features);
+      m_dL_dbias.setZero(out_features);
+    }
+    reset_parameters(default_generator());
+  }
+
+  /// PyTorch's default initialisation: W and b uniform in ±1/√in_features.
+  void reset_parameters(Generator& g) {
+    const double bound = in_features() > 0 ? 1.0 / std::sqrt(static_cast<double>(in_features())) : 0.0;
+    fill_uniform(m_weight, bound, g);
+    if (m_has_bias) fill_uniform(m_bias, bound, g);
+  }
+
+  [[nodiscard]] Index in_features() const noexcept { return m_weight.cols(); }
+  [[nodiscard]] Index out_features() const noexcept { return m_weight.rows(); }
+  [[nodiscard]] bool has_bias() const noexcept { return m_has_bias; }
+
+  Weight& weight() noexcept { return m_weight; }
+  const Weight& weight() const noexcept { return m_weight; }
+  Bias& bias() noexcept { return m_bias; }
+  const Bias& bias() const noexcept { return m_bias; }
+  const Weight& weight_grad() const noexcept { return m_dL_dweight; }
+  const Bias& bias_grad() const noexcept { return m_dL_dbias; }
+
+  const Output& forward(const Input& x) {
+    forward_add(x, m_y, Output::Zero(out_features(), x.cols()));
+    return m_y;
+  }
+  const Output& forward(Input&&) = delete;  // forward keeps a reference to its input
+
+  /// y = skip + W x + b: the skip initialises the GEMM's accumulator.
+  template <class Skip>
+  void forward_add(const Input& x, Output& y, const Skip& skip) {
+    detail::check_input_features(name, in_features(), x);
+    m_x = &x;
+    compute(x, y, skip);
+  }
+
+  const Input& backward(const Output& dL_dy) {
+    backward_into(dL_dy, m_dL_dx, nullptr_skip{});
+    return m_dL_dx;
+  }
+
+  /// dL_dx = skip_grad + Wᵀ dL_dy (skip_grad initialises the GEMM's accumulator).
+  template <class SkipGrad>
+  void backward_add(const Output& dL_dy, Input& dL_dx, const SkipGrad& skip_grad) {
+    backward_into(dL_dy, dL_dx, skip_grad);
+  }
+
+  const Output& infer(const Input& x, Workspace& ws) const {
+    infer_add(x, ws.y, Output::Zero(out_features(), x.cols()), ws);
+    return ws.y;
+  }
+
+  template <class Skip>
+  void infer_add(const Input& x, Output& y, const Skip& skip, Workspace&) const {
+    detail::check_input_features(name, in_features(), x);
+    compute(x, y, skip);
+  }
+
+  void zero_grad() {
+    m_dL_dweight.setZero();
+    if (m_has_bias) m_dL_dbias.setZero();
+  }
+
+  template <class F>
+  void for_each_parameter(F&& f, const ParameterName& prefix = {}) {
+    f(prefix.child("weight").view(), m_weight, m_dL_dweight);
+    if (m_has_bias) f(prefix.child("bias").view(), m_bias, m_dL_dbias);
+  }
+  template <class F>
+  void for_each_parameter(F&& f, const ParameterName& prefix = {}) const {
+    f(prefix.child("weight").view(), m_weight, m_dL_dweight);
+    if (m_has_bias) f(prefix.child("bias").view(), m_bias, m_dL_dbias);
+  }
+
+ private:
+  struct nullptr_skip {};
+
+  template <class Skip>
+  void compute(const Input& x, Output& y, const Skip& skip) const {
+    y.resize(out_features(), x.cols());
+    if (m_has_bias)
+      detail::parallel_assign(y, skip.colwise() + m_bias);
+    else
+      detail::parallel_assign(y, skip);
+    detail::gemm<false, false>(y, m_weight, x, /*accumulate=*/true);
+  }
+
+  template <class SkipGrad>
+  void backward_into(const Output& dL_dy, Input& dL_dx, const SkipGrad& skip_grad) {
+    const Input& x = m_x.get(name);
+    detail::check_output_gradient(name, out_features(), x.cols(), dL_dy);
+    detail::gemm<false, true>(m_dL_dweight, dL_dy, x, /*accumulate=*/true);
+    if (m_has_bias) detail::add_row_sums(m_dL_dbias, dL_dy);
+    dL_dx.resize(in_features(), dL_dy.cols());
+    if constexpr (std::is_same_v<SkipGrad, nullptr_skip>) {
+      detail::gemm<true, false>(dL_dx, m_weight, dL_dy, /*accumulate=*/false);
+    } else {
+      detail::parallel_assign(dL_dx, skip_grad);
+      detail::gemm<true, false>(dL_dx, m_weight, dL_dy, /*accumulate=*/true);
+    }
+  }
+
+  Weight m_weight;
+  Bias m_bias;
+  Weight m_dL_dweight;
+  Bias m_dL_dbias;
+  bool m_has_bias;
+  detail::CachedInput<Input> m_x;
+  Output m_y;
+  Input m_dL_dx;
+};
+
+}  // namespace resblocks

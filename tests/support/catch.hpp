@@ -1,0 +1,10 @@
+#pragma once
+// Catch2 v3 or v2, whichever the build found.
+#if defined(RESBLOCKS_CATCH2_V3)
+#include <catch2/catch_approx.hpp>
+#include <catch2/catch_test_macros.hpp>
+#include <catch2/matchers/catch_matchers_string.hpp>
+using Catch::Approx;
+#else
+#include <catch2/catch.hpp>
+#endif
