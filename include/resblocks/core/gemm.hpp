@@ -115,35 +115,32 @@ void gemm_accumulate(Index m, Index n, Index k, Operand<S> a, Operand<S> b, S* c
 }
 
 /// dst (+)= op(a)·op(b) for Eigen matrices (plain, column-major, contiguous columns).
-/// Large products go to gemm_accumulate; vector and small ones to Eigen's own expression path,
-/// which keeps their packing space on the stack.
+/// Tiny products run coefficient-based (unrolled for fixed sizes), matrix-vector ones on Eigen's
+/// GEMV; everything else on gemm_accumulate, never on Eigen's own OpenMP GEMM (which allocates
+/// its packing space on every call).
 template <bool TransA, bool TransB, class Dst, class A, class B>
 void gemm(Dst& dst, const A& a, const B& b, bool accumulate) {
   using S = typename Dst::Scalar;
   const Index m = dst.rows(), n = dst.cols(), k = TransA ? a.rows() : a.cols();
   eigen_assert((TransA ? a.cols() : a.rows()) == m && (TransB ? b.rows() : b.cols()) == n &&
                (TransB ? b.cols() : b.rows()) == k);
-  const double work = double(m) * double(n) * double(k);
-  const bool tiny = work <= 32.0 * 32.0 * 32.0;
-  // Eigen keeps the packing space of these on the stack (below EIGEN_STACK_ALLOCATION_LIMIT).
-  const bool small = n == 1 || m == 1 ||
-                     (double(k) * double(std::max(m, n)) * sizeof(S) <= 96.0 * 1024.0 && work < k_gemm_grain);
-  if (tiny || small) {
+  const bool tiny = double(m) * double(n) * double(k) <= 32.0 * 32.0 * 32.0;
+  if (tiny || n == 1 || m == 1) {
     auto op_a = [&]() -> decltype(auto) {
       if constexpr (TransA) return a.transpose(); else return (a);
     };
     auto op_b = [&]() -> decltype(auto) {
       if constexpr (TransB) return b.transpose(); else return (b);
     };
-    if (tiny) {  // coefficient-based: unrolled and vectorised for fixed sizes, no blocking overhead
+    if (!tiny) {  // GEMV: single-threaded in Eigen, no packing
       if (accumulate)
-        dst.noalias() += op_a().lazyProduct(op_b());
+        dst.noalias() += op_a() * op_b();
       else
-        dst.noalias() = op_a().lazyProduct(op_b());
+        dst.noalias() = op_a() * op_b();
     } else if (accumulate) {
-      dst.noalias() += op_a() * op_b();
+      dst.noalias() += op_a().lazyProduct(op_b());
     } else {
-      dst.noalias() = op_a() * op_b();
+      dst.noalias() = op_a().lazyProduct(op_b());
     }
     return;
   }

@@ -1,0 +1,98 @@
+#include "support/helpers.hpp"
+
+#include <resblocks/resblocks.hpp>
+
+using namespace resblocks;
+
+namespace {
+template <class S, int D, int H>
+using Mlp = Sequential<Linear<S, D, H>, ReLU<S, H>, Linear<S, H, D>>;
+using DynBody = Sequential<Linear<double>, GELU<double>, Linear<double>>;
+DynBody dyn_body(Index in, Index hidden, Index out) {
+  return DynBody(Linear<double>(in, hidden), GELU<double>(), Linear<double>(hidden, out));
+}
+}  // namespace
+
+TEST_CASE("Residual: identity skip, gradients (static sizes)", "[residual][gradient]") {
+  Residual<Mlp<double, 4, 7>> block;
+  auto x = rbtest::random_batch<Batch<double, 4>>(4, 5, 61);
+  rbtest::require_gradients(block, x);
+}
+
+TEST_CASE("Residual: identity skip, gradients (dynamic sizes)", "[residual][gradient]") {
+  Residual<DynBody> block(dyn_body(5, 3, 5));
+  rbtest::require_gradients(block, rbtest::random_batch<Eigen::MatrixXd>(5, 4, 62));
+}
+
+TEST_CASE("Residual: projection skip, gradients (static and dynamic)", "[residual][gradient]") {
+  Residual<Sequential<Linear<double, 4, 6>, Tanh<double, 6>, Linear<double, 6, 3>>, Projection<double, 4, 3>> s;
+  rbtest::require_gradients(s, rbtest::random_batch<Batch<double, 4>>(4, 3, 63));
+  Residual<DynBody, Projection<double>> d(dyn_body(5, 7, 2), Projection<double>(5, 2));
+  rbtest::require_gradients(d, rbtest::random_batch<Eigen::MatrixXd>(5, 3, 64));
+}
+
+TEST_CASE("Residual: a single layer as the body, and nested residuals", "[residual][gradient]") {
+  Residual<Linear<double, 3, 3>> single;
+  rbtest::require_gradients(single, rbtest::random_batch<Batch<double, 3>>(3, 4, 65));
+  Residual<Tanh<double>> act;  // body without a fused path: the generic add
+  rbtest::require_gradients(act, rbtest::random_batch<Eigen::MatrixXd>(3, 2, 66));
+  Residual<Sequential<Residual<Mlp<double, 3, 5>>, Tanh<double, 3>, Residual<Mlp<double, 3, 4>>>> nested;
+  rbtest::require_gradients(nested, rbtest::random_batch<Batch<double, 3>>(3, 3, 67));
+  Residual<Residual<Linear<double, 2, 2>>> twice;  // forward_add through a Residual body
+  rbtest::require_gradients(twice, rbtest::random_batch<Batch<double, 2>>(2, 3, 68));
+}
+
+TEST_CASE("Residual: y = x + F(x) and y = P x + F(x), exactly", "[residual]") {
+  Residual<DynBody> block(dyn_body(3, 4, 3));
+  const auto x = rbtest::random_batch<Eigen::MatrixXd>(3, 5, 69);
+  Eigen::MatrixXd fx = block.body().forward(x);
+  REQUIRE(rbtest::rel_diff(block.forward(x), (x + fx).eval()) < 1e-15);
+
+  Residual<DynBody, Projection<double>> proj(dyn_body(3, 4, 2), Projection<double>(3, 2));
+  fx = proj.body().forward(x);
+  const Eigen::MatrixXd px = proj.skip().weight() * x;
+  REQUIRE(rbtest::rel_diff(proj.forward(x), (px + fx).eval()) < 1e-15);
+}
+
+TEST_CASE("Residual: parameter names are body.* and skip.*", "[residual][names]") {
+  Residual<DynBody, Projection<double>> proj(dyn_body(3, 4, 2), Projection<double>(3, 2));
+  std::vector<std::string> names;
+  proj.for_each_parameter([&](std::string_view n, const auto&, const auto&) { names.emplace_back(n); });
+  REQUIRE(names == std::vector<std::string>{"body.0.weight", "body.0.bias", "body.2.weight", "body.2.bias", "skip.weight"});
+}
+
+TEST_CASE("Residual: an identity skip with a size-changing dynamic body is rejected", "[residual][errors]") {
+  REQUIRE_THROWS_AS(Residual<DynBody>(dyn_body(3, 4, 2)), std::invalid_argument);
+  REQUIRE_THROWS_AS((Residual<DynBody, Projection<double>>(dyn_body(3, 4, 2), Projection<double>(3, 5))),
+                    std::invalid_argument);
+  Residual<DynBody> ok(dyn_body(3, 4, 3));
+  Eigen::MatrixXd bad(4, 2);
+  REQUIRE_THROWS_AS(ok.forward(bad), std::invalid_argument);
+}
+
+TEST_CASE("Residual: float smoke test agrees with double (static sizes)", "[residual][float]") {
+  Residual<Mlp<double, 64, 64>> d;
+  Residual<Mlp<float, 64, 64>> f;
+  rbtest::copy_parameters(d, f);
+  const auto xd = rbtest::random_batch<Batch<double, 64>>(64, 32, 70);
+  const Batch<float, 64> xf = xd.cast<float>();
+  REQUIRE(rbtest::rel_diff(f.forward(xf), d.forward(xd)) < 1e-5);
+  const auto gd = rbtest::random_batch<Batch<double, 64>>(64, 32, 71);
+  const Batch<float, 64> gf = gd.cast<float>();
+  REQUIRE(rbtest::rel_diff(f.backward(gf), d.backward(gd)) < 1e-5);
+}
+
+TEST_CASE("Residual: infer equals forward bit for bit, with both skips", "[residual][infer]") {
+  Residual<Mlp<float, 48, 96>> block;
+  const auto x = rbtest::random_batch<Batch<float, 48>>(48, 20, 72);
+  decltype(block)::Workspace ws;
+  const Batch<float, 48> y = block.forward(x);
+  REQUIRE(block.infer(x, ws) == y);
+  Residual<Sequential<Linear<float>, ReLU<float>, Linear<float>>, Projection<float>> proj(
+      Sequential<Linear<float>, ReLU<float>, Linear<float>>(Linear<float>(48, 30), ReLU<float>(), Linear<float>(30, 10)),
+      Projection<float>(48, 10));
+  decltype(proj)::Workspace pws;
+  const Eigen::MatrixXf xd = x;  // Batch<float, 48> -> dynamic rows: an explicit copy, never an implicit temporary
+  const Eigen::MatrixXf py = proj.forward(xd);
+  REQUIRE(proj.infer(xd, pws) == py);
+}

@@ -1,0 +1,53 @@
+#include "support/helpers.hpp"
+
+#include <resblocks/resblocks.hpp>
+
+using namespace resblocks;
+
+TEST_CASE("Sequential: gradients (static sizes)", "[sequential][gradient]") {
+  Sequential<Linear<double, 3, 5>, Tanh<double, 5>, Linear<double, 5, 2>> net;
+  rbtest::require_gradients(net, rbtest::random_batch<Batch<double, 3>>(3, 4, 51));
+}
+
+TEST_CASE("Sequential: gradients (dynamic sizes, shape-polymorphic activations)", "[sequential][gradient]") {
+  Sequential<Linear<double>, GELU<double>, Linear<double>, Sigmoid<double>> net(
+      Linear<double>(4, 6), GELU<double>(), Linear<double>(6, 3), Sigmoid<double>());
+  REQUIRE(net.in_features() == 4);
+  REQUIRE(net.out_features() == 3);
+  rbtest::require_gradients(net, rbtest::random_batch<Eigen::MatrixXd>(4, 2, 52));
+}
+
+TEST_CASE("Sequential: names by position, get<I>, and the layer order is the composition order", "[sequential]") {
+  Sequential<Linear<double>, ReLU<double>, Linear<double>> net(Linear<double>(2, 3), ReLU<double>(), Linear<double>(3, 1));
+  std::vector<std::string> names;
+  net.for_each_parameter([&](std::string_view n, const auto&, const auto&) { names.emplace_back(n); });
+  REQUIRE(names == std::vector<std::string>{"0.weight", "0.bias", "2.weight", "2.bias"});
+  Eigen::MatrixXd x = rbtest::random_batch<Eigen::MatrixXd>(2, 3, 53);
+  const Eigen::MatrixXd h = (net.get<0>().weight() * x).colwise() + net.get<0>().bias();
+  const Eigen::MatrixXd expected = (net.get<2>().weight() * h.cwiseMax(0.0)).colwise() + net.get<2>().bias();
+  REQUIRE(rbtest::rel_diff(net.forward(x), expected) < 1e-14);
+}
+
+TEST_CASE("Sequential: dynamic sizes that do not chain are rejected at construction", "[sequential][errors]") {
+  using Net = Sequential<Linear<float>, ReLU<float>, Linear<float>>;
+  try {
+    Net net(Linear<float>(4, 8), ReLU<float>(), Linear<float>(6, 2));
+    FAIL("no exception");
+  } catch (const std::invalid_argument& e) {
+    const std::string what = e.what();
+    INFO(what);
+    REQUIRE(what.find("layer 2 (Linear) takes 6 features") != std::string::npos);
+    REQUIRE(what.find("gives 8") != std::string::npos);
+  }
+  Net ok(Linear<float>(4, 8), ReLU<float>(), Linear<float>(8, 2));
+  Eigen::MatrixXf bad(3, 2);
+  REQUIRE_THROWS_AS(ok.forward(bad), std::invalid_argument);
+}
+
+TEST_CASE("Sequential: infer equals forward bit for bit", "[sequential][infer]") {
+  Sequential<Linear<float, 16, 32>, GELU<float, 32>, Linear<float, 32, 4>> net;
+  const auto x = rbtest::random_batch<Batch<float, 16>>(16, 10, 54);
+  decltype(net)::Workspace ws;
+  const Batch<float, 4> y = net.forward(x);
+  REQUIRE(net.infer(x, ws) == y);
+}

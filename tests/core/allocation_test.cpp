@@ -1,0 +1,124 @@
+// No heap allocation in a steady-state training or inference step. This executable replaces
+// malloc and friends (glibc) to count every allocation, whoever makes it: Eigen, the standard
+// library, OpenMP or resblocks.
+#include "support/helpers.hpp"
+
+#include <resblocks/resblocks.hpp>
+
+#include <atomic>
+#include <cerrno>
+#include <cstddef>
+#include <vector>
+
+#if defined(__GLIBC__)
+namespace {
+std::atomic<long> g_allocations{0};
+std::atomic<bool> g_counting{false};
+void count() {
+  if (g_counting.load(std::memory_order_relaxed)) g_allocations.fetch_add(1, std::memory_order_relaxed);
+}
+}  // namespace
+
+extern "C" {
+void* __libc_malloc(std::size_t);
+void* __libc_calloc(std::size_t, std::size_t);
+void* __libc_realloc(void*, std::size_t);
+void* __libc_memalign(std::size_t, std::size_t);
+
+void* malloc(std::size_t n) {
+  count();
+  return __libc_malloc(n);
+}
+void* calloc(std::size_t a, std::size_t b) {
+  count();
+  return __libc_calloc(a, b);
+}
+void* realloc(void* p, std::size_t n) {
+  count();
+  return __libc_realloc(p, n);
+}
+void* memalign(std::size_t alignment, std::size_t n) {
+  count();
+  return __libc_memalign(alignment, n);
+}
+void* aligned_alloc(std::size_t alignment, std::size_t n) {
+  count();
+  return __libc_memalign(alignment, n);
+}
+int posix_memalign(void** p, std::size_t alignment, std::size_t n) {
+  count();
+  *p = __libc_memalign(alignment, n);
+  return *p ? 0 : ENOMEM;
+}
+}
+
+/// Allocations made by f().
+template <class F>
+long allocations_in(F&& f) {
+  g_allocations = 0;
+  g_counting = true;
+  f();
+  g_counting = false;
+  return g_allocations.load();
+}
+
+using namespace resblocks;
+
+namespace {
+template <class Net>
+void train_step(Net& net, const typename Net::Input& x, const typename Net::Output& g) {
+  net.zero_grad();
+  net.forward(x);
+  net.backward(g);
+  net.for_each_parameter([](std::string_view, auto& value, const auto& grad) { value -= 1e-3f * grad; });
+}
+
+template <class Net>
+void require_no_allocation(Net& net, const typename Net::Input& x) {
+  const typename Net::Output g = net.forward(x) * 1e-3f;
+  typename Net::Workspace ws;
+  for (int i = 0; i < 2; ++i) {  // warm-up: buffers, packing space, thread pool
+    train_step(net, x, g);
+    net.infer(x, ws);
+  }
+  const long train = allocations_in([&] {
+    for (int i = 0; i < 3; ++i) train_step(net, x, g);
+  });
+  const long infer = allocations_in([&] {
+    for (int i = 0; i < 3; ++i) net.infer(x, ws);
+  });
+  CHECK(train == 0);
+  CHECK(infer == 0);
+}
+}  // namespace
+
+TEST_CASE("allocation counter sees allocations (the check below can fail)", "[allocation]") {
+  const long n = allocations_in([] {
+    std::vector<int> v(1000);
+    Eigen::MatrixXf m(100, 100);
+    v[0] = static_cast<int>(m.size());
+  });
+  REQUIRE(n >= 2);
+}
+
+TEST_CASE("no allocation in steady-state steps: static residual MLP (64/32)", "[allocation]") {
+  using Block = Residual<Sequential<Linear<float, 64, 64>, ReLU<float, 64>, Linear<float, 64, 64>>>;
+  Sequential<Linear<float, 16, 64>, Repeat<Block>, Linear<float, 64, 10>> net(Linear<float, 16, 64>(), Repeat<Block>(3),
+                                                                                Linear<float, 64, 10>());
+  require_no_allocation(net, rbtest::random_batch<Batch<float, 16>>(16, 32, 101));
+}
+
+TEST_CASE("no allocation in steady-state steps: dynamic residual blocks on the threaded GEMM path", "[allocation]") {
+  using Body = Sequential<Linear<float>, GELU<float>, Linear<float>>;
+  Residual<Body, Projection<float>> net(Body(Linear<float>(256, 384), GELU<float>(), Linear<float>(384, 192)),
+                                        Projection<float>(256, 192));
+  require_no_allocation(net, rbtest::random_batch<Eigen::MatrixXf>(256, 256, 102));
+}
+
+TEST_CASE("no allocation in steady-state steps: tiny block, batch of one", "[allocation]") {
+  Residual<Sequential<Linear<float, 32, 32>, ReLU<float, 32>, Linear<float, 32, 32>>> net;
+  require_no_allocation(net, rbtest::random_batch<Batch<float, 32>>(32, 1, 103));
+}
+#else
+TEST_CASE("allocation test needs glibc", "[allocation][!mayfail]") { SUCCEED("skipped: not glibc"); }
+#endif

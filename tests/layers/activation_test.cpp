@@ -1,0 +1,101 @@
+#include "support/helpers.hpp"
+
+#include <resblocks/resblocks.hpp>
+
+#include <cmath>
+
+using namespace resblocks;
+
+namespace {
+// Inputs kept away from the kinks of ReLU/LeakyReLU, where finite differences are meaningless.
+template <class M>
+M away_from_zero(Index rows, Index cols, std::uint64_t seed) {
+  M x = rbtest::random_batch<M>(rows, cols, seed) * 3.0;
+  for (Index i = 0; i < x.size(); ++i)
+    if (std::abs(x(i)) < 0.05) x(i) += 0.1;
+  return x;
+}
+
+template <class Act>
+void check_activation(Act act) {
+  const auto x = away_from_zero<typename Act::Input>(5, 6, 21);
+  rbtest::require_gradients(act, x);
+}
+}  // namespace
+
+TEST_CASE("ReLU: values and gradients", "[activation][gradient]") {
+  ReLU<double> r;
+  Eigen::MatrixXd x(1, 3);
+  x << -1, 0.5, 2;
+  REQUIRE(r.forward(x) == (Eigen::MatrixXd(1, 3) << 0, 0.5, 2).finished());
+  check_activation(ReLU<double>());
+  check_activation(ReLU<double, 5>());
+}
+
+TEST_CASE("LeakyReLU: slope and gradients", "[activation][gradient]") {
+  LeakyReLU<double> r(LeakyReLUOp{0.2});
+  Eigen::MatrixXd x(1, 2);
+  x << -1, 3;
+  REQUIRE(r.forward(x).isApprox((Eigen::MatrixXd(1, 2) << -0.2, 3).finished()));
+  check_activation(LeakyReLU<double>(LeakyReLUOp{0.2}));
+  check_activation(LeakyReLU<double, 5>());
+}
+
+TEST_CASE("GELU: exact and tanh forms, values and gradients", "[activation][gradient]") {
+  GELU<double> exact;
+  GELU<double> approx(GELUOp{GELUOp::Approximate::tanh});
+  Eigen::MatrixXd x(1, 3);
+  x << -1, 0, 1.5;
+  // torch.nn.functional.gelu(torch.tensor([-1., 0., 1.5], dtype=torch.float64))
+  Eigen::MatrixXd e(1, 3);
+  e << -0.15865525393145702, 0.0, 1.399789198096713;
+  REQUIRE(rbtest::rel_diff(exact.forward(x), e) < 1e-15);
+  // ... and with approximate='tanh'
+  Eigen::MatrixXd t(1, 3);
+  t << -0.15880800939172324, 0.0, 1.3995715769802328;
+  REQUIRE(rbtest::rel_diff(approx.forward(x), t) < 1e-15);
+  check_activation(GELU<double>());
+  check_activation(GELU<double, 5>(GELUOp{GELUOp::Approximate::tanh}));
+}
+
+TEST_CASE("Tanh and Sigmoid: values, saturation and gradients", "[activation][gradient]") {
+  Sigmoid<double> s;
+  Eigen::MatrixXd x(1, 3);
+  x << -800, 0, 800;  // must not overflow to NaN
+  const auto& y = s.forward(x);
+  REQUIRE(y.allFinite());
+  REQUIRE(y(0, 0) == Approx(0.0).margin(1e-300));
+  REQUIRE(y(0, 1) == 0.5);
+  REQUIRE(y(0, 2) == 1.0);
+  Tanh<double> t;
+  REQUIRE(t.forward(x).isApprox((Eigen::MatrixXd(1, 3) << -1, 0, 1).finished()));
+  check_activation(Tanh<double>());
+  check_activation(Sigmoid<double, 5>());
+}
+
+TEST_CASE("Activations: float smoke test agrees with double", "[activation][float]") {
+  const auto xd = away_from_zero<Eigen::MatrixXd>(7, 40, 22);
+  const Eigen::MatrixXf xf = xd.cast<float>();
+  const auto gd = rbtest::random_batch<Eigen::MatrixXd>(7, 40, 23);
+  const Eigen::MatrixXf gf = gd.cast<float>();
+  auto both = [&](auto d, auto f) {
+    REQUIRE(rbtest::rel_diff(f.forward(xf), d.forward(xd)) < 1e-5);
+    REQUIRE(rbtest::rel_diff(f.backward(gf), d.backward(gd)) < 1e-5);
+  };
+  both(ReLU<double>(), ReLU<float>());
+  both(GELU<double>(), GELU<float>());
+  both(Tanh<double>(), Tanh<float>());
+  both(Sigmoid<double>(), Sigmoid<float>());
+  both(LeakyReLU<double>(), LeakyReLU<float>());
+}
+
+TEST_CASE("Activations: a fixed size is checked at run time; Dynamic takes any", "[activation][errors]") {
+  ReLU<float> any;
+  Eigen::MatrixXf x(3, 2);
+  x.setOnes();
+  REQUIRE_NOTHROW(any.forward(x));
+  ReLU<float> fixed(ReLUOp{}, 4);
+  REQUIRE_THROWS_AS(fixed.forward(x), std::invalid_argument);
+  Eigen::MatrixXf g(2, 2);
+  REQUIRE_THROWS_AS(any.backward(g), std::invalid_argument);
+}
