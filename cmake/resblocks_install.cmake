@@ -18,7 +18,19 @@ install(FILES "${CMAKE_CURRENT_BINARY_DIR}/resblocksConfig.cmake"
         DESTINATION ${RESBLOCKS_CMAKE_DIR})
 
 # pkg-config: paths relative to ${pcfiledir}, so the installed tree can be moved.
-file(RELATIVE_PATH RESBLOCKS_PC_TO_PREFIX "/${CMAKE_INSTALL_DATADIR}/pkgconfig" "/")
+# (An absolute CMAKE_INSTALL_DATADIR or CMAKE_INSTALL_INCLUDEDIR cannot move with the prefix: use it as is.)
+if(IS_ABSOLUTE "${CMAKE_INSTALL_DATADIR}")
+  set(RESBLOCKS_PC_PREFIX "${CMAKE_INSTALL_PREFIX}")
+else()
+  file(RELATIVE_PATH _resblocks_pc_up "/${CMAKE_INSTALL_DATADIR}/pkgconfig" "/")
+  string(REGEX REPLACE "/+$" "" _resblocks_pc_up "${_resblocks_pc_up}")  # "../..", not "../../"
+  set(RESBLOCKS_PC_PREFIX "\${pcfiledir}/${_resblocks_pc_up}")
+endif()
+if(IS_ABSOLUTE "${CMAKE_INSTALL_INCLUDEDIR}")
+  set(RESBLOCKS_PC_INCLUDEDIR "${CMAKE_INSTALL_INCLUDEDIR}")
+else()
+  set(RESBLOCKS_PC_INCLUDEDIR "\${prefix}/${CMAKE_INSTALL_INCLUDEDIR}")
+endif()
 if(RESBLOCKS_USE_OPENMP)
   set(RESBLOCKS_PC_CFLAGS_EXTRA " ${OpenMP_CXX_FLAGS}")
   set(RESBLOCKS_PC_LIBS "Libs: ${OpenMP_CXX_FLAGS}")

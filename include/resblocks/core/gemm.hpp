@@ -132,7 +132,10 @@ void gemm(Dst& dst, const A& a, const B& b, bool accumulate) {
     auto op_b = [&]() -> decltype(auto) {
       if constexpr (TransB) return b.transpose(); else return (b);
     };
-    if (!tiny) {  // GEMV: single-threaded in Eigen, no packing
+    // Fixed-size operands (at most 64x64) always go coefficient-based: it is as fast for them, and
+    // GCC 12 at -O3 warns falsely (-Waggressive-loop-optimizations) inside Eigen's GEMV on them.
+    constexpr bool fixed = A::SizeAtCompileTime != Eigen::Dynamic || B::SizeAtCompileTime != Eigen::Dynamic;
+    if (!tiny && !fixed) {  // GEMV: single-threaded in Eigen, no packing
       if (accumulate)
         dst.noalias() += op_a() * op_b();
       else
