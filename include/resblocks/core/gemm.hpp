@@ -67,13 +67,29 @@ struct Operand {
 /// Below this many multiply-adds a product runs on one thread.
 inline constexpr double k_gemm_grain = 1 << 19;
 
+/// A block hook that does nothing: C keeps its contents, the product is added to it.
+struct Accumulate {
+  void operator()(Index, Index, Index, Index) const noexcept {}
+};
+
 /// C(m×n, leading dimension ldc) += op(A)·op(B), where op(A) is m×k and op(B) is k×n,
-/// TransA/TransB say whether the stored matrices are transposed. Blocking sizes depend only on
-/// (m, n, k), and threads split rows or columns at kernel-panel boundaries, so every element
-/// sums its k terms in the same order whatever the thread count: the result bits do not depend on it.
-template <bool TransA, bool TransB, class S>
-void gemm_accumulate(Index m, Index n, Index k, Operand<S> a, Operand<S> b, S* c, Index ldc) {
-  if (m == 0 || n == 0 || k == 0) return;
+/// TransA/TransB say whether the stored matrices are transposed.
+///
+/// Threads own disjoint blocks of C (rows or columns, cut at kernel-panel boundaries). On its block
+/// (r0, rows, c0, cols) each thread calls `prologue` (e.g. write the bias or the skip into C),
+/// computes the product, then calls `epilogue` (e.g. an activation) while the block is in cache:
+/// element-wise work rides in the GEMM's parallel region instead of passes of its own.
+/// Blocking depends only on (m, n, k) and every element sums its k terms in the same order, so the
+/// result bits do not depend on the thread count.
+template <bool TransA, bool TransB, class S, class Prologue = Accumulate, class Epilogue = Accumulate>
+void gemm_accumulate(Index m, Index n, Index k, Operand<S> a, Operand<S> b, S* c, Index ldc,
+                     const Prologue& prologue = {}, const Epilogue& epilogue = {}) {
+  if (m == 0 || n == 0) return;
+  if (k == 0) {
+    prologue(0, m, 0, n);
+    epilogue(0, m, 0, n);
+    return;
+  }
   using Gemm = Eigen::internal::general_matrix_matrix_product<
       Index, S, TransA ? Eigen::RowMajor : Eigen::ColMajor, false, S, TransB ? Eigen::RowMajor : Eigen::ColMajor,
       false, Eigen::ColMajor, 1>;
@@ -97,7 +113,9 @@ void gemm_accumulate(Index m, Index n, Index k, Operand<S> a, Operand<S> b, S* c
     FixedBlocking<S> blocking(mc_t, nc_t, kc, space, space + kc * mc_t);
     const S* pa = TransA ? a.data + r0 * a.ld : a.data + r0;
     const S* pb = TransB ? b.data + c0 : b.data + c0 * b.ld;
+    prologue(r0, rows, c0, cols);
     Gemm::run(rows, cols, k, pa, a.ld, pb, b.ld, c + r0 + c0 * ldc, 1, ldc, S(1), blocking, nullptr);
+    epilogue(r0, rows, c0, cols);
   };
 
   if (threads <= 1 || units < 2) {
@@ -114,12 +132,12 @@ void gemm_accumulate(Index m, Index n, Index k, Operand<S> a, Operand<S> b, S* c
 #endif
 }
 
-/// dst (+)= op(a)·op(b) for Eigen matrices (plain, column-major, contiguous columns).
-/// Tiny products run coefficient-based (unrolled for fixed sizes), matrix-vector ones on Eigen's
-/// GEMV; everything else on gemm_accumulate, never on Eigen's own OpenMP GEMM (which allocates
-/// its packing space on every call).
-template <bool TransA, bool TransB, class Dst, class A, class B>
-void gemm(Dst& dst, const A& a, const B& b, bool accumulate) {
+/// dst = prologue-initialised dst + op(a)·op(b), then epilogue, for Eigen matrices (plain,
+/// column-major, contiguous columns); see gemm_accumulate for the hooks. Tiny products run
+/// coefficient-based (unrolled for fixed sizes), matrix-vector ones on Eigen's GEMV, everything
+/// else on gemm_accumulate — never on Eigen's own OpenMP GEMM, which allocates on every call.
+template <bool TransA, bool TransB, class Dst, class A, class B, class Prologue, class Epilogue = Accumulate>
+void gemm(Dst& dst, const A& a, const B& b, const Prologue& prologue, const Epilogue& epilogue = {}) {
   using S = typename Dst::Scalar;
   const Index m = dst.rows(), n = dst.cols(), k = TransA ? a.rows() : a.cols();
   eigen_assert((TransA ? a.cols() : a.rows()) == m && (TransB ? b.rows() : b.cols()) == n &&
@@ -132,24 +150,42 @@ void gemm(Dst& dst, const A& a, const B& b, bool accumulate) {
     auto op_b = [&]() -> decltype(auto) {
       if constexpr (TransB) return b.transpose(); else return (b);
     };
+    prologue(0, m, 0, n);
     // Fixed-size operands (at most 64x64) always go coefficient-based: it is as fast for them, and
     // GCC 12 at -O3 warns falsely (-Waggressive-loop-optimizations) inside Eigen's GEMV on them.
     constexpr bool fixed = A::SizeAtCompileTime != Eigen::Dynamic || B::SizeAtCompileTime != Eigen::Dynamic;
-    if (!tiny && !fixed) {  // GEMV: single-threaded in Eigen, no packing
-      if (accumulate)
-        dst.noalias() += op_a() * op_b();
-      else
-        dst.noalias() = op_a() * op_b();
-    } else if (accumulate) {
+    if (!tiny && !fixed)  // GEMV: single-threaded in Eigen, no packing
+      dst.noalias() += op_a() * op_b();
+    else
       dst.noalias() += op_a().lazyProduct(op_b());
-    } else {
-      dst.noalias() = op_a().lazyProduct(op_b());
-    }
+    epilogue(0, m, 0, n);
     return;
   }
-  if (!accumulate) dst.setZero();
   gemm_accumulate<TransA, TransB, S>(m, n, k, {a.data(), a.outerStride()}, {b.data(), b.outerStride()}, dst.data(),
-                                     dst.outerStride());
+                                     dst.outerStride(), prologue, epilogue);
+}
+
+/// Prologue that zeroes the block: dst = op(a)·op(b).
+template <class Dst>
+auto zero_block(Dst& dst) {
+  return [&dst](Index r0, Index rows, Index c0, Index cols) { dst.block(r0, c0, rows, cols).setZero(); };
+}
+
+/// Prologue that writes expr's block into dst's: dst = expr + op(a)·op(b).
+template <class Dst, class Expr>
+auto assign_block(Dst& dst, const Expr& expr) {
+  return [&dst, &expr](Index r0, Index rows, Index c0, Index cols) {
+    dst.block(r0, c0, rows, cols) = expr.block(r0, c0, rows, cols);
+  };
+}
+
+/// dst (+)= op(a)·op(b).
+template <bool TransA, bool TransB, class Dst, class A, class B>
+void gemm(Dst& dst, const A& a, const B& b, bool accumulate) {
+  if (accumulate)
+    gemm<TransA, TransB>(dst, a, b, Accumulate{});
+  else
+    gemm<TransA, TransB>(dst, a, b, zero_block(dst));
 }
 
 }  // namespace resblocks::detail

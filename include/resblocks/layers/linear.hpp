@@ -8,7 +8,6 @@
 #include "resblocks/core/parameter_name.hpp"
 #include "resblocks/core/random.hpp"
 #include "resblocks/core/shape_error.hpp"
-#include "resblocks/core/threading.hpp"
 #include "resblocks/core/types.hpp"
 
 #include <cmath>
@@ -126,29 +125,31 @@ class Linear {
  private:
   struct nullptr_skip {};
 
+  /// y = skip + b + W x: each thread writes skip + b into its block of y, then accumulates W x on it.
   template <class Skip>
   void compute(const Input& x, Output& y, const Skip& skip) const {
     y.resize(out_features(), x.cols());
-    if (m_has_bias)
-      detail::parallel_assign(y, skip.colwise() + m_bias);
-    else
-      detail::parallel_assign(y, skip);
-    detail::gemm<false, false>(y, m_weight, x, /*accumulate=*/true);
+    detail::gemm<false, false>(y, m_weight, x, [&](Index r0, Index rows, Index c0, Index cols) {
+      if (m_has_bias)
+        y.block(r0, c0, rows, cols) = skip.block(r0, c0, rows, cols).colwise() + m_bias.segment(r0, rows);
+      else
+        y.block(r0, c0, rows, cols) = skip.block(r0, c0, rows, cols);
+    });
   }
 
   template <class SkipGrad>
   void backward_into(const Output& dL_dy, Input& dL_dx, const SkipGrad& skip_grad) {
     const Input& x = m_x.get(name);
     detail::check_output_gradient(name, out_features(), x.cols(), dL_dy);
-    detail::gemm<false, true>(m_dL_dweight, dL_dy, x, /*accumulate=*/true);
-    if (m_has_bias) detail::add_row_sums(m_dL_dbias, dL_dy);
+    // dL/dW += dL_dy xᵀ; the thread owning column 0 of a row block adds that block's bias gradient.
+    detail::gemm<false, true>(m_dL_dweight, dL_dy, x, [&](Index r0, Index rows, Index c0, Index) {
+      if (m_has_bias && c0 == 0) m_dL_dbias.segment(r0, rows) += dL_dy.middleRows(r0, rows).rowwise().sum();
+    });
     dL_dx.resize(in_features(), dL_dy.cols());
-    if constexpr (std::is_same_v<SkipGrad, nullptr_skip>) {
-      detail::gemm<true, false>(dL_dx, m_weight, dL_dy, /*accumulate=*/false);
-    } else {
-      detail::parallel_assign(dL_dx, skip_grad);
-      detail::gemm<true, false>(dL_dx, m_weight, dL_dy, /*accumulate=*/true);
-    }
+    if constexpr (std::is_same_v<SkipGrad, nullptr_skip>)
+      detail::gemm<true, false>(dL_dx, m_weight, dL_dy, detail::zero_block(dL_dx));
+    else
+      detail::gemm<true, false>(dL_dx, m_weight, dL_dy, detail::assign_block(dL_dx, skip_grad));
   }
 
   Weight m_weight;
