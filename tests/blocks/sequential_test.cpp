@@ -51,3 +51,27 @@ TEST_CASE("Sequential: infer equals forward bit for bit", "[sequential][infer]")
   const Batch<float, 4> y = net.forward(x);
   REQUIRE(net.infer(x, ws) == y);
 }
+
+TEST_CASE("Sequential: fused Linear+activation equals the layers run one by one, bit for bit", "[sequential][fusion]") {
+  using Net = Sequential<Linear<float>, GELU<float>, Linear<float>, ReLU<float>, Linear<float>>;
+  Net net(Linear<float>(40, 300), GELU<float>(), Linear<float>(300, 200), ReLU<float>(), Linear<float>(200, 30));
+  // The same layers, outside any Sequential: no fusion.
+  auto l0 = net.get<0>();
+  auto a1 = net.get<1>();
+  auto l2 = net.get<2>();
+  auto a3 = net.get<3>();
+  auto l4 = net.get<4>();
+  const auto x = rbtest::random_batch<Eigen::MatrixXf>(40, 70, 55);
+  const auto g = rbtest::random_batch<Eigen::MatrixXf>(30, 70, 56);
+
+  const Eigen::MatrixXf y = net.forward(x);
+  const Eigen::MatrixXf dx = net.backward(g);
+  const auto& y_ref = l4.forward(a3.forward(l2.forward(a1.forward(l0.forward(x)))));
+  REQUIRE(y == y_ref);
+  const auto& dx_ref = l0.backward(a1.backward(l2.backward(a3.backward(l4.backward(g)))));
+  REQUIRE(dx == dx_ref);
+  REQUIRE(net.get<0>().weight_grad() == l0.weight_grad());
+  REQUIRE(net.get<2>().bias_grad() == l2.bias_grad());
+  Net::Workspace ws;
+  REQUIRE(net.infer(x, ws) == y);
+}

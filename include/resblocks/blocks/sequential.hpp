@@ -47,6 +47,16 @@ void check_link(const L& layer, std::size_t index, Index& features, std::string_
   if (out >= 0) features = out;
 }
 
+/// A GEMM layer followed by an element-wise one: Sequential runs the latter inside the former's
+/// GEMM region (forward), and the former's dL/dx GEMM feeds the latter's backward the same way.
+template <class G, class E>
+concept FusedPair = G::has_epilogue_hooks && E::is_elementwise && std::is_same_v<typename G::Output, typename E::Input>;
+
+/// An element-wise layer followed by a GEMM layer: the GEMM's dL/dx blocks feed the former's backward.
+template <class E, class G>
+concept FusedBackwardPair =
+    G::has_epilogue_hooks && E::is_elementwise && std::is_same_v<typename E::Output, typename G::Input>;
+
 }  // namespace detail
 
 /// \brief Layers applied in order: `Sequential<Linear<float,8,16>, ReLU<float,16>, Linear<float,16,8>>`.
@@ -165,45 +175,108 @@ class Sequential {
     (std::get<I>(layers).for_each_parameter(f, prefix.child(I)), ...);
   }
 
+  /// Layers I and I+1 are a GEMM layer and an activation that run fused.
+  template <std::size_t I>
+  static constexpr bool fused_at() {
+    if constexpr (I + 1 < N)
+      return detail::FusedPair<At<I>, At<I + 1>>;
+    else
+      return false;
+  }
+
+  /// Runs layers I (GEMM) and I+1 (activation) fused; returns the activation's output.
+  template <std::size_t I, class X>
+  const auto& forward_pair(const X& x) {
+    auto& act = get<I + 1>();
+    get<I>().forward_then(
+        x, [&](const auto& z) { act.fused_forward_prepare(z); },
+        [&](const auto& z, Index r0, Index rows, Index c0, Index cols) { act.fused_forward_block(z, r0, rows, c0, cols); });
+    return act.fused_output();
+  }
+  /// Backward of layer I (GEMM) with the backward of activation I-1 fused in; returns the latter's dL/dx.
+  template <std::size_t I, class G>
+  const auto& backward_pair(const G& g) {
+    auto& act = get<I - 1>();
+    get<I>().backward_then(
+        g, [&](const auto& d) { act.fused_backward_prepare(d); },
+        [&](const auto& d, Index r0, Index rows, Index c0, Index cols) { act.fused_backward_block(d, r0, rows, c0, cols); });
+    return act.fused_grad();
+  }
+  template <std::size_t I, class X>
+  const auto& infer_pair(const X& x, Workspace& ws) const {
+    const auto& act = get<I + 1>();
+    auto& act_ws = std::get<I + 1>(ws.layers);
+    get<I>().infer_then(
+        x, std::get<I>(ws.layers), [&](const auto& z) { act.fused_infer_prepare(z, act_ws); },
+        [&](const auto& z, Index r0, Index rows, Index c0, Index cols) {
+          act.fused_infer_block(z, act_ws, r0, rows, c0, cols);
+        });
+    return act_ws.y;
+  }
+
   template <std::size_t I, class X>
   const Output& forward_from(const X& x) {
-    if constexpr (I + 1 == N)
+    if constexpr (I + 1 == N) {
       return get<I>().forward(x);
-    else
+    } else if constexpr (fused_at<I>()) {
+      if constexpr (I + 2 == N)
+        return forward_pair<I>(x);
+      else
+        return forward_from<I + 2>(forward_pair<I>(x));
+    } else {
       return forward_from<I + 1>(get<I>().forward(x));
+    }
   }
   template <std::size_t I, class X, class Skip>
   void forward_add_from(const X& x, Output& y, const Skip& skip) {
     if constexpr (I + 1 == N)
       detail::forward_add(get<I>(), x, y, skip);
+    else if constexpr (fused_at<I>() && I + 2 < N)
+      forward_add_from<I + 2>(forward_pair<I>(x), y, skip);
     else
       forward_add_from<I + 1>(get<I>().forward(x), y, skip);
   }
   template <std::size_t I, class G>
   const Input& backward_from(const G& g) {
-    if constexpr (I == 0)
+    if constexpr (I == 0) {
       return get<0>().backward(g);
-    else
+    } else if constexpr (detail::FusedBackwardPair<At<I - 1>, At<I>>) {
+      if constexpr (I == 1)
+        return backward_pair<I>(g);
+      else
+        return backward_from<I - 2>(backward_pair<I>(g));
+    } else {
       return backward_from<I - 1>(get<I>().backward(g));
+    }
   }
   template <std::size_t I, class G, class SkipGrad>
   void backward_add_from(const G& g, Input& dx, const SkipGrad& skip_grad) {
     if constexpr (I == 0)
       detail::backward_add(get<0>(), g, dx, skip_grad);
+    else if constexpr (I >= 2 && detail::FusedBackwardPair<At<I - 1>, At<I>>)
+      backward_add_from<I - 2>(backward_pair<I>(g), dx, skip_grad);
     else
       backward_add_from<I - 1>(get<I>().backward(g), dx, skip_grad);
   }
   template <std::size_t I, class X>
   const Output& infer_from(const X& x, Workspace& ws) const {
-    if constexpr (I + 1 == N)
+    if constexpr (I + 1 == N) {
       return get<I>().infer(x, std::get<I>(ws.layers));
-    else
+    } else if constexpr (fused_at<I>()) {
+      if constexpr (I + 2 == N)
+        return infer_pair<I>(x, ws);
+      else
+        return infer_from<I + 2>(infer_pair<I>(x, ws), ws);
+    } else {
       return infer_from<I + 1>(get<I>().infer(x, std::get<I>(ws.layers)), ws);
+    }
   }
   template <std::size_t I, class X, class Skip>
   void infer_add_from(const X& x, Output& y, const Skip& skip, Workspace& ws) const {
     if constexpr (I + 1 == N)
       detail::infer_add(get<I>(), x, y, skip, std::get<I>(ws.layers));
+    else if constexpr (fused_at<I>() && I + 2 < N)
+      infer_add_from<I + 2>(infer_pair<I>(x, ws), y, skip, ws);
     else
       infer_add_from<I + 1>(get<I>().infer(x, std::get<I>(ws.layers)), y, skip, ws);
   }

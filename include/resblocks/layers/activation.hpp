@@ -27,6 +27,7 @@ class Activation {
   using Input = Batch<S, N>;
   using Output = Batch<S, N>;
   static constexpr std::string_view name = Op::name;
+  static constexpr bool is_elementwise = true;  ///< offers the fused_* block interface
 
   struct Workspace {
     Output y;
@@ -64,6 +65,38 @@ class Activation {
     compute(x, ws.y);
     return ws.y;
   }
+
+  /// \name Fused use by a neighbouring Linear (see Sequential): the same results as forward,
+  /// backward and infer, computed block by block inside the Linear's GEMM region.
+  /// @{
+  void fused_forward_prepare(const Input& x) {
+    detail::check_input_features(name, m_features, x);
+    m_x = &x;
+    m_y.resize(x.rows(), x.cols());
+  }
+  void fused_forward_block(const Input& x, Index r0, Index rows, Index c0, Index cols) {
+    m_y.block(r0, c0, rows, cols).array() = m_op.forward(x.block(r0, c0, rows, cols).array());
+  }
+  const Output& fused_output() const noexcept { return m_y; }
+  void fused_backward_prepare(const Output& dL_dy) {
+    const Input& x = m_x.get(name);
+    detail::check_output_gradient(name, x.rows(), x.cols(), dL_dy);
+    m_dL_dx.resize(dL_dy.rows(), dL_dy.cols());
+  }
+  void fused_backward_block(const Output& dL_dy, Index r0, Index rows, Index c0, Index cols) {
+    const Input& x = m_x.get(name);
+    m_dL_dx.block(r0, c0, rows, cols).array() = m_op.backward(
+        x.block(r0, c0, rows, cols).array(), m_y.block(r0, c0, rows, cols).array(), dL_dy.block(r0, c0, rows, cols).array());
+  }
+  const Input& fused_grad() const noexcept { return m_dL_dx; }
+  void fused_infer_prepare(const Input& x, Workspace& ws) const {
+    detail::check_input_features(name, m_features, x);
+    ws.y.resize(x.rows(), x.cols());
+  }
+  void fused_infer_block(const Input& x, Workspace& ws, Index r0, Index rows, Index c0, Index cols) const {
+    ws.y.block(r0, c0, rows, cols).array() = m_op.forward(x.block(r0, c0, rows, cols).array());
+  }
+  /// @}
 
   void zero_grad() noexcept {}
   template <class F>

@@ -12,6 +12,8 @@
 
 #include <cmath>
 #include <string>
+#include <type_traits>
+#include <utility>
 
 namespace resblocks {
 
@@ -28,6 +30,7 @@ class Linear {
   using Weight = detail::ParamMatrix<S, Out, In>;
   using Bias = detail::ParamVector<S, Out>;
   static constexpr std::string_view name = "Linear";
+  static constexpr bool has_epilogue_hooks = true;  ///< offers forward_then / backward_then / infer_then
 
   /// \brief Inference buffers of one caller.
   struct Workspace {
@@ -74,6 +77,25 @@ class Linear {
     forward_add(x, m_y, Output::Zero(out_features(), x.cols()));
     return m_y;
   }
+
+  /// forward(x), then `epilogue(y, r0, rows, c0, cols)` on each finished block of y inside the
+  /// GEMM's parallel region (Sequential uses it to apply a following activation while in cache).
+  /// `prepare(y)` runs first, once, after y is sized.
+  template <class Prepare, class Epilogue>
+  const Output& forward_then(const Input& x, const Prepare& prepare, const Epilogue& epilogue) {
+    detail::check_input_features(name, in_features(), x);
+    m_x = &x;
+    compute(x, m_y, Output::Zero(out_features(), x.cols()), prepare, epilogue);
+    return m_y;
+  }
+
+  /// infer(x, ws) with the hooks of forward_then.
+  template <class Prepare, class Epilogue>
+  const Output& infer_then(const Input& x, Workspace& ws, const Prepare& prepare, const Epilogue& epilogue) const {
+    detail::check_input_features(name, in_features(), x);
+    compute(x, ws.y, Output::Zero(out_features(), x.cols()), prepare, epilogue);
+    return ws.y;
+  }
   const Output& forward(Input&&) = delete;  // forward keeps a reference to its input
 
   /// y = skip + W x + b: the skip initialises the GEMM's accumulator.
@@ -86,6 +108,14 @@ class Linear {
 
   const Input& backward(const Output& dL_dy) {
     backward_into(dL_dy, m_dL_dx, nullptr_skip{});
+    return m_dL_dx;
+  }
+
+  /// backward(dL_dy), then `epilogue(dL_dx, r0, rows, c0, cols)` on each finished block of dL/dx
+  /// (Sequential applies a preceding activation's backward there); `prepare(dL_dx)` runs first.
+  template <class Prepare, class Epilogue>
+  const Input& backward_then(const Output& dL_dy, const Prepare& prepare, const Epilogue& epilogue) {
+    backward_into(dL_dy, m_dL_dx, nullptr_skip{}, prepare, epilogue);
     return m_dL_dx;
   }
 
@@ -124,21 +154,35 @@ class Linear {
 
  private:
   struct nullptr_skip {};
+  struct NoPrepare {
+    template <class M>
+    void operator()(const M&) const noexcept {}
+  };
+  struct NoEpilogue {
+    template <class M>
+    void operator()(const M&, Index, Index, Index, Index) const noexcept {}
+  };
 
   /// y = skip + b + W x: each thread writes skip + b into its block of y, then accumulates W x on it.
-  template <class Skip>
-  void compute(const Input& x, Output& y, const Skip& skip) const {
+  template <class Skip, class Prepare = NoPrepare, class Epilogue = NoEpilogue>
+  void compute(const Input& x, Output& y, const Skip& skip, const Prepare& prepare = {},
+               const Epilogue& epilogue = {}) const {
     y.resize(out_features(), x.cols());
-    detail::gemm<false, false>(y, m_weight, x, [&](Index r0, Index rows, Index c0, Index cols) {
-      if (m_has_bias)
-        y.block(r0, c0, rows, cols) = skip.block(r0, c0, rows, cols).colwise() + m_bias.segment(r0, rows);
-      else
-        y.block(r0, c0, rows, cols) = skip.block(r0, c0, rows, cols);
-    });
+    prepare(std::as_const(y));
+    detail::gemm<false, false>(
+        y, m_weight, x,
+        [&](Index r0, Index rows, Index c0, Index cols) {
+          if (m_has_bias)
+            y.block(r0, c0, rows, cols) = skip.block(r0, c0, rows, cols).colwise() + m_bias.segment(r0, rows);
+          else
+            y.block(r0, c0, rows, cols) = skip.block(r0, c0, rows, cols);
+        },
+        [&](Index r0, Index rows, Index c0, Index cols) { epilogue(std::as_const(y), r0, rows, c0, cols); });
   }
 
-  template <class SkipGrad>
-  void backward_into(const Output& dL_dy, Input& dL_dx, const SkipGrad& skip_grad) {
+  template <class SkipGrad, class Prepare = NoPrepare, class Epilogue = NoEpilogue>
+  void backward_into(const Output& dL_dy, Input& dL_dx, const SkipGrad& skip_grad, const Prepare& prepare = {},
+                     const Epilogue& epilogue = {}) {
     const Input& x = m_x.get(name);
     detail::check_output_gradient(name, out_features(), x.cols(), dL_dy);
     // dL/dW += dL_dy xᵀ; the thread owning column 0 of a row block adds that block's bias gradient.
@@ -146,10 +190,12 @@ class Linear {
       if (m_has_bias && c0 == 0) m_dL_dbias.segment(r0, rows) += dL_dy.middleRows(r0, rows).rowwise().sum();
     });
     dL_dx.resize(in_features(), dL_dy.cols());
+    prepare(std::as_const(dL_dx));
+    auto then = [&](Index r0, Index rows, Index c0, Index cols) { epilogue(std::as_const(dL_dx), r0, rows, c0, cols); };
     if constexpr (std::is_same_v<SkipGrad, nullptr_skip>)
-      detail::gemm<true, false>(dL_dx, m_weight, dL_dy, detail::zero_block(dL_dx));
+      detail::gemm<true, false>(dL_dx, m_weight, dL_dy, detail::zero_block(dL_dx), then);
     else
-      detail::gemm<true, false>(dL_dx, m_weight, dL_dy, detail::assign_block(dL_dx, skip_grad));
+      detail::gemm<true, false>(dL_dx, m_weight, dL_dy, detail::assign_block(dL_dx, skip_grad), then);
   }
 
   Weight m_weight;
