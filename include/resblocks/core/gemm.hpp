@@ -154,7 +154,9 @@ void gemm(Dst& dst, const A& a, const B& b, const Prologue& prologue, const Epil
     // Fixed-size operands (at most 64x64) always go coefficient-based: it is as fast for them, and
     // GCC 12 at -O3 warns falsely (-Waggressive-loop-optimizations) inside Eigen's GEMV on them.
     constexpr bool fixed = A::SizeAtCompileTime != Eigen::Dynamic || B::SizeAtCompileTime != Eigen::Dynamic;
-    if (!tiny && !fixed)  // GEMV: single-threaded in Eigen, no packing
+    if (k == 1)  // outer product (a weight gradient at batch 1): column by column, vectorised
+      dst.noalias() += op_a().col(0) * op_b().row(0);
+    else if (!tiny && !fixed)  // GEMV: single-threaded in Eigen, no packing
       dst.noalias() += op_a() * op_b();
     else
       dst.noalias() += op_a().lazyProduct(op_b());
