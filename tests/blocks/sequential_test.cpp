@@ -75,3 +75,15 @@ TEST_CASE("Sequential: fused Linear+activation equals the layers run one by one,
   Net::Workspace ws;
   REQUIRE(net.infer(x, ws) == y);
 }
+
+TEST_CASE("Sequential: activation-first bodies (pre-activation order), alone and under a Residual", "[sequential][gradient]") {
+  using Pre = Sequential<Tanh<double, 4>, Linear<double, 4, 6>, GELU<double, 6>, Linear<double, 6, 4>>;
+  Pre net;
+  rbtest::require_gradients(net, rbtest::random_batch<Batch<double, 4>>(4, 3, 57));
+  Residual<Pre> block;
+  rbtest::require_gradients(block, rbtest::random_batch<Batch<double, 4>>(4, 3, 58));
+  Residual<Sequential<ReLU<double>, Linear<double>>> two(
+      Sequential<ReLU<double>, Linear<double>>(ReLU<double>(), Linear<double>(5, 5)));
+  Eigen::MatrixXd x = rbtest::random_batch<Eigen::MatrixXd>(5, 4, 59) * 2.0;
+  rbtest::require_gradients(two, x);
+}
