@@ -32,6 +32,7 @@
 /// dL_dx = skip_grad + dL/dx (accumulating dL/dθ as backward does); `infer_add(x, y, skip, ws)`.
 
 #include "resblocks/core/parameter_name.hpp"
+#include "resblocks/core/threading.hpp"
 #include "resblocks/core/types.hpp"
 
 #include <concepts>
@@ -89,7 +90,7 @@ void forward_add(L& layer, const typename L::Input& x, typename L::Output& y, co
   } else {
     const auto& f = layer.forward(x);
     y.resize(f.rows(), f.cols());
-    y.noalias() = skip + f;
+    parallel_assign(y, skip + f);
   }
 }
 
@@ -101,7 +102,7 @@ void backward_add(L& layer, const typename L::Output& dy, typename L::Input& dx,
   } else {
     const auto& g = layer.backward(dy);
     dx.resize(g.rows(), g.cols());
-    dx.noalias() = skip_grad + g;
+    parallel_assign(dx, skip_grad + g);
   }
 }
 
@@ -114,7 +115,7 @@ void infer_add(const L& layer, const typename L::Input& x, typename L::Output& y
   } else {
     const auto& f = layer.infer(x, ws);
     y.resize(f.rows(), f.cols());
-    y.noalias() = skip + f;
+    parallel_assign(y, skip + f);
   }
 }
 

@@ -74,11 +74,6 @@ void parallel_for(Eigen::Index n, double cost_per_item, F&& f) {
 #endif
 }
 
-}  // namespace detail
-}  // namespace resblocks
-
-namespace resblocks::detail {
-
 /// dst = expr, column blocks in parallel when large (dst already has expr's shape).
 template <class Dst, class Expr>
 void parallel_assign(Dst& dst, const Expr& expr) {
@@ -87,20 +82,5 @@ void parallel_assign(Dst& dst, const Expr& expr) {
   });
 }
 
-/// dst += expr, column blocks in parallel when large.
-template <class Dst, class Expr>
-void parallel_add_assign(Dst& dst, const Expr& expr) {
-  parallel_for(dst.cols(), static_cast<double>(dst.rows()), [&](Eigen::Index c0, Eigen::Index c1) {
-    dst.middleCols(c0, c1 - c0) += expr.middleCols(c0, c1 - c0);
-  });
-}
-
-/// v += row sums of m; rows are split across threads, so the sums do not depend on the thread count.
-template <class Vec, class Mat>
-void add_row_sums(Vec& v, const Mat& m) {
-  parallel_for(m.rows(), static_cast<double>(m.cols()), [&](Eigen::Index r0, Eigen::Index r1) {
-    v.segment(r0, r1 - r0) += m.middleRows(r0, r1 - r0).rowwise().sum();
-  });
-}
-
-}  // namespace resblocks::detail
+}  // namespace detail
+}  // namespace resblocks
