@@ -30,6 +30,10 @@
 /// Optional, for fusing the residual add into the neighbouring kernels (see detail::forward_add):
 /// `forward_add(x, y, skip)` sets y = skip + F(x); `backward_add(dL_dy, dL_dx, skip_grad)` sets
 /// dL_dx = skip_grad + dL/dx (accumulating dL/dθ as backward does); `infer_add(x, y, skip, ws)`.
+/// Layers without them still compose: the add then takes a pass of its own.
+/// Optional, for fusing element-wise layers into GEMM epilogues (Sequential pairs them up):
+/// `has_epilogue_hooks` with forward_then/backward_then/infer_then (Linear), and `is_elementwise`
+/// with the fused_* block functions (Activation).
 
 #include "resblocks/core/parameter_name.hpp"
 #include "resblocks/core/threading.hpp"

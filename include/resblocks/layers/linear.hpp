@@ -77,6 +77,7 @@ class Linear {
     forward_add(x, m_y, Output::Zero(out_features(), x.cols()));
     return m_y;
   }
+  const Output& forward(Input&&) = delete;  // forward keeps a reference to its input
 
   /// forward(x), then `epilogue(y, r0, rows, c0, cols)` on each finished block of y inside the
   /// GEMM's parallel region (Sequential uses it to apply a following activation while in cache).
@@ -96,7 +97,6 @@ class Linear {
     compute(x, ws.y, Output::Zero(out_features(), x.cols()), prepare, epilogue);
     return ws.y;
   }
-  const Output& forward(Input&&) = delete;  // forward keeps a reference to its input
 
   /// y = skip + W x + b: the skip initialises the GEMM's accumulator.
   template <class Skip>
