@@ -161,13 +161,10 @@ class Sequential {
     m_out_features = features;
     // The input size is that of the first layer with a fixed size, if only shape-preserving ones precede it.
     m_in_features = -1;
-    bool found = false;
-    std::apply(
-        [&](const auto&... l) {
-          ((found ? void() : (l.in_features() >= 0 ? (m_in_features = l.in_features(), found = true, void()) : void())),
-           ...);
-        },
-        m_layers);
+    auto take_first_known = [this](const auto& layer) {
+      if (m_in_features < 0) m_in_features = layer.in_features();
+    };
+    std::apply([&](const auto&... l) { (take_first_known(l), ...); }, m_layers);
   }
 
   template <class Tuple, class F, std::size_t... I>
