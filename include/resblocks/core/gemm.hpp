@@ -109,8 +109,10 @@ void gemm_accumulate(Index m, Index n, Index k, Operand<S> a, Operand<S> b, S* c
     const Index r0 = split_rows ? begin : 0, rows = split_rows ? end - begin : m;
     const Index c0 = split_rows ? 0 : begin, cols = split_rows ? n : end - begin;
     const Index mc_t = std::min(mc, rows), nc_t = std::min(nc, cols);
-    S* space = thread_pack_buffer<S>().get(std::size_t(kc) * std::size_t(mc_t + nc_t));
-    FixedBlocking<S> blocking(mc_t, nc_t, kc, space, space + kc * mc_t);
+    // Both packed blocks start on a 64-byte boundary, as Eigen's own allocations do.
+    const std::size_t size_a = (std::size_t(kc) * std::size_t(mc_t) + 63) / 64 * 64;
+    S* space = thread_pack_buffer<S>().get(size_a + std::size_t(kc) * std::size_t(nc_t));
+    FixedBlocking<S> blocking(mc_t, nc_t, kc, space, space + size_a);
     const S* pa = TransA ? a.data + r0 * a.ld : a.data + r0;
     const S* pb = TransB ? b.data + c0 : b.data + c0 * b.ld;
     prologue(r0, rows, c0, cols);
