@@ -43,26 +43,21 @@ class Activation {
   const Op& op() const noexcept { return m_op; }
 
   const Output& forward(const Input& x) {
-    m_x = &x;
-    compute(x, m_y);
+    fused_forward_prepare(x);
+    by_columns(x, [&](Index c0, Index n) { fused_forward_block(x, 0, x.rows(), c0, n); });
     return m_y;
   }
   const Output& forward(Input&&) = delete;  // forward keeps a reference to its input
 
   const Input& backward(const Output& dL_dy) {
-    const Input& x = m_x.get(name);
-    detail::check_output_gradient(name, x.rows(), x.cols(), dL_dy);
-    m_dL_dx.resize(dL_dy.rows(), dL_dy.cols());
-    detail::parallel_for(x.cols(), static_cast<double>(x.rows()), [&](Index c0, Index c1) {
-      const Index n = c1 - c0;
-      m_dL_dx.middleCols(c0, n).array() = m_op.backward(x.middleCols(c0, n).array(), m_y.middleCols(c0, n).array(),
-                                                        dL_dy.middleCols(c0, n).array());
-    });
+    fused_backward_prepare(dL_dy);
+    by_columns(dL_dy, [&](Index c0, Index n) { fused_backward_block(dL_dy, 0, dL_dy.rows(), c0, n); });
     return m_dL_dx;
   }
 
   const Output& infer(const Input& x, Workspace& ws) const {
-    compute(x, ws.y);
+    fused_infer_prepare(x, ws);
+    by_columns(x, [&](Index c0, Index n) { fused_infer_block(x, ws, 0, x.rows(), c0, n); });
     return ws.y;
   }
 
@@ -103,12 +98,10 @@ class Activation {
   void for_each_parameter(F&&, const ParameterName& = {}) const noexcept {}
 
  private:
-  void compute(const Input& x, Output& y) const {
-    detail::check_input_features(name, m_features, x);
-    y.resize(x.rows(), x.cols());
-    detail::parallel_for(x.cols(), static_cast<double>(x.rows()), [&](Index c0, Index c1) {
-      y.middleCols(c0, c1 - c0).array() = m_op.forward(x.middleCols(c0, c1 - c0).array());
-    });
+  /// f(c0, count) over column ranges of m, in parallel when large.
+  template <class M, class F>
+  static void by_columns(const M& m, const F& f) {
+    detail::parallel_for(m.cols(), static_cast<double>(m.rows()), [&](Index c0, Index c1) { f(c0, c1 - c0); });
   }
 
   Op m_op;
