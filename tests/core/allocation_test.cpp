@@ -119,6 +119,24 @@ TEST_CASE("no allocation in steady-state steps: tiny block, batch of one", "[all
   Residual<Sequential<Linear<float, 32, 32>, ReLU<float, 32>, Linear<float, 32, 32>>> net;
   require_no_allocation(net, rbtest::random_batch<Batch<float, 32>>(32, 1, 103));
 }
+TEST_CASE("no allocation in steady-state steps: ResNet basic blocks (train and eval mode)", "[allocation][resnet]") {
+  // c = 32 on 12x12, batch 8: the convolutions run in two parts side by side (both threads).
+  Sequential<BasicBlock<float>, BasicBlock<float>> net(BasicBlock<float>(32, 32), BasicBlock<float>(32, 64, 2));
+  net.set_image_size({12, 12});
+  const Eigen::MatrixXf x = rbtest::random_batch<Eigen::MatrixXf>(32, 8 * 144, 104);
+  require_no_allocation(net, x);
+  net.set_training(false);
+  require_no_allocation(net, x);
+}
+
+TEST_CASE("no allocation in steady-state steps: pre-activation bottleneck, CIFAR ResNet-8", "[allocation][resnet]") {
+  PreActBottleneck<float> block(16, 8, 2);
+  block.set_image_size({9, 9});
+  require_no_allocation(block, rbtest::random_batch<Eigen::MatrixXf>(16, 4 * 81, 105));
+  CifarResNet<float> cifar({.depth = 8, .in_channels = 1, .image = {12, 12}});
+  require_no_allocation(cifar, rbtest::random_batch<Eigen::MatrixXf>(1, 16 * 144, 106));
+}
+
 #else
 TEST_CASE("allocation test needs glibc", "[allocation][!mayfail]") { SUCCEED("skipped: not glibc"); }
 #endif

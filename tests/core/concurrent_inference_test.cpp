@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <thread>
+#include <vector>
 
 using namespace resblocks;
 
@@ -54,4 +55,41 @@ TEST_CASE("two threads infer with one network: large dynamic block on the thread
   Repeat<Residual<Body>> net(2, [](Index) { return Residual<Body>(Body(Linear<float>(256, 512), GELU<float>(), Linear<float>(512, 256))); });
   require_concurrent_infer_exact(net, rbtest::random_batch<Eigen::MatrixXf>(256, 200, 113),
                                  rbtest::random_batch<Eigen::MatrixXf>(256, 200, 114));
+}
+
+TEST_CASE("two threads infer with one network: CIFAR ResNet-8 in evaluation mode", "[concurrency][resnet]") {
+  CifarResNet<float> net({.depth = 8, .in_channels = 1, .image = {12, 12}});
+  const Eigen::MatrixXf warm = rbtest::random_batch<Eigen::MatrixXf>(1, 8 * 144, 115);
+  net.forward(warm);  // running statistics away from their initial values
+  net.set_training(false);
+  require_concurrent_infer_exact(net, rbtest::random_batch<Eigen::MatrixXf>(1, 8 * 144, 116),
+                                 rbtest::random_batch<Eigen::MatrixXf>(1, 8 * 144, 117));
+}
+
+TEST_CASE("BasicBlock training step: the same bits with 1 and 2 threads", "[concurrency][resnet][determinism]") {
+  // Large enough for every kernel to split (convolution parts, BN partitions, GEMM blocks).
+  auto step = [](int threads, Eigen::MatrixXf& y, Eigen::MatrixXf& dx, std::vector<Eigen::MatrixXf>& grads,
+                 std::vector<Eigen::MatrixXf>& stats) {
+    set_num_threads(threads);
+    manual_seed(5);
+    Sequential<BasicBlock<float>, BasicBlock<float>> net(BasicBlock<float>(32, 32), BasicBlock<float>(32, 48, 2));
+    net.set_image_size({14, 14});
+    const Eigen::MatrixXf x = rbtest::random_batch<Eigen::MatrixXf>(32, 6 * 196, 118);
+    y = net.forward(x);
+    const Eigen::MatrixXf g = rbtest::random_batch<Eigen::MatrixXf>(y.rows(), y.cols(), 119);
+    dx = net.backward(g);
+    net.for_each_parameter([&](std::string_view, const auto&, const auto& grad) { grads.emplace_back(grad); });
+    net.for_each_buffer([&](std::string_view, const auto& value) {
+      if constexpr (requires { value.rows(); }) stats.emplace_back(value);
+    });
+  };
+  Eigen::MatrixXf y1, dx1, y2, dx2;
+  std::vector<Eigen::MatrixXf> g1, g2, s1, s2;
+  step(1, y1, dx1, g1, s1);
+  step(2, y2, dx2, g2, s2);
+  set_num_threads(2);
+  REQUIRE(y1 == y2);
+  REQUIRE(dx1 == dx2);
+  REQUIRE(g1 == g2);
+  REQUIRE(s1 == s2);
 }

@@ -15,6 +15,8 @@ File format (one file per case, plain text):
       * batches (x, y, dL_dy, dL_dx) are features x samples (PyTorch's (n, d) tensor transposed);
       * `param.<name>` / `grad.<name>` are a parameter and its gradient under its resblocks name,
         weights Out x In exactly as torch's nn.Linear.weight, biases Out x 1.
+      * image batches (pooling, flatten cases) are channels x (N*H*W), column w + W*(h + H*n), with
+        `x_shape` = (N, C, H, W) as a 4 x 1 tensor.
   - values are printed with '%.17g' (round-trip exact for float64).
 
 Inputs (x, the parameters and the upstream gradient dL_dy) are rounded to multiples of 1/64 (of 1/1024
@@ -194,8 +196,67 @@ def activations():
             for name, what, module in cases]
 
 
+# --- image layers: pooling, flatten ---------------------------------------------------------------
+#
+# Image batches are stored in resblocks' image layout: channels x (N*H*W), column w + W*(h + H*n),
+# i.e. the NCHW tensor permuted to (C, N, H, W) and reshaped to C rows. `x_shape` is (N, C, H, W).
+
+
+def image(t):
+    """A torch NCHW batch in resblocks' image layout: C x (N*H*W), column w + W*(h + H*n)."""
+    assert t.dim() == 4
+    return t.permute(1, 0, 2, 3).reshape(t.shape[1], -1)
+
+
+def run_image_case(case, fn, x, dL_dy_shape, seed):
+    """Record x (image layout), its shape, dL_dy, y = fn(x) and dL/dx; y and dL_dy are images when
+    4-D, else (n, d) batches stored d x n."""
+    layout = lambda t: image(t) if t.dim() == 4 else batch(t)
+    torch.manual_seed(seed)
+    dL_dy = quantise(torch.randn(*dL_dy_shape, dtype=DTYPE))
+    x = x.clone().requires_grad_(True)
+    y = fn(x)
+    assert y.shape == dL_dy.shape
+    y.backward(dL_dy)
+    case.add("x_shape", torch.tensor(list(x.shape), dtype=DTYPE).reshape(-1, 1))
+    case.add("x", image(x))
+    case.add("dL_dy", layout(dL_dy))
+    case.add("y", layout(y))
+    case.add("dL_dx", image(x.grad))
+    return case
+
+
+def image_input(seed, shape):
+    torch.manual_seed(seed)
+    return quantise(torch.randn(*shape, dtype=DTYPE))
+
+
+def pooling():
+    x = image_input(1006, (2, 3, 7, 6))  # N=2, C=3, 7x6 images
+    pools = [
+        ("pool_max", "MaxPool2d(3, stride=2, padding=1)", nn.MaxPool2d(3, stride=2, padding=1), 1007),
+        ("pool_avg", "AvgPool2d(3, stride=2, padding=1), count_include_pad=True", nn.AvgPool2d(3, stride=2, padding=1),
+         1008),
+    ]
+    cases = []
+    for name, what, module, seed in pools:
+        with torch.no_grad():
+            out_shape = module(x).shape
+        desc = "y = %s(x); x is N=2, C=3, 7x6 in the image layout (3 x 84), y 3 x (2*4*3)." % what
+        cases.append(run_image_case(Case(name, desc), module, x, out_shape, seed))
+    flat_x = image_input(1009, (2, 3, 4, 5))
+    cases.append(run_image_case(
+        Case("flatten", "y = torch.flatten(x, 1); x is N=2, C=3, 4x5 in the image layout (3 x 40), y 60 x 2."),
+        lambda t: torch.flatten(t, 1), flat_x, (2, 60), 1010))
+    cases.append(run_image_case(
+        Case("global_avg_pool",
+             "y = torch.flatten(adaptive_avg_pool2d(x, 1), 1); x is N=2, C=3, 7x6 in the image layout, y 3 x 2."),
+        lambda t: torch.flatten(nn.functional.adaptive_avg_pool2d(t, 1), 1), x, (2, 3), 1011))
+    return cases
+
+
 def all_cases():
-    return [residual_mlp(), residual_projection(), repeat_stack()] + activations()
+    return [residual_mlp(), residual_projection(), repeat_stack()] + activations() + pooling()
 
 
 def main():

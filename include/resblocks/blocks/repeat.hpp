@@ -19,7 +19,8 @@
 namespace resblocks {
 
 /// \brief `count` blocks of one type applied in order, so depth is a run-time value and a
-/// 100-block network is not a 100-deep type. Each block is built separately (its own random
+/// 100-block network is not a 100-deep type. Each block takes what the one before gives (the
+/// first block of a ResNet stage may change the channel count; the stage as a whole then does). Each block is built separately (its own random
 /// initialisation). Parameters are named by position (`0.body.0.weight`), as `nn.Sequential`.
 template <class Block>
 class Repeat {
@@ -52,18 +53,41 @@ class Repeat {
     if (count < 0) throw std::invalid_argument("Repeat: count must be >= 0, got " + std::to_string(count));
     m_blocks.reserve(static_cast<std::size_t>(count));
     for (Index i = 0; i < count; ++i) m_blocks.push_back(make(i));
-    for (std::size_t i = 0; i < m_blocks.size(); ++i) {
-      const Index in = m_blocks[i].in_features(), out = m_blocks[i].out_features();
-      if (in >= 0 && out >= 0 && in != out)
-        throw std::invalid_argument("Repeat: block " + std::to_string(i) + " maps " + std::to_string(in) + " to " +
-                                    std::to_string(out) + " features; repeated blocks must keep the size");
-      if (i > 0 && in >= 0 && m_blocks[0].in_features() >= 0 && in != m_blocks[0].in_features())
+    // Each block must take what the one before it gives (the first of a ResNet stage may change it).
+    for (std::size_t i = 1; i < m_blocks.size(); ++i) {
+      const Index in = m_blocks[i].in_features(), prev = m_blocks[i - 1].out_features();
+      if (in >= 0 && prev >= 0 && in != prev)
         throw std::invalid_argument("Repeat: block " + std::to_string(i) + " takes " + std::to_string(in) +
-                                    " features but block 0 takes " + std::to_string(m_blocks[0].in_features()));
+                                    " features but block " + std::to_string(i - 1) + " gives " + std::to_string(prev));
     }
   }
 
   [[nodiscard]] std::size_t size() const noexcept { return m_blocks.size(); }
+
+  /// Configures every block for inputs of `size`, in order; returns the last block's output size.
+  ImageSize set_image_size(ImageSize size) {
+    for (auto& b : m_blocks) size = detail::propagate_image_size(b, size);
+    return size;
+  }
+
+  /// Calls `f(block)` on every block in order.
+  template <class F>
+  void for_each_layer(F&& f) {
+    for (auto& b : m_blocks) f(b);
+  }
+
+  void set_training(bool training) {
+    for (auto& b : m_blocks) detail::propagate_training(b, training);
+  }
+
+  template <class F>
+  void for_each_buffer(F&& f, const ParameterName& prefix = {}) {
+    for (std::size_t i = 0; i < m_blocks.size(); ++i) detail::visit_buffers(m_blocks[i], f, prefix.child(i));
+  }
+  template <class F>
+  void for_each_buffer(F&& f, const ParameterName& prefix = {}) const {
+    for (std::size_t i = 0; i < m_blocks.size(); ++i) detail::visit_buffers(m_blocks[i], f, prefix.child(i));
+  }
   Block& operator[](std::size_t i) noexcept { return m_blocks[i]; }
   const Block& operator[](std::size_t i) const noexcept { return m_blocks[i]; }
   auto begin() noexcept { return m_blocks.begin(); }

@@ -59,6 +59,48 @@ class Residual {
   Skip& skip() noexcept { return m_skip; }
   const Skip& skip() const noexcept { return m_skip; }
 
+  /// Names used for the body's and the skip's parameters (default `body`, `skip`; an empty name puts
+  /// them directly under this block's prefix, as torchvision's `conv1` … `downsample`). Views must
+  /// outlive the block (string literals do).
+  Residual& set_child_names(std::string_view body, std::string_view skip) {
+    m_body_name = body;
+    m_skip_name = skip;
+    return *this;
+  }
+
+  /// Configures body and skip for inputs of `size`; both must give the same output size.
+  ImageSize set_image_size(ImageSize size) {
+    const ImageSize body = detail::propagate_image_size(m_body, size);
+    const ImageSize skip = detail::propagate_image_size(m_skip, size);
+    if (!(body == skip))
+      throw std::invalid_argument("Residual: for " + size.str() + " images the body gives " + body.str() +
+                                  " but the skip gives " + skip.str() + " (strides differ)");
+    return body;
+  }
+
+  /// Calls `f(body)`, then `f(skip)`.
+  template <class Fn>
+  void for_each_layer(Fn&& f) {
+    f(m_body);
+    f(m_skip);
+  }
+
+  void set_training(bool training) {
+    detail::propagate_training(m_body, training);
+    detail::propagate_training(m_skip, training);
+  }
+
+  template <class Fn>
+  void for_each_buffer(Fn&& f, const ParameterName& prefix = {}) {
+    detail::visit_buffers(m_body, f, prefix.child(m_body_name));
+    detail::visit_buffers(m_skip, f, prefix.child(m_skip_name));
+  }
+  template <class Fn>
+  void for_each_buffer(Fn&& f, const ParameterName& prefix = {}) const {
+    detail::visit_buffers(m_body, f, prefix.child(m_body_name));
+    detail::visit_buffers(m_skip, f, prefix.child(m_skip_name));
+  }
+
   [[nodiscard]] Index in_features() const noexcept { return m_body.in_features(); }
   [[nodiscard]] Index out_features() const noexcept { return m_body.out_features(); }
 
@@ -100,13 +142,13 @@ class Residual {
 
   template <class Fn>
   void for_each_parameter(Fn&& f, const ParameterName& prefix = {}) {
-    m_body.for_each_parameter(f, prefix.child("body"));
-    m_skip.for_each_parameter(f, prefix.child("skip"));
+    m_body.for_each_parameter(f, prefix.child(m_body_name));
+    m_skip.for_each_parameter(f, prefix.child(m_skip_name));
   }
   template <class Fn>
   void for_each_parameter(Fn&& f, const ParameterName& prefix = {}) const {
-    m_body.for_each_parameter(f, prefix.child("body"));
-    m_skip.for_each_parameter(f, prefix.child("skip"));
+    m_body.for_each_parameter(f, prefix.child(m_body_name));
+    m_skip.for_each_parameter(f, prefix.child(m_skip_name));
   }
 
  private:
@@ -123,6 +165,8 @@ class Residual {
 
   F m_body;
   Skip m_skip{};
+  std::string_view m_body_name = "body";
+  std::string_view m_skip_name = "skip";
   Output m_y;
   Input m_dL_dx;
 };

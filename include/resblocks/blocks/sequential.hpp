@@ -7,7 +7,9 @@
 #include "resblocks/core/shape_error.hpp"
 #include "resblocks/core/types.hpp"
 
+#include <array>
 #include <cstddef>
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -36,6 +38,11 @@ constexpr bool chain_checked(std::index_sequence<I...>) {
   return (LayersChain<std::tuple_element_t<I, T>, std::tuple_element_t<I + 1, T>>::value && ... && true);
 }
 
+/// A layer whose output feature count differs from its input's even when it reports -1 (unknown
+/// yet), e.g. Flatten before its image size is set.
+template <class L>
+concept ChangesFeatures = requires { requires L::changes_features; };
+
 /// Run-time link check for Dynamic sizes. `features` carries the feature count so far (-1: unknown).
 template <class L>
 void check_link(const L& layer, std::size_t index, Index& features, std::string_view container) {
@@ -44,7 +51,10 @@ void check_link(const L& layer, std::size_t index, Index& features, std::string_
     throw std::invalid_argument(std::string(container) + ": layer " + std::to_string(index) + " (" +
                                 std::string(L::name) + ") takes " + std::to_string(in) +
                                 " features but the layer before it gives " + std::to_string(features));
-  if (out >= 0) features = out;
+  if (out >= 0)
+    features = out;
+  else if constexpr (ChangesFeatures<L>)
+    features = -1;
 }
 
 /// A GEMM layer followed by an element-wise one: Sequential runs the latter inside the former's
@@ -60,7 +70,9 @@ concept FusedBackwardPair =
 }  // namespace detail
 
 /// \brief Layers applied in order: `Sequential<Linear<float,8,16>, ReLU<float,16>, Linear<float,16,8>>`.
-/// Parameters are named by position (`0.weight`, `2.bias`), as `torch.nn.Sequential`.
+/// Parameters are named by position (`0.weight`, `2.bias`), as `torch.nn.Sequential`, or by the
+/// names given to set_child_names() (`conv1.weight`; an empty name puts a child's parameters
+/// directly under this one's prefix).
 template <class... Ls>
 class Sequential {
   static_assert(sizeof...(Ls) >= 1, "resblocks::Sequential needs at least one layer");
@@ -100,6 +112,36 @@ class Sequential {
     return std::get<I>(m_layers);
   }
   static constexpr std::size_t size() noexcept { return N; }
+
+  /// Names the children in parameter names instead of their positions. The views must stay valid
+  /// as long as the Sequential (string literals do).
+  Sequential& set_child_names(const std::array<std::string_view, N>& names) {
+    m_names = names;
+    m_named = true;
+    return *this;
+  }
+
+  /// Configures every image layer for inputs of `size`; returns the output's size.
+  ImageSize set_image_size(ImageSize size) {
+    std::apply([&](auto&... l) { ((size = detail::propagate_image_size(l, size)), ...); }, m_layers);
+    check_links();  // sizes that depend on the image (Flatten's output) are known now
+    return size;
+  }
+
+  /// Training (true) or evaluation (false) behaviour for every layer.
+  void set_training(bool training) {
+    std::apply([&](auto&... l) { (detail::propagate_training(l, training), ...); }, m_layers);
+  }
+
+  /// `f(name, value)` on every buffer (BatchNorm running statistics, …).
+  template <class F>
+  void for_each_buffer(F&& f, const ParameterName& prefix = {}) {
+    visit_buffers(m_layers, f, prefix, std::make_index_sequence<N>{});
+  }
+  template <class F>
+  void for_each_buffer(F&& f, const ParameterName& prefix = {}) const {
+    visit_buffers(m_layers, f, prefix, std::make_index_sequence<N>{});
+  }
 
   [[nodiscard]] Index in_features() const noexcept { return m_in_features; }
   [[nodiscard]] Index out_features() const noexcept { return m_out_features; }
@@ -161,15 +203,26 @@ class Sequential {
     m_out_features = features;
     // The input size is that of the first layer with a fixed size, if only shape-preserving ones precede it.
     m_in_features = -1;
-    auto take_first_known = [this](const auto& layer) {
-      if (m_in_features < 0) m_in_features = layer.in_features();
+    bool known = false;
+    auto take_first_known = [&](const auto& layer) {
+      if (known) return;
+      m_in_features = layer.in_features();
+      known = m_in_features >= 0 || layer.out_features() >= 0 ||
+              detail::ChangesFeatures<std::remove_cvref_t<decltype(layer)>>;
     };
     std::apply([&](const auto&... l) { (take_first_known(l), ...); }, m_layers);
   }
 
+  ParameterName child_name(const ParameterName& prefix, std::size_t i) const {
+    return m_named ? prefix.child(m_names[i]) : prefix.child(i);
+  }
   template <class Tuple, class F, std::size_t... I>
-  static void visit(Tuple& layers, F& f, const ParameterName& prefix, std::index_sequence<I...>) {
-    (std::get<I>(layers).for_each_parameter(f, prefix.child(I)), ...);
+  void visit(Tuple& layers, F& f, const ParameterName& prefix, std::index_sequence<I...>) const {
+    (std::get<I>(layers).for_each_parameter(f, child_name(prefix, I)), ...);
+  }
+  template <class Tuple, class F, std::size_t... I>
+  void visit_buffers(Tuple& layers, F& f, const ParameterName& prefix, std::index_sequence<I...>) const {
+    (detail::visit_buffers(std::get<I>(layers), f, child_name(prefix, I)), ...);
   }
 
   /// Layers I and I+1 are a GEMM layer and an activation that run fused.
@@ -279,6 +332,8 @@ class Sequential {
   }
 
   Layers m_layers;
+  std::array<std::string_view, N> m_names{};
+  bool m_named = false;
   Index m_in_features = -1;
   Index m_out_features = -1;
 };

@@ -31,10 +31,18 @@
 /// `forward_add(x, y, skip)` sets y = skip + F(x); `backward_add(dL_dy, dL_dx, skip_grad)` sets
 /// dL_dx = skip_grad + dL/dx (accumulating dL/dθ as backward does); `infer_add(x, y, skip, ws)`.
 /// Layers without them still compose: the add then takes a pass of its own.
+/// Optional, for image layers and training state (composites forward them to every child;
+/// layers without them are unaffected, see the detail helpers below):
+/// - `ImageSize set_image_size(ImageSize in)` configures the input's spatial size and returns the
+///   output's (Conv2d, pooling; a network is configured once, and again when the size changes).
+/// - `set_training(bool)` switches train/eval behaviour (BatchNorm2d: batch vs running statistics).
+/// - `for_each_buffer(f, prefix)` calls `f(name, value)` on every non-trainable state tensor
+///   (`running_mean`, `running_var`, and `num_batches_tracked` as a `std::int64_t&`).
 /// Optional, for fusing element-wise layers into GEMM epilogues (Sequential pairs them up):
 /// `has_epilogue_hooks` with forward_then/backward_then/infer_then (Linear), and `is_elementwise`
 /// with the fused_* block functions (Activation).
 
+#include "resblocks/core/image_size.hpp"
 #include "resblocks/core/parameter_name.hpp"
 #include "resblocks/core/threading.hpp"
 #include "resblocks/core/types.hpp"
@@ -84,7 +92,38 @@ Index parameter_count(const L& layer) {
   return n;
 }
 
+/// Calls `f(layer)` on every leaf layer inside `layer` (composites offer `for_each_layer(f)` over
+/// their children), in forward order; on `layer` itself when it is not a composite.
+template <class L, class F>
+void for_each_leaf(L& layer, F&& f) {
+  if constexpr (requires { layer.for_each_layer([](auto&) {}); })
+    layer.for_each_layer([&](auto& child) { for_each_leaf(child, f); });
+  else
+    f(layer);
+}
+
 namespace detail {
+
+/// The layer's set_image_size(in) if it has one; otherwise the size passes through unchanged.
+template <class L>
+ImageSize propagate_image_size(L& layer, ImageSize in) {
+  if constexpr (requires { layer.set_image_size(in); })
+    return layer.set_image_size(in);
+  else
+    return in;
+}
+
+/// The layer's set_training(training) if it has one.
+template <class L>
+void propagate_training(L& layer, bool training) {
+  if constexpr (requires { layer.set_training(training); }) layer.set_training(training);
+}
+
+/// The layer's for_each_buffer(f, prefix) if it has one.
+template <class L, class F>
+void visit_buffers(L& layer, F& f, const ParameterName& prefix) {
+  if constexpr (requires { layer.for_each_buffer(f, prefix); }) layer.for_each_buffer(f, prefix);
+}
 
 /// y = skip + layer(x), fused into the layer's last kernel when it offers forward_add.
 template <class L, class Skip>

@@ -22,9 +22,10 @@ class ParameterName {
   ParameterName() = default;
   explicit ParameterName(std::string_view s) { append(s); }
 
-  /// This name followed by `.part` (or just `part` when this name is empty).
+  /// This name followed by `.part` (just `part` when this name is empty; this name when `part` is).
   [[nodiscard]] ParameterName child(std::string_view part) const {
     ParameterName n = *this;
+    if (part.empty()) return n;
     if (n.m_size != 0) n.append(".");
     n.append(part);
     return n;

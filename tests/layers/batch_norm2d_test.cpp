@@ -1,0 +1,155 @@
+#include "support/helpers.hpp"
+
+#include <resblocks/resblocks.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+using namespace resblocks;
+
+namespace {
+// Batch statistics per channel from the definition: mean and biased variance over all columns.
+void moments(const Eigen::MatrixXd& x, Eigen::VectorXd& mean, Eigen::VectorXd& var) {
+  mean.resize(x.rows());
+  var.resize(x.rows());
+  for (Index r = 0; r < x.rows(); ++r) {
+    double s = 0;
+    for (Index c = 0; c < x.cols(); ++c) s += x(r, c);
+    mean(r) = s / double(x.cols());
+    double q = 0;
+    for (Index c = 0; c < x.cols(); ++c) q += (x(r, c) - mean(r)) * (x(r, c) - mean(r));
+    var(r) = q / double(x.cols());
+  }
+}
+
+template <class BN>
+void randomise_affine(BN& bn, std::uint64_t seed) {
+  Generator g(seed);
+  fill_uniform(bn.weight(), 1.0, g);
+  bn.weight().array() += 1.5;
+  fill_uniform(bn.bias(), 1.0, g);
+}
+}  // namespace
+
+TEST_CASE("BatchNorm2d: training forward normalises with batch statistics", "[batch_norm]") {
+  BatchNorm2d<double> bn(3);
+  randomise_affine(bn, 1);
+  Eigen::MatrixXd x = rbtest::random_batch<Eigen::MatrixXd>(3, 40, 2) * 3.0;
+  x.row(1).array() += 5.0;  // a large mean must not hurt the variance
+  Eigen::VectorXd mean, var;
+  moments(x, mean, var);
+  const Eigen::MatrixXd& y = bn.forward(x);
+  for (Index r = 0; r < 3; ++r)
+    for (Index c = 0; c < 40; ++c)
+      REQUIRE(std::abs(y(r, c) - (bn.weight()(r) * (x(r, c) - mean(r)) / std::sqrt(var(r) + 1e-5) + bn.bias()(r))) < 1e-12);
+  // Running statistics, as PyTorch: momentum 0.1, unbiased variance.
+  for (Index r = 0; r < 3; ++r) {
+    REQUIRE(std::abs(bn.running_mean()(r) - 0.1 * mean(r)) < 1e-14);
+    REQUIRE(std::abs(bn.running_var()(r) - (0.9 + 0.1 * var(r) * 40.0 / 39.0)) < 1e-13);
+  }
+  REQUIRE(bn.num_batches_tracked() == 1);
+}
+
+TEST_CASE("BatchNorm2d: statistics merged over many partitions equal the direct ones", "[batch_norm]") {
+  // 2 channels x 70000 columns: tens of partitions, merged in order.
+  BatchNorm2d<double> bn(2);
+  Eigen::MatrixXd x = rbtest::random_batch<Eigen::MatrixXd>(2, 70000, 3);
+  x.row(0).array() = x.row(0).array() * 0.01 + 1000.0;
+  Eigen::VectorXd mean, var;
+  moments(x, mean, var);
+  const Eigen::MatrixXd& y = bn.forward(x);
+  for (Index r = 0; r < 2; ++r) {
+    REQUIRE(std::abs(y.row(r).mean()) < 1e-9);
+    const double expected = var(r) / (var(r) + 1e-5);
+    REQUIRE(std::abs(y.row(r).squaredNorm() / 70000.0 - expected) < 1e-9);
+  }
+}
+
+TEST_CASE("BatchNorm2d: evaluation mode uses running statistics", "[batch_norm]") {
+  BatchNorm2d<double> bn(2);
+  randomise_affine(bn, 4);
+  bn.running_mean() << 0.5, -1.0;
+  bn.running_var() << 2.0, 0.25;
+  bn.set_training(false);
+  REQUIRE_FALSE(bn.training());
+  const Eigen::MatrixXd x = rbtest::random_batch<Eigen::MatrixXd>(2, 7, 5);
+  const Eigen::MatrixXd& y = bn.forward(x);
+  for (Index r = 0; r < 2; ++r)
+    for (Index c = 0; c < 7; ++c)
+      REQUIRE(std::abs(y(r, c) - (bn.weight()(r) * (x(r, c) - bn.running_mean()(r)) /
+                                      std::sqrt(bn.running_var()(r) + 1e-5) +
+                                  bn.bias()(r))) < 1e-12);
+  REQUIRE(bn.num_batches_tracked() == 0);
+  REQUIRE(bn.running_mean()(0) == 0.5);
+  // A single column is fine in evaluation mode, not in training mode.
+  const Eigen::MatrixXd one = x.leftCols(1);
+  REQUIRE_NOTHROW(bn.forward(one));
+  bn.set_training(true);
+  REQUIRE_THROWS_WITH(bn.forward(one), rbtest::contains("more than one value per channel"));
+}
+
+TEST_CASE("BatchNorm2d: gradients in training and evaluation mode, static and dynamic", "[batch_norm][gradient]") {
+  for (bool training : {true, false}) {
+    INFO("training " << training);
+    BatchNorm2d<double> bn(3);
+    randomise_affine(bn, 6);
+    bn.running_mean() << 0.1, -0.2, 0.3;
+    bn.running_var() << 1.5, 0.5, 2.0;
+    bn.set_training(training);
+    const auto x = rbtest::random_batch<Eigen::MatrixXd>(3, 11, 7);
+    rbtest::require_gradients(bn, x);
+    BatchNorm2d<double, 4> fixed;
+    randomise_affine(fixed, 8);
+    fixed.set_training(training);
+    const auto x4 = rbtest::random_batch<Batch<double, 4>>(4, 9, 9);
+    rbtest::require_gradients(fixed, x4);
+  }
+}
+
+TEST_CASE("BatchNorm2d: float agrees with double; infer equals forward; skip and epilogue", "[batch_norm]") {
+  BatchNorm2d<double> d(5);
+  BatchNorm2d<float> f(5);
+  randomise_affine(d, 10);
+  rbtest::copy_parameters(d, f);
+  const auto xd = rbtest::random_batch<Eigen::MatrixXd>(5, 300, 11);
+  const Eigen::MatrixXf xf = xd.cast<float>();
+  REQUIRE(rbtest::rel_diff(f.forward(xf), d.forward(xd)) < 1e-5);
+  const auto gd = rbtest::random_batch<Eigen::MatrixXd>(5, 300, 12);
+  const Eigen::MatrixXf gf = gd.cast<float>();
+  REQUIRE(rbtest::rel_diff(f.backward(gf), d.backward(gd)) < 1e-5);
+  REQUIRE(rbtest::rel_diff(f.weight_grad(), d.weight_grad()) < 1e-4);
+
+  for (bool training : {true, false}) {
+    f.set_training(training);
+    const Eigen::MatrixXf y = f.forward(xf);
+    BatchNorm2d<float>::Workspace ws;
+    REQUIRE(f.infer(xf, ws) == y);
+    Eigen::MatrixXf sum;
+    f.forward_add(xf, sum, gf);
+    REQUIRE(sum == (gf + y).eval());
+  }
+}
+
+TEST_CASE("BatchNorm2d: parameter and buffer names, as PyTorch's state_dict", "[batch_norm]") {
+  BatchNorm2d<float> bn(4);
+  std::vector<std::string> names;
+  bn.for_each_parameter([&](std::string_view n, const auto&, const auto&) { names.emplace_back(n); });
+  bn.for_each_buffer([&](std::string_view n, const auto&) { names.emplace_back(n); });
+  REQUIRE(names == std::vector<std::string>{"weight", "bias", "running_mean", "running_var", "num_batches_tracked"});
+  REQUIRE(bn.weight() == Eigen::VectorXf::Ones(4));
+  REQUIRE(bn.running_var() == Eigen::VectorXf::Ones(4));
+}
+
+TEST_CASE("BatchNorm2d: bad shapes and arguments are clear errors", "[batch_norm][errors]") {
+  REQUIRE_THROWS_AS(BatchNorm2d<float>(3, {.eps = 0}), std::invalid_argument);
+  REQUIRE_THROWS_AS((BatchNorm2d<float, 4>(3)), std::invalid_argument);
+  BatchNorm2d<float> bn(3);
+  const Eigen::MatrixXf wrong = Eigen::MatrixXf::Ones(2, 8);
+  REQUIRE_THROWS_WITH(bn.forward(wrong), rbtest::contains("BatchNorm2d: input is 2x8"));
+  REQUIRE_THROWS_AS(bn.backward(Eigen::MatrixXf::Ones(3, 8)), std::logic_error);
+  const Eigen::MatrixXf x = Eigen::MatrixXf::Random(3, 8);
+  bn.forward(x);
+  REQUIRE_THROWS_WITH(bn.backward(Eigen::MatrixXf::Ones(3, 9)), rbtest::contains("output gradient is 3x9"));
+}

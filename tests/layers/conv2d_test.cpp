@@ -1,0 +1,214 @@
+#include "support/helpers.hpp"
+
+#include <resblocks/resblocks.hpp>
+
+#include <string>
+
+using namespace resblocks;
+
+namespace {
+// Direct convolution from the definition, PyTorch's weight order (o, ci, kh, kw), image layout.
+template <class Conv>
+Eigen::MatrixXd reference(const Conv& conv, const Eigen::MatrixXd& x, ImageSize in) {
+  const auto& o = conv.options();
+  const Index k = conv.kernel_size(), cin = conv.in_features(), cout = conv.out_features();
+  const Index cg = cin / o.groups, og = cout / o.groups;
+  const Index reach = o.dilation * (k - 1) + 1;
+  const Index ho = (in.height + 2 * o.padding - reach) / o.stride + 1, wo = (in.width + 2 * o.padding - reach) / o.stride + 1;
+  const Index n = x.cols() / in.area();
+  Eigen::MatrixXd y = Eigen::MatrixXd::Zero(cout, n * ho * wo);
+  for (Index s = 0; s < n; ++s)
+    for (Index oc = 0; oc < cout; ++oc)
+      for (Index h = 0; h < ho; ++h)
+        for (Index w = 0; w < wo; ++w) {
+          double acc = conv.has_bias() ? double(conv.bias()(oc)) : 0.0;
+          const Index g = oc / og;
+          for (Index ci = 0; ci < cg; ++ci)
+            for (Index kh = 0; kh < k; ++kh)
+              for (Index kw = 0; kw < k; ++kw) {
+                const Index hi = h * o.stride - o.padding + kh * o.dilation, wi = w * o.stride - o.padding + kw * o.dilation;
+                if (hi < 0 || hi >= in.height || wi < 0 || wi >= in.width) continue;
+                acc += double(conv.weight()(oc, kw + k * (kh + k * ci))) *
+                       x(g * cg + ci, s * in.area() + hi * in.width + wi);
+              }
+          y(oc, s * ho * wo + h * wo + w) = acc;
+        }
+  return y;
+}
+
+// dL/dx and dL/dW from the definition, for a given dL/dy.
+template <class Conv>
+void reference_backward(const Conv& conv, const Eigen::MatrixXd& x, const Eigen::MatrixXd& dy, ImageSize in,
+                        Eigen::MatrixXd& dx, Eigen::MatrixXd& dw) {
+  const auto& o = conv.options();
+  const Index k = conv.kernel_size(), cin = conv.in_features(), cout = conv.out_features();
+  const Index cg = cin / o.groups, og = cout / o.groups;
+  const Index reach = o.dilation * (k - 1) + 1;
+  const Index ho = (in.height + 2 * o.padding - reach) / o.stride + 1, wo = (in.width + 2 * o.padding - reach) / o.stride + 1;
+  const Index n = x.cols() / in.area();
+  dx = Eigen::MatrixXd::Zero(cin, x.cols());
+  dw = Eigen::MatrixXd::Zero(cout, cg * k * k);
+  for (Index s = 0; s < n; ++s)
+    for (Index oc = 0; oc < cout; ++oc)
+      for (Index h = 0; h < ho; ++h)
+        for (Index w = 0; w < wo; ++w) {
+          const double g_out = dy(oc, s * ho * wo + h * wo + w);
+          const Index g = oc / og;
+          for (Index ci = 0; ci < cg; ++ci)
+            for (Index kh = 0; kh < k; ++kh)
+              for (Index kw = 0; kw < k; ++kw) {
+                const Index hi = h * o.stride - o.padding + kh * o.dilation, wi = w * o.stride - o.padding + kw * o.dilation;
+                if (hi < 0 || hi >= in.height || wi < 0 || wi >= in.width) continue;
+                const Index col = s * in.area() + hi * in.width + wi;
+                dw(oc, kw + k * (kh + k * ci)) += g_out * x(g * cg + ci, col);
+                dx(g * cg + ci, col) += g_out * double(conv.weight()(oc, kw + k * (kh + k * ci)));
+              }
+        }
+}
+
+struct Case {
+  Index cin, cout, k;
+  Conv2dOptions opt;
+  ImageSize size;
+  Index n;
+};
+
+std::string describe(const Case& c) {
+  return std::to_string(c.cin) + "->" + std::to_string(c.cout) + " k" + std::to_string(c.k) + " s" +
+         std::to_string(c.opt.stride) + " p" + std::to_string(c.opt.padding) + " d" + std::to_string(c.opt.dilation) +
+         " g" + std::to_string(c.opt.groups) + (c.opt.bias ? " bias " : " ") + c.size.str() + " n" + std::to_string(c.n);
+}
+
+const Case k_cases[] = {
+    {3, 4, 3, {.stride = 1, .padding = 1}, {5, 6}, 2},
+    {3, 5, 3, {.stride = 2, .padding = 1, .bias = false}, {7, 5}, 2},
+    {4, 6, 3, {.stride = 1, .padding = 0, .groups = 2}, {5, 5}, 1},
+    {4, 4, 3, {.stride = 2, .padding = 1, .groups = 4, .bias = false}, {6, 7}, 2},  // depthwise
+    {2, 3, 3, {.stride = 1, .padding = 2, .dilation = 2}, {6, 5}, 1},
+    {3, 4, 1, {.stride = 1}, {4, 3}, 3},                                             // pointwise: one GEMM
+    {3, 4, 1, {.stride = 2, .bias = false}, {5, 5}, 2},                              // projection shortcut
+    {2, 3, 5, {.stride = 3, .padding = 2}, {9, 8}, 1},
+    {2, 2, 2, {.stride = 1, .padding = 0}, {3, 4}, 2},                               // even kernel
+    {3, 2, 1, {.stride = 1, .padding = 1}, {3, 3}, 2},                               // padding > d(k-1): scatter
+};
+
+// Large enough to run in two parts side by side (and, with 2 threads, on both cores).
+const Case k_large_cases[] = {
+    {16, 16, 3, {.padding = 1, .bias = false}, {8, 8}, 6},  // gather backward
+    {16, 32, 3, {.stride = 2, .padding = 1}, {9, 8}, 5},    // scatter backward
+    {16, 32, 1, {.stride = 2, .bias = false}, {8, 8}, 9},   // strided 1x1
+    {32, 32, 1, {}, {8, 8}, 4},                             // pointwise: one GEMM
+    {32, 32, 3, {.padding = 1, .groups = 4}, {8, 8}, 3},
+};
+}  // namespace
+
+TEST_CASE("Conv2d: forward matches the direct convolution (strides, padding, dilation, groups)", "[conv2d]") {
+  for (const Case& c : k_cases) {
+    INFO(describe(c));
+    Conv2d<double> conv(c.cin, c.cout, c.k, c.opt);
+    conv.set_image_size(c.size);
+    const auto x = rbtest::random_batch<Eigen::MatrixXd>(c.cin, c.n * c.size.area(), 3);
+    const Eigen::MatrixXd expected = reference(conv, x, c.size);
+    REQUIRE(rbtest::rel_diff(conv.forward(x), expected) < 1e-13);
+    conv.set_max_chunk_positions(7);  // many chunks, the last one partial
+    REQUIRE(rbtest::rel_diff(conv.forward(x), expected) < 1e-13);
+  }
+}
+
+TEST_CASE("Conv2d: backward matches the definition, small and multi-part sizes", "[conv2d]") {
+  auto check = [](const Case& c) {
+    INFO(describe(c));
+    Conv2d<double> conv(c.cin, c.cout, c.k, c.opt);
+    const ImageSize out = conv.set_image_size(c.size);
+    const auto x = rbtest::random_batch<Eigen::MatrixXd>(c.cin, c.n * c.size.area(), 13);
+    const auto dy = rbtest::random_batch<Eigen::MatrixXd>(c.cout, c.n * out.area(), 14);
+    Eigen::MatrixXd dx, dw;
+    reference_backward(conv, x, dy, c.size, dx, dw);
+    REQUIRE(rbtest::rel_diff(conv.forward(x), reference(conv, x, c.size)) < 1e-13);
+    REQUIRE(rbtest::rel_diff(conv.backward(dy), dx) < 1e-13);
+    REQUIRE(rbtest::rel_diff(conv.weight_grad(), dw) < 1e-13);
+    if (conv.has_bias()) REQUIRE(rbtest::rel_diff(conv.bias_grad(), dy.rowwise().sum()) < 1e-13);
+  };
+  for (const Case& c : k_cases) check(c);
+  for (const Case& c : k_large_cases) check(c);
+}
+
+TEST_CASE("Conv2d: gradients (dynamic channels, several geometries, chunked)", "[conv2d][gradient]") {
+  for (const Case& c : k_cases) {
+    INFO(describe(c));
+    Conv2d<double> conv(c.cin, c.cout, c.k, c.opt);
+    conv.set_image_size(c.size);
+    conv.set_max_chunk_positions(5);
+    const auto x = rbtest::random_batch<Eigen::MatrixXd>(c.cin, c.n * c.size.area(), 4);
+    rbtest::require_gradients(conv, x);
+  }
+}
+
+TEST_CASE("Conv2d: gradients with static channel counts", "[conv2d][gradient]") {
+  Conv2d<double, 3, 4> conv(3, {.stride = 2, .padding = 1});
+  conv.set_image_size({5, 5});
+  const auto x = rbtest::random_batch<Batch<double, 3>>(3, 2 * 25, 5);
+  rbtest::require_gradients(conv, x);
+  Conv2d<double, 4, 4> pointwise(1);
+  pointwise.set_image_size({3, 3});
+  const auto x4 = rbtest::random_batch<Batch<double, 4>>(4, 18, 6);
+  rbtest::require_gradients(pointwise, x4);
+}
+
+TEST_CASE("Conv2d: float agrees with double; infer equals forward; skip adds", "[conv2d]") {
+  Conv2d<double> d(3, 8, 3, {.padding = 1});
+  Conv2d<float> f(3, 8, 3, {.padding = 1});
+  rbtest::copy_parameters(d, f);
+  d.set_image_size({6, 6});
+  f.set_image_size({6, 6});
+  const auto xd = rbtest::random_batch<Eigen::MatrixXd>(3, 2 * 36, 7);
+  const Eigen::MatrixXf xf = xd.cast<float>();
+  REQUIRE(rbtest::rel_diff(f.forward(xf), d.forward(xd)) < 1e-5);
+  const Eigen::MatrixXd gd = rbtest::random_batch<Eigen::MatrixXd>(8, 2 * 36, 8);
+  const Eigen::MatrixXf gf = gd.cast<float>();
+  REQUIRE(rbtest::rel_diff(f.backward(gf), d.backward(gd)) < 1e-5);
+  REQUIRE(rbtest::rel_diff(f.weight_grad(), d.weight_grad()) < 1e-5);
+
+  Conv2d<float>::Workspace ws;
+  const Eigen::MatrixXf y = f.forward(xf);
+  REQUIRE(f.infer(xf, ws) == y);
+
+  const Eigen::MatrixXf skip = rbtest::random_batch<Eigen::MatrixXf>(8, 2 * 36, 9);
+  Eigen::MatrixXf sum;
+  f.forward_add(xf, sum, skip);
+  REQUIRE((sum - (skip + y)).cwiseAbs().maxCoeff() < 1e-6f);
+  Eigen::MatrixXf dx_plus;
+  const Eigen::MatrixXf dx = f.backward(gf);
+  f.backward_add(gf, dx_plus, skip.topRows(3));
+  REQUIRE((dx_plus - (skip.topRows(3) + dx)).cwiseAbs().maxCoeff() < 1e-6f);
+}
+
+TEST_CASE("Conv2d: weight is PyTorch's [out, in/groups, k, k] and named like it", "[conv2d]") {
+  Conv2d<double> conv(4, 6, 3, {.groups = 2});
+  REQUIRE(conv.weight().rows() == 6);
+  REQUIRE(conv.weight().cols() == 2 * 9);
+  REQUIRE(conv.fan_in() == 18);
+  REQUIRE(conv.fan_out() == 27);
+  std::vector<std::string> names;
+  conv.for_each_parameter([&](std::string_view n, const auto&, const auto&) { names.emplace_back(n); });
+  REQUIRE(names == std::vector<std::string>{"weight", "bias"});
+  // PyTorch's default init bound 1/sqrt(fan_in)
+  REQUIRE(conv.weight().cwiseAbs().maxCoeff() <= 1.0 / std::sqrt(18.0));
+}
+
+TEST_CASE("Conv2d: bad shapes and arguments are clear errors", "[conv2d][errors]") {
+  REQUIRE_THROWS_AS(Conv2d<float>(3, 4, 0), std::invalid_argument);
+  REQUIRE_THROWS_AS(Conv2d<float>(3, 4, 3, {.stride = 0}), std::invalid_argument);
+  REQUIRE_THROWS_WITH(Conv2d<float>(3, 4, 3, {.groups = 2}), rbtest::contains("groups (2) must divide"));
+  Conv2d<float> conv(3, 4, 3);
+  const Eigen::MatrixXf x = Eigen::MatrixXf::Ones(3, 50);
+  REQUIRE_THROWS_WITH(conv.forward(x), rbtest::contains("image size not set"));
+  REQUIRE_THROWS_WITH(conv.set_image_size({2, 2}), rbtest::contains("smaller than the 3x3"));
+  conv.set_image_size({4, 4});
+  REQUIRE_THROWS_WITH(conv.forward(x), rbtest::contains("not a whole number of 4x4 images"));
+  const Eigen::MatrixXf wrong = Eigen::MatrixXf::Ones(2, 32);
+  REQUIRE_THROWS_WITH(conv.forward(wrong), rbtest::contains("Conv2d: input is 2x32"));
+  const Eigen::MatrixXf good = Eigen::MatrixXf::Ones(3, 32);
+  conv.forward(good);
+  REQUIRE_THROWS_WITH(conv.backward(Eigen::MatrixXf::Ones(4, 9)), rbtest::contains("output gradient is 4x9"));
+}
