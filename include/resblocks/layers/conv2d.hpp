@@ -349,8 +349,14 @@ class Conv2d {
           // yᵀ = colsᵀ wᵀ: the positions are the GEMM's long M side (few output channels make a poor M).
           detail::gemm<true, true>(yt, cols, w.block(g * og, 0, og, kg), detail::zero_block(yt));
           auto yg = y.block(g * og, p0, og, pc);
-          init(yg, g * og, p0)(0, og, 0, pc);
-          yg += yt.transpose();
+          if (has_skip && m_opt.bias)
+            yg = (skip.block(g * og, p0, og, pc) + yt.transpose()).colwise() + m_bias.segment(g * og, og);
+          else if (has_skip)
+            yg = skip.block(g * og, p0, og, pc) + yt.transpose();
+          else if (m_opt.bias)
+            yg = yt.transpose().colwise() + m_bias.segment(g * og, og);
+          else
+            yg = yt.transpose();
         }
         epilogue(std::as_const(y), 0, m_out, p0, pc);
       });
