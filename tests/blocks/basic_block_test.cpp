@@ -44,7 +44,7 @@ TEST_CASE("BasicBlock: gradients in evaluation mode", "[resnet][gradient]") {
   rbtest::require_gradients(block, x);
 }
 
-TEST_CASE("BasicBlock: torchvision names; zero-init makes it start as relu(skip(x))", "[resnet]") {
+TEST_CASE("BasicBlock: torchvision names, zero-init makes it start as relu(skip(x))", "[resnet]") {
   BasicBlock<float> down(4, 8, 2);
   REQUIRE(parameter_names(down) ==
           std::vector<std::string>{"conv1.weight", "bn1.weight", "bn1.bias", "conv2.weight", "bn2.weight", "bn2.bias",

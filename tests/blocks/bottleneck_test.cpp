@@ -29,7 +29,7 @@ TEST_CASE("Bottleneck: torchvision's names and parameter count", "[resnet]") {
   REQUIRE(names.back() == "downsample.1.bias");
 }
 
-TEST_CASE("Bottleneck: evaluation-mode gradients; infer equals forward", "[resnet][gradient]") {
+TEST_CASE("Bottleneck: evaluation-mode gradients, infer equals forward", "[resnet][gradient]") {
   Bottleneck<double> block(4, 2, 2);
   block.set_image_size({4, 4});
   const auto x = rbtest::random_batch<Eigen::MatrixXd>(4, 2 * 16, 3);

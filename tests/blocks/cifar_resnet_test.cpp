@@ -13,7 +13,7 @@ TEST_CASE("CifarResNet: depth 6n+2, the paper's parameter counts", "[resnet][cif
   REQUIRE(CifarResNet<float>::blocks_per_stage(32) == 5);
 }
 
-TEST_CASE("CifarResNet: plain twin has the same parameters; both train end to end", "[resnet][cifar][gradient]") {
+TEST_CASE("CifarResNet: plain twin has the same parameters, both train end to end", "[resnet][cifar][gradient]") {
   CifarResNet<double> res({.depth = 8, .in_channels = 1, .classes = 3, .width = 2, .image = {6, 6}});
   CifarResNet<double> plain({.depth = 8, .in_channels = 1, .classes = 3, .width = 2, .image = {6, 6}, .plain = true});
   REQUIRE(parameter_count(res) == parameter_count(plain));

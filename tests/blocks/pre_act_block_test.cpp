@@ -20,7 +20,7 @@ TEST_CASE("PreActBlock: gradients with identity and projection skips, train and 
   }
 }
 
-TEST_CASE("PreActBlock: names; zero-init starts as the identity; infer equals forward", "[resnet]") {
+TEST_CASE("PreActBlock: names, zero-init starts as the identity, infer equals forward", "[resnet]") {
   PreActBlock<float> down(4, 8, 2);
   std::vector<std::string> names;
   down.for_each_parameter([&](std::string_view n, const auto&, const auto&) { names.emplace_back(n); });

@@ -35,7 +35,7 @@ TEST_CASE("ResNet-18/34/50: torchvision's parameter counts and state_dict names"
   REQUIRE(buffers == 3 * 20);  // torchvision resnet18: 20 BatchNorm2d
 }
 
-TEST_CASE("ResNet-18: a small image runs forward and backward; eval switch reaches every BN", "[resnet]") {
+TEST_CASE("ResNet-18: a small image runs forward and backward, eval switch reaches every BN", "[resnet]") {
   auto net = resnet18<float>({.classes = 10, .image = {32, 32}});
   const Eigen::MatrixXf x = rbtest::random_batch<Eigen::MatrixXf>(3, 2 * 32 * 32, 1);
   const Eigen::MatrixXf& y = net.forward(x);

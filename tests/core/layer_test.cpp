@@ -57,7 +57,7 @@ TEST_CASE("parameter_count counts every scalar parameter", "[concept]") {
   REQUIRE(parameter_count(dyn) == 5 * 7 + 7 + 7 * 3 + 5 * 3);
 }
 
-TEST_CASE("manual_seed makes initialisation reproducible; different seeds differ", "[init]") {
+TEST_CASE("manual_seed makes initialisation reproducible, different seeds differ", "[init]") {
   manual_seed(7);
   Linear<float, 4, 3> a;
   manual_seed(7);

@@ -89,7 +89,7 @@ TEST_CASE("Activations: float smoke test agrees with double", "[activation][floa
   both(LeakyReLU<double>(), LeakyReLU<float>());
 }
 
-TEST_CASE("Activations: a fixed size is checked at run time; Dynamic takes any", "[activation][errors]") {
+TEST_CASE("Activations: a fixed size is checked at run time, Dynamic takes any", "[activation][errors]") {
   ReLU<float> any;
   Eigen::MatrixXf x(3, 2);
   x.setOnes();

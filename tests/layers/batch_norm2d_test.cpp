@@ -108,7 +108,7 @@ TEST_CASE("BatchNorm2d: gradients in training and evaluation mode, static and dy
   }
 }
 
-TEST_CASE("BatchNorm2d: float agrees with double; infer equals forward; skip and epilogue", "[batch_norm]") {
+TEST_CASE("BatchNorm2d: float agrees with double, infer equals forward, skip and epilogue", "[batch_norm]") {
   BatchNorm2d<double> d(5);
   BatchNorm2d<float> f(5);
   randomise_affine(d, 10);

@@ -155,7 +155,7 @@ TEST_CASE("Conv2d: gradients with static channel counts", "[conv2d][gradient]") 
   rbtest::require_gradients(pointwise, x4);
 }
 
-TEST_CASE("Conv2d: float agrees with double; infer equals forward; skip adds", "[conv2d]") {
+TEST_CASE("Conv2d: float agrees with double, infer equals forward, skip adds", "[conv2d]") {
   Conv2d<double> d(3, 8, 3, {.padding = 1});
   Conv2d<float> f(3, 8, 3, {.padding = 1});
   rbtest::copy_parameters(d, f);

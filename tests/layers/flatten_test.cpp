@@ -118,14 +118,21 @@ TEST_CASE("Flatten: errors name the layer", "[flatten][errors]") {
   REQUIRE_THROWS_AS(three.forward(ok), std::invalid_argument);  // 2 channels, expected 3
 }
 
-TEST_CASE("Flatten: feeds a Linear inside a Sequential; sizes checked once the image size is known", "[flatten]") {
-  Sequential<MaxPool2d<double>, Flatten<double>, Linear<double>> net(MaxPool2d<double>(2), Flatten<double>(),
+TEST_CASE("Flatten: feeds a Linear inside a Sequential, sizes checked once the image size is known", "[flatten]") {
+  // Flatten knows its channels, so set_image_size can check the Linear's input size.
+  Sequential<MaxPool2d<double>, Flatten<double>, Linear<double>> net(MaxPool2d<double>(2), Flatten<double>(3),
                                                                      Linear<double>(3 * 2 * 2, 5));
-  REQUIRE(net.in_features() == -1);
+  REQUIRE(net.in_features() == 3);  // the first known size: Flatten's channels, through the pool
   net.set_image_size({4, 5});
   const auto x = rbtest::random_batch<Eigen::MatrixXd>(3, 2 * 20, 1);
   REQUIRE(net.forward(x).rows() == 5);
   REQUIRE(net.forward(x).cols() == 2);
   rbtest::require_gradients(net, x);
   REQUIRE_THROWS_WITH(net.set_image_size({6, 6}), rbtest::contains("takes 12 features but the layer before it gives 27"));
+  // With the channels unknown until forward, the Linear's own input check catches the mismatch.
+  Sequential<MaxPool2d<double>, Flatten<double>, Linear<double>> open(MaxPool2d<double>(2), Flatten<double>(),
+                                                                      Linear<double>(3 * 2 * 2, 5));
+  open.set_image_size({6, 6});
+  const auto x6 = rbtest::random_batch<Eigen::MatrixXd>(3, 2 * 36, 2);
+  REQUIRE_THROWS_WITH(open.forward(x6), rbtest::contains("Linear: input is 27x2"));
 }

@@ -17,7 +17,7 @@ TEST_CASE("Shortcut: zero-padding subsamples and appends zero channels", "[short
   rbtest::require_gradients(s, rbtest::random_batch<Eigen::MatrixXd>(2, 2 * 12, 1));
 }
 
-TEST_CASE("Shortcut: projection, identity and none; parameters and errors", "[shortcut]") {
+TEST_CASE("Shortcut: projection, identity and none, parameters and errors", "[shortcut]") {
   Shortcut<double> p(3, 4, 2, ShortcutKind::projection);
   p.set_image_size({5, 5});
   rbtest::require_gradients(p, rbtest::random_batch<Eigen::MatrixXd>(3, 2 * 25, 2));
