@@ -8,6 +8,7 @@
 
 #include "support/catch.hpp"
 #include "support/fixture.hpp"
+#include "support/parity.hpp"
 
 #include <resblocks/layers/avg_pool2d.hpp>
 #include <resblocks/layers/flatten.hpp>
@@ -28,38 +29,9 @@ namespace {
 using resblocks::Index;
 using resblocks_tests::Fixture;
 using resblocks_tests::load_fixture;
-
-template <class S>
-constexpr double tolerance = std::is_same_v<S, double> ? 1e-12 : 1e-5;
-
-/// Checks max |actual - fixture[tensor]| <= tol * max(1, max |fixture[tensor]|); `via` labels the code path.
-template <class Derived>
-void check_close(const Fixture& fixture, const std::string& tensor, const Eigen::MatrixBase<Derived>& actual,
-                 double tol, std::string_view via) {
-  const Eigen::MatrixXd& expected = fixture.matrix(tensor);
-  INFO(fixture.source() << ": tensor " << tensor << " (" << via << ")");
-  REQUIRE(actual.rows() == expected.rows());
-  REQUIRE(actual.cols() == expected.cols());
-  REQUIRE(expected.size() > 0);
-  const Eigen::MatrixXd a = actual.template cast<double>();
-  REQUIRE(a.allFinite());
-  Index row = 0, col = 0;
-  const double error = (a - expected).cwiseAbs().maxCoeff(&row, &col);
-  const double allowed = tol * std::max(1.0, expected.cwiseAbs().maxCoeff());
-  INFO(std::setprecision(17) << "max |resblocks - PyTorch| = " << error << " at (" << row << ", " << col
-                             << "): resblocks " << a(row, col) << ", PyTorch " << expected(row, col)
-                             << "; allowed " << allowed);
-  CHECK(error <= allowed);
-}
-
-/// The fixture's tensor as matrix type M (checking a static row count).
-template <class M>
-M fixture_batch(const Fixture& fixture, const std::string& tensor) {
-  const Eigen::MatrixXd& m = fixture.matrix(tensor);
-  INFO(fixture.source() << ": tensor " << tensor);
-  if constexpr (M::RowsAtCompileTime != Eigen::Dynamic) REQUIRE(m.rows() == M::RowsAtCompileTime);
-  return m.template cast<typename M::Scalar>();
-}
+using resblocks_tests::check_close;
+using resblocks_tests::fixture_batch;
+using resblocks_tests::tolerance;
 
 /// Configures `layer` for the fixture's image size, runs forward(x) and backward(dL_dy), and compares
 /// y and dL/dx with PyTorch's, and infer(x) with PyTorch's y.

@@ -8,6 +8,7 @@
 
 #include "support/catch.hpp"
 #include "support/fixture.hpp"
+#include "support/parity.hpp"
 
 #include <resblocks/resblocks.hpp>
 
@@ -27,60 +28,10 @@ namespace {
 using resblocks::Index;
 using resblocks_tests::Fixture;
 using resblocks_tests::load_fixture;
-
-template <class S>
-constexpr double tolerance = std::is_same_v<S, double> ? 1e-12 : 1e-5;
-
-/// Checks max |actual - fixture[tensor]| <= tol * max(1, max |fixture[tensor]|); `via` labels the code path.
-template <class Derived>
-void check_close(const Fixture& fixture, const std::string& tensor, const Eigen::MatrixBase<Derived>& actual,
-                 double tol, std::string_view via = "forward/backward") {
-  const Eigen::MatrixXd& expected = fixture.matrix(tensor);
-  INFO(fixture.source() << ": tensor " << tensor << " (" << via << ")");
-  REQUIRE(actual.rows() == expected.rows());
-  REQUIRE(actual.cols() == expected.cols());
-  REQUIRE(expected.size() > 0);
-  const Eigen::MatrixXd a = actual.template cast<double>();
-  REQUIRE(a.allFinite());
-  Index row = 0, col = 0;
-  const double error = (a - expected).cwiseAbs().maxCoeff(&row, &col);
-  const double allowed = tol * std::max(1.0, expected.cwiseAbs().maxCoeff());
-  INFO(std::setprecision(17) << "max |resblocks - PyTorch| = " << error << " at (" << row << ", " << col
-                             << "): resblocks " << a(row, col) << ", PyTorch " << expected(row, col)
-                             << "; allowed " << allowed);
-  const double error_over_allowed = error / allowed;
-  CHECK(error_over_allowed <= 1.0);
-}
-
-/// The fixture's tensor as matrix type M (checking a static row count).
-template <class M>
-M fixture_batch(const Fixture& fixture, const std::string& tensor) {
-  const Eigen::MatrixXd& m = fixture.matrix(tensor);
-  INFO(fixture.source() << ": tensor " << tensor);
-  if constexpr (M::RowsAtCompileTime != Eigen::Dynamic) REQUIRE(m.rows() == M::RowsAtCompileTime);
-  return m.cast<typename M::Scalar>();
-}
-
-/// Overwrites every parameter of `net` with the fixture's `param.<name>`; the visited names must be
-/// exactly the fixture's parameter names (and gradient names), so that a renaming fails the test.
-template <class Net>
-void load_parameters(Net& net, const Fixture& fixture) {
-  using S = typename Net::Scalar;
-  std::set<std::string> visited;
-  net.for_each_parameter([&](std::string_view name, auto& value, auto&) {
-    const std::string n(name);
-    INFO(fixture.source() << ": parameter " << n);
-    REQUIRE(visited.insert(n).second);
-    REQUIRE(fixture.contains("param." + n));
-    const Eigen::MatrixXd& m = fixture.matrix("param." + n);
-    REQUIRE(value.rows() == m.rows());
-    REQUIRE(value.cols() == m.cols());
-    value = m.cast<S>();
-  });
-  INFO(fixture.source());
-  REQUIRE(visited == fixture.names_with_prefix("param."));
-  REQUIRE(visited == fixture.names_with_prefix("grad."));
-}
+using resblocks_tests::check_close;
+using resblocks_tests::fixture_batch;
+using resblocks_tests::load_parameters;
+using resblocks_tests::tolerance;
 
 /// Loads `file` into `net`, runs forward(x) and backward(dL_dy), compares y, dL/dx and every
 /// parameter gradient with PyTorch's, and infer(x) with PyTorch's y.

@@ -12,6 +12,7 @@
 
 #include "support/catch.hpp"
 #include "support/fixture.hpp"
+#include "support/parity.hpp"
 
 #include <resblocks/blocks/basic_block.hpp>
 #include <resblocks/blocks/block_options.hpp>
@@ -35,44 +36,24 @@ namespace {
 using resblocks::Index;
 using resblocks_tests::Fixture;
 using resblocks_tests::load_fixture;
+using resblocks_tests::check_close;
+using resblocks_tests::load_parameters;
+using resblocks_tests::tolerance;
 
-/// Tolerance relative to max(1, max |PyTorch|), the same for every tensor (y, y_eval, dL/dx, the
-/// parameter gradients and the running statistics).
-///
-/// double: the blocks compute in double what PyTorch computes in double, up to summation order
-/// (measured: at most 2e-15).
-///
-/// float: the inputs, parameters and dL_dy are exact in float, so only the arithmetic differs. The
-/// parameter gradients are the worry: they are sums over all N·Ho·Wo positions of terms that went
-/// through the BatchNorm backward, dy - mean(dy) - x̂·mean(dy·x̂), which cancels by construction, and
-/// γ's gradient Σ dy·x̂ carries the float rounding of the batch statistics in x̂; so their error is
-/// relative to the terms rather than to the sum. At these sizes (≤ 72 positions per channel, BN
-/// statistics merged in double) that costs little: the largest float error measured is 4e-7
-/// (grad.bn1.weight of the PreActBlock; y, dL/dx and the buffers stay below 2.5e-7), so 1e-5 holds for
-/// the gradients too, with a 25x margin. Larger batches would need a looser bound for them.
-template <class S>
-constexpr double tolerance = std::is_same_v<S, double> ? 1e-12 : 1e-5;
-
-/// Checks max |actual - fixture[tensor]| <= tol * max(1, max |fixture[tensor]|); `via` labels the code path.
-template <class Derived>
-void check_close(const Fixture& fixture, const std::string& tensor, const Eigen::MatrixBase<Derived>& actual,
-                 double tol, std::string_view via) {
-  const Eigen::MatrixXd& expected = fixture.matrix(tensor);
-  INFO(fixture.source() << ": tensor " << tensor << " (" << via << ")");
-  REQUIRE(actual.rows() == expected.rows());
-  REQUIRE(actual.cols() == expected.cols());
-  REQUIRE(expected.size() > 0);
-  const Eigen::MatrixXd a = actual.template cast<double>();
-  REQUIRE(a.allFinite());
-  Index row = 0, col = 0;
-  const double error = (a - expected).cwiseAbs().maxCoeff(&row, &col);
-  const double allowed = tol * std::max(1.0, expected.cwiseAbs().maxCoeff());
-  INFO(std::setprecision(17) << "max |resblocks - PyTorch| = " << error << " at (" << row << ", " << col
-                             << "): resblocks " << a(row, col) << ", PyTorch " << expected(row, col)
-                             << "; allowed " << allowed);
-  const double error_over_allowed = error / allowed;
-  CHECK(error_over_allowed <= 1.0);
-}
+// The tolerance (resblocks_tests::tolerance) is relative to max(1, max |PyTorch|), the same for every
+// tensor (y, y_eval, dL/dx, the parameter gradients and the running statistics).
+//
+// double: the blocks compute in double what PyTorch computes in double, up to summation order
+// (measured: at most 2e-15).
+//
+// float: the inputs, parameters and dL_dy are exact in float, so only the arithmetic differs. The
+// parameter gradients are the worry: they are sums over all N·Ho·Wo positions of terms that went
+// through the BatchNorm backward, dy - mean(dy) - x̂·mean(dy·x̂), which cancels by construction, and
+// γ's gradient Σ dy·x̂ carries the float rounding of the batch statistics in x̂; so their error is
+// relative to the terms rather than to the sum. At these sizes (≤ 72 positions per channel, BN
+// statistics merged in double) that costs little: the largest float error measured is 4e-7
+// (grad.bn1.weight of the PreActBlock; y, dL/dx and the buffers stay below 2.5e-7), so 1e-5 holds for
+// the gradients too, with a 25x margin. Larger batches would need a looser bound for them.
 
 /// The fixture's 1 x 1 tensor `tensor` as an integer (num_batches_tracked).
 std::int64_t fixture_count(const Fixture& fixture, const std::string& tensor) {
@@ -89,26 +70,6 @@ constexpr bool is_count = std::is_same_v<std::remove_cvref_t<V>, std::int64_t>;
 
 /// Overwrites every parameter with the fixture's `param.<name>`; the visited names must be exactly
 /// the fixture's parameter (and gradient) names, so a missing or renamed parameter fails the test.
-template <class Block>
-void load_parameters(Block& block, const Fixture& fixture) {
-  using S = typename Block::Scalar;
-  std::set<std::string> visited;
-  block.for_each_parameter([&](std::string_view name, auto& value, auto&) {
-    const std::string n(name);
-    INFO(fixture.source() << ": parameter " << n);
-    REQUIRE(visited.insert(n).second);
-    REQUIRE(fixture.contains("param." + n));
-    const Eigen::MatrixXd& m = fixture.matrix("param." + n);
-    REQUIRE(value.rows() == m.rows());
-    REQUIRE(value.cols() == m.cols());
-    value = m.cast<S>();
-  });
-  INFO(fixture.source());
-  REQUIRE(!visited.empty());
-  REQUIRE(visited == fixture.names_with_prefix("param."));
-  REQUIRE(visited == fixture.names_with_prefix("grad."));
-}
-
 /// Overwrites every buffer with the fixture's `buffer.<name>` (the same name check as parameters).
 template <class Block>
 void load_buffers(Block& block, const Fixture& fixture) {
@@ -165,7 +126,7 @@ void check_block(Block& block, const std::string& file) {
   const resblocks::ImageSize size{static_cast<Index>(shape(2)), static_cast<Index>(shape(3))};
   const resblocks::ImageSize out_size = block.set_image_size(size);
 
-  load_parameters(block, fixture);
+  REQUIRE(load_parameters(block, fixture) > 0);
   load_buffers(block, fixture);
   block.zero_grad();
 

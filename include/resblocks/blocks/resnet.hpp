@@ -20,7 +20,6 @@
 
 #include <array>
 #include <string_view>
-#include <type_traits>
 
 namespace resblocks {
 
@@ -38,10 +37,8 @@ namespace detail {
 template <class Net>
 void torchvision_init(Net& net) {
   for_each_leaf(net, [](auto& layer) {
-    using L = std::remove_cvref_t<decltype(layer)>;
-    if constexpr (requires { layer.fan_out(); layer.kernel_size(); })
+    if constexpr (requires { layer.fan_out(); layer.kernel_size(); })  // the convolutions
       kaiming_normal(layer, KaimingOptions{.mode = FanMode::fan_out, .nonlinearity = Nonlinearity::relu});
-    (void)sizeof(L);
   });
 }
 

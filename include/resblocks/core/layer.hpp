@@ -104,6 +104,16 @@ void for_each_leaf(L& layer, F&& f) {
 
 namespace detail {
 
+/// The hooks of forward_then / backward_then / infer_then that do nothing (the plain passes).
+struct NoPrepare {
+  template <class M>
+  void operator()(const M&) const noexcept {}
+};
+struct NoEpilogue {
+  template <class M>
+  void operator()(const M&, Index, Index, Index, Index) const noexcept {}
+};
+
 /// The layer's set_image_size(in) if it has one; otherwise the size passes through unchanged.
 template <class L>
 ImageSize propagate_image_size(L& layer, ImageSize in) {

@@ -79,7 +79,6 @@ class BatchNorm2d {
     m_shift.setZero(channels);
     m_mean.setZero(channels);
     m_inv_std.setZero(channels);
-    m_a.setZero(channels);
     m_b.setZero(channels);
     m_c.setZero(channels);
   }
@@ -104,7 +103,7 @@ class BatchNorm2d {
   [[nodiscard]] std::int64_t num_batches_tracked() const noexcept { return m_num_batches_tracked; }
 
   const Output& forward(const Input& x) {
-    forward_then(x, NoPrepare{}, NoEpilogue{});
+    forward_then(x, detail::NoPrepare{}, detail::NoEpilogue{});
     return m_y;
   }
   const Output& forward(Input&&) = delete;  // forward keeps a reference to its input
@@ -122,11 +121,11 @@ class BatchNorm2d {
   template <class Skip>
   void forward_add(const Input& x, Output& y, const Skip& skip) {
     prepare_forward(x);
-    normalize(x, y, skip, m_scale, m_shift, NoPrepare{}, NoEpilogue{});
+    normalize(x, y, skip, m_scale, m_shift, detail::NoPrepare{}, detail::NoEpilogue{});
   }
 
   const Input& backward(const Output& dL_dy) {
-    backward_into(dL_dy, m_dL_dx, Zero{}, NoPrepare{}, NoEpilogue{});
+    backward_into(dL_dy, m_dL_dx, Zero{}, detail::NoPrepare{}, detail::NoEpilogue{});
     return m_dL_dx;
   }
 
@@ -139,11 +138,11 @@ class BatchNorm2d {
 
   template <class SkipGrad>
   void backward_add(const Output& dL_dy, Input& dL_dx, const SkipGrad& skip_grad) {
-    backward_into(dL_dy, dL_dx, skip_grad, NoPrepare{}, NoEpilogue{});
+    backward_into(dL_dy, dL_dx, skip_grad, detail::NoPrepare{}, detail::NoEpilogue{});
   }
 
   const Output& infer(const Input& x, Workspace& ws) const {
-    infer_then(x, ws, NoPrepare{}, NoEpilogue{});
+    infer_then(x, ws, detail::NoPrepare{}, detail::NoEpilogue{});
     return ws.y;
   }
 
@@ -157,7 +156,7 @@ class BatchNorm2d {
   template <class Skip>
   void infer_add(const Input& x, Output& y, const Skip& skip, Workspace& ws) const {
     coefficients(x, ws.scale, ws.shift, ws.parts, nullptr);
-    normalize(x, y, skip, ws.scale, ws.shift, NoPrepare{}, NoEpilogue{});
+    normalize(x, y, skip, ws.scale, ws.shift, detail::NoPrepare{}, detail::NoEpilogue{});
   }
 
   void zero_grad() {
@@ -192,14 +191,6 @@ class BatchNorm2d {
 
  private:
   struct Zero {};
-  struct NoPrepare {
-    template <class M>
-    void operator()(const M&) const noexcept {}
-  };
-  struct NoEpilogue {
-    template <class M>
-    void operator()(const M&, Index, Index, Index, Index) const noexcept {}
-  };
 
   /// Columns per partition of the statistics (fixed by the channel count, not by the threads):
   /// about 256 KB of float data, so the two passes over a partition hit the cache.
@@ -340,7 +331,7 @@ class BatchNorm2d {
         }
       }
     });
-    // dL/dx = a·dy + b·x + c per channel. With batch statistics the mean and variance depend on x:
+    // dL/dx = scale·dy + b·x + c per channel. With batch statistics the mean and variance depend on x:
     // dx = scale·(dy - mean(dy) - x̂·mean(dy·x̂)); with running statistics dx = scale·dy.
     for (Index r = 0; r < rows; ++r) {
       double sum_dy = 0, sum_dy_xhat = 0;
@@ -352,7 +343,6 @@ class BatchNorm2d {
       m_dL_dbias(r) += S(sum_dy);
       m_dL_dweight(r) += S(sum_dy_xhat);
       const double scale = double(m_scale(r));
-      m_a(r) = S(scale);
       m_b(r) = S(0);
       m_c(r) = S(0);
       if (m_trained_with_batch_stats) {
@@ -368,7 +358,7 @@ class BatchNorm2d {
       for (Index j = c0; j < c1; j += block) {
         const Index n = std::min(block, c1 - j);
         auto out = dL_dx.middleCols(j, n);
-        const auto core = ((dL_dy.middleCols(j, n).array().colwise() * m_a.array()) +
+        const auto core = ((dL_dy.middleCols(j, n).array().colwise() * m_scale.array()) +
                            (x.middleCols(j, n).array().colwise() * m_b.array()))
                               .colwise() +
                           m_c.array();
@@ -387,7 +377,7 @@ class BatchNorm2d {
   Vector m_weight, m_bias, m_dL_dweight, m_dL_dbias;
   Vector m_running_mean, m_running_var;
   std::int64_t m_num_batches_tracked = 0;
-  Vector m_scale, m_shift, m_mean, m_inv_std, m_a, m_b, m_c;  ///< per-step coefficients
+  Vector m_scale, m_shift, m_mean, m_inv_std, m_b, m_c;  ///< per-step coefficients (dL/dx = scale·dy + b·x + c)
   Eigen::MatrixXd m_parts, m_batch;
   detail::CachedInput<Input> m_x;
   Output m_y;

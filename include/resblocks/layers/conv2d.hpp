@@ -136,7 +136,7 @@ class Conv2d {
   [[nodiscard]] ImageSize output_image_size() const noexcept { return m_out_size; }
 
   const Output& forward(const Input& x) {
-    forward_then(x, NoPrepare{}, NoEpilogue{});
+    forward_then(x, detail::NoPrepare{}, detail::NoEpilogue{});
     return m_y;
   }
   const Output& forward(Input&&) = delete;  // forward keeps a reference to its input
@@ -158,11 +158,11 @@ class Conv2d {
     const Index n = check_input(x);
     m_x = &x;
     prepare_weights(m_w, m_wf);
-    compute(x, n, y, skip, kernel_weight(m_w), m_cols, NoPrepare{}, NoEpilogue{});
+    compute(x, n, y, skip, kernel_weight(m_w), m_cols, detail::NoPrepare{}, detail::NoEpilogue{});
   }
 
   const Input& backward(const Output& dL_dy) {
-    backward_into(dL_dy, m_dL_dx, Input::Zero(m_in, 0), NoPrepare{}, NoEpilogue{});
+    backward_into(dL_dy, m_dL_dx, Input::Zero(m_in, 0), detail::NoPrepare{}, detail::NoEpilogue{});
     return m_dL_dx;
   }
 
@@ -177,11 +177,11 @@ class Conv2d {
   /// dL_dx = skip_grad + dL/dx: skip_grad initialises the blocks dL/dx accumulates into.
   template <class SkipGrad>
   void backward_add(const Output& dL_dy, Input& dL_dx, const SkipGrad& skip_grad) {
-    backward_into(dL_dy, dL_dx, skip_grad, NoPrepare{}, NoEpilogue{});
+    backward_into(dL_dy, dL_dx, skip_grad, detail::NoPrepare{}, detail::NoEpilogue{});
   }
 
   const Output& infer(const Input& x, Workspace& ws) const {
-    infer_then(x, ws, NoPrepare{}, NoEpilogue{});
+    infer_then(x, ws, detail::NoPrepare{}, detail::NoEpilogue{});
     return ws.y;
   }
 
@@ -197,7 +197,7 @@ class Conv2d {
   void infer_add(const Input& x, Output& y, const Skip& skip, Workspace& ws) const {
     const Index n = check_input(x);
     if (!same_order()) to_kernel_order(m_weight, ws.w);
-    compute(x, n, y, skip, kernel_weight(ws.w), ws.cols, NoPrepare{}, NoEpilogue{});
+    compute(x, n, y, skip, kernel_weight(ws.w), ws.cols, detail::NoPrepare{}, detail::NoEpilogue{});
   }
 
   void zero_grad() {
@@ -218,14 +218,6 @@ class Conv2d {
 
  private:
   using ChunkMap = Eigen::Map<Weight, Eigen::Aligned16>;
-  struct NoPrepare {
-    template <class M>
-    void operator()(const M&) const noexcept {}
-  };
-  struct NoEpilogue {
-    template <class M>
-    void operator()(const M&, Index, Index, Index, Index) const noexcept {}
-  };
 
   /// Where the patches of an im2col come from: a source of `channels` rows (`group` of them per
   /// group) on src_h × src_w images, read by a k×k kernel at out_h × out_w positions.
@@ -318,21 +310,19 @@ class Conv2d {
     y.resize(m_out, n * m_out_size.area());
     prepare(std::as_const(y));
     const bool has_skip = skip.cols() != 0;
-    auto init = [&](auto& dst, Index row0, Index col0) {
-      return [&, row0, col0](Index r0, Index rows, Index c0, Index cols) {
-        auto block = dst.block(r0, c0, rows, cols);
+    if (pointwise()) {  // y = skip + bias + W x: skip and bias initialise each thread's block of y
+      auto init = [&](Index r0, Index rows, Index c0, Index cols) {
+        auto block = y.block(r0, c0, rows, cols);
         if (has_skip && m_opt.bias)
-          block = skip.block(row0 + r0, col0 + c0, rows, cols).colwise() + m_bias.segment(row0 + r0, rows);
+          block = skip.block(r0, c0, rows, cols).colwise() + m_bias.segment(r0, rows);
         else if (has_skip)
-          block = skip.block(row0 + r0, col0 + c0, rows, cols);
+          block = skip.block(r0, c0, rows, cols);
         else if (m_opt.bias)
-          block.colwise() = m_bias.segment(row0 + r0, rows);
+          block.colwise() = m_bias.segment(r0, rows);
         else
           block.setZero();
       };
-    };
-    if (pointwise()) {
-      detail::gemm<false, false>(y, w, x, init(y, 0, 0), [&](Index r0, Index rows, Index c0, Index cols) {
+      detail::gemm<false, false>(y, w, x, init, [&](Index r0, Index rows, Index c0, Index cols) {
         epilogue(std::as_const(y), r0, rows, c0, cols);
       });
       return;

@@ -154,17 +154,9 @@ class Linear {
 
  private:
   struct nullptr_skip {};
-  struct NoPrepare {
-    template <class M>
-    void operator()(const M&) const noexcept {}
-  };
-  struct NoEpilogue {
-    template <class M>
-    void operator()(const M&, Index, Index, Index, Index) const noexcept {}
-  };
 
   /// y = skip + b + W x: each thread writes skip + b into its block of y, then accumulates W x on it.
-  template <class Skip, class Prepare = NoPrepare, class Epilogue = NoEpilogue>
+  template <class Skip, class Prepare = detail::NoPrepare, class Epilogue = detail::NoEpilogue>
   void compute(const Input& x, Output& y, const Skip& skip, const Prepare& prepare = {},
                const Epilogue& epilogue = {}) const {
     y.resize(out_features(), x.cols());
@@ -180,7 +172,7 @@ class Linear {
         [&](Index r0, Index rows, Index c0, Index cols) { epilogue(std::as_const(y), r0, rows, c0, cols); });
   }
 
-  template <class SkipGrad, class Prepare = NoPrepare, class Epilogue = NoEpilogue>
+  template <class SkipGrad, class Prepare = detail::NoPrepare, class Epilogue = detail::NoEpilogue>
   void backward_into(const Output& dL_dy, Input& dL_dx, const SkipGrad& skip_grad, const Prepare& prepare = {},
                      const Epilogue& epilogue = {}) {
     const Input& x = m_x.get(name);

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace resblocks {
 
@@ -62,23 +63,30 @@ void kaiming_uniform(Matrix& w, Index fan_in, Index fan_out, const KaimingOption
   fill_uniform(w, std::sqrt(3.0) * detail::kaiming_std(fan_in, fan_out, o), g);
 }
 
+namespace detail {
+/// {fan_in, fan_out} of a layer's weight: a Conv2d's own (with the kernel area), else in/out features.
+template <class L>
+std::pair<Index, Index> layer_fans(const L& layer) {
+  if constexpr (requires { layer.fan_in(); })
+    return {layer.fan_in(), layer.fan_out()};
+  else
+    return {layer.in_features(), layer.out_features()};
+}
+}  // namespace detail
+
 /// Kaiming-normal initialisation of a layer's `weight` (Conv2d or Linear: anything with weight(),
 /// fan_in() and fan_out(), or in_features()/out_features() for a Linear); the bias is left alone.
 template <class L>
 void kaiming_normal(L& layer, const KaimingOptions& o = {}, Generator& g = default_generator()) {
-  if constexpr (requires { layer.fan_in(); })
-    kaiming_normal(layer.weight(), layer.fan_in(), layer.fan_out(), o, g);
-  else
-    kaiming_normal(layer.weight(), layer.in_features(), layer.out_features(), o, g);
+  const auto [fan_in, fan_out] = detail::layer_fans(layer);
+  kaiming_normal(layer.weight(), fan_in, fan_out, o, g);
 }
 
 /// Kaiming-uniform initialisation of a layer's `weight` (see the kaiming_normal overload).
 template <class L>
 void kaiming_uniform(L& layer, const KaimingOptions& o = {}, Generator& g = default_generator()) {
-  if constexpr (requires { layer.fan_in(); })
-    kaiming_uniform(layer.weight(), layer.fan_in(), layer.fan_out(), o, g);
-  else
-    kaiming_uniform(layer.weight(), layer.in_features(), layer.out_features(), o, g);
+  const auto [fan_in, fan_out] = detail::layer_fans(layer);
+  kaiming_uniform(layer.weight(), fan_in, fan_out, o, g);
 }
 
 }  // namespace resblocks
