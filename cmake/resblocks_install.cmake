@@ -6,6 +6,9 @@ set(RESBLOCKS_CMAKE_DIR "${CMAKE_INSTALL_DATADIR}/cmake/resblocks"
 
 install(DIRECTORY include/resblocks DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(TARGETS resblocks EXPORT resblocksTargets)
+if(TARGET resblocks_io)
+  install(TARGETS resblocks_io EXPORT resblocksTargets)
+endif()
 install(EXPORT resblocksTargets NAMESPACE resblocks:: DESTINATION ${RESBLOCKS_CMAKE_DIR})
 
 configure_package_config_file(cmake/resblocksConfig.cmake.in

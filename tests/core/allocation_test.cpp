@@ -137,6 +137,48 @@ TEST_CASE("no allocation in steady-state steps: pre-activation bottleneck, CIFAR
   require_no_allocation(cifar, rbtest::random_batch<Eigen::MatrixXf>(1, 16 * 144, 106));
 }
 
+namespace {
+/// A whole training step as the examples run it: forward, cross-entropy, backward, clipping,
+/// learning rate from a schedule, optimizer update.
+template <class Net, class Optimizer>
+long training_step_allocations(Net& net, Optimizer& opt, const Eigen::MatrixXf& x, const std::vector<int>& labels) {
+  CrossEntropyLoss<float> loss({.label_smoothing = 0.1});
+  const LinearWarmup schedule(CosineAnnealingLr(0.1, 100), 5, 0.1);
+  long step = 0;
+  auto train_step = [&] {
+    opt.set_lr(schedule(step++));
+    loss.forward(net.forward(x), labels);
+    net.zero_grad();
+    net.backward(loss.backward());
+    clip_grad_norm(net, 5.0);
+    opt.step(net);
+  };
+  for (int i = 0; i < 2; ++i) train_step();  // warm-up
+  return allocations_in([&] {
+    for (int i = 0; i < 3; ++i) train_step();
+  });
+}
+}  // namespace
+
+TEST_CASE("no allocation in steady-state training steps: loss, SGD, Adam, AdamW, clipping, schedule", "[allocation][train]") {
+  const Eigen::MatrixXf x = rbtest::random_batch<Eigen::MatrixXf>(1, 16 * 144, 107);
+  std::vector<int> labels(16);
+  for (std::size_t i = 0; i < labels.size(); ++i) labels[i] = static_cast<int>(i % 10);
+  CifarResNet<float> net({.depth = 8, .in_channels = 1, .image = {12, 12}, .downsample = ShortcutKind::projection});
+  SECTION("SGD, Nesterov momentum, weight decay") {
+    Sgd opt(net, {.lr = 0.1, .momentum = 0.9, .nesterov = true, .weight_decay = 5e-4});
+    CHECK(training_step_allocations(net, opt, x, labels) == 0);
+  }
+  SECTION("Adam with amsgrad") {
+    Adam opt(net, {.weight_decay = 1e-4, .amsgrad = true});
+    CHECK(training_step_allocations(net, opt, x, labels) == 0);
+  }
+  SECTION("AdamW") {
+    AdamW opt(net);
+    CHECK(training_step_allocations(net, opt, x, labels) == 0);
+  }
+}
+
 #else
 TEST_CASE("allocation test needs glibc", "[allocation][!mayfail]") { SUCCEED("skipped: not glibc"); }
 #endif

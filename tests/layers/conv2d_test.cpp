@@ -99,6 +99,10 @@ const Case k_large_cases[] = {
     {16, 32, 1, {.stride = 2, .bias = false}, {8, 8}, 9},   // strided 1x1
     {32, 32, 1, {}, {8, 8}, 4},                             // pointwise: one GEMM
     {32, 32, 3, {.padding = 1, .groups = 4}, {8, 8}, 3},
+    // 32 and 64 channels: the implicit GEMM (patches read while packing), forward and gather backward.
+    {32, 32, 3, {.padding = 1, .bias = false}, {7, 6}, 3},
+    {32, 64, 3, {.padding = 2, .dilation = 2}, {6, 7}, 2},
+    {64, 32, 3, {.stride = 2, .padding = 1}, {7, 7}, 2},  // implicit forward, scatter backward
 };
 }  // namespace
 
@@ -131,6 +135,27 @@ TEST_CASE("Conv2d: backward matches the definition, small and multi-part sizes",
   };
   for (const Case& c : k_cases) check(c);
   for (const Case& c : k_large_cases) check(c);
+}
+
+TEST_CASE("Conv2d: the implicit GEMM gives the bits of im2col + GEMM", "[conv2d]") {
+  for (const Case& c : k_large_cases) {
+    for (const Index chunk : {Index(1) << 40, Index(7)}) {
+      INFO(describe(c) << " chunk " << chunk);
+      Conv2d<float> with(c.cin, c.cout, c.k, c.opt), without(c.cin, c.cout, c.k, c.opt);
+      without.weight() = with.weight();
+      if (c.opt.bias) without.bias() = with.bias();
+      without.set_implicit_gemm(false);
+      with.set_max_chunk_positions(chunk);
+      without.set_max_chunk_positions(chunk);
+      const ImageSize out = with.set_image_size(c.size);
+      without.set_image_size(c.size);
+      const auto x = rbtest::random_batch<Eigen::MatrixXf>(c.cin, c.n * c.size.area(), 23);
+      const auto dy = rbtest::random_batch<Eigen::MatrixXf>(c.cout, c.n * out.area(), 24);
+      REQUIRE(with.forward(x) == without.forward(x));
+      REQUIRE(with.backward(dy) == without.backward(dy));
+      REQUIRE(with.weight_grad() == without.weight_grad());
+    }
+  }
 }
 
 TEST_CASE("Conv2d: gradients (dynamic channels, several geometries, chunked)", "[conv2d][gradient]") {

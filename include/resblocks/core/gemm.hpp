@@ -169,6 +169,45 @@ void gemm(Dst& dst, const A& a, const B& b, const Prologue& prologue, const Epil
                                      dst.outerStride(), prologue, epilogue);
 }
 
+/// C(m×n, leading dimension ldc) += A·op(B) on the calling thread, with A (m×k) read through `lhs`,
+/// a data mapper with Eigen's interface (operator()(i, k), loadPacket<P>(i, k), getSubMapper(i, k)),
+/// stored `LhsOrder` (RowMajor: packets run along k). A need not exist in memory: an im2col view
+/// reads the patches from the image while Eigen packs them (implicit GEMM). Same blocking, packing
+/// and kernel as gemm_accumulate, so the bits equal those of the product of the materialised A.
+template <int LhsOrder, bool TransB, class S, class LhsMapper>
+void gemm_mapped(Index m, Index n, Index k, const LhsMapper& lhs, Operand<S> b, S* c, Index ldc) {
+  namespace ei = Eigen::internal;
+  if (m == 0 || n == 0 || k == 0) return;
+  using Traits = ei::gebp_traits<S, S>;
+  using RhsMapper = ei::const_blas_data_mapper<S, Index, TransB ? Eigen::RowMajor : Eigen::ColMajor>;
+  using ResMapper = ei::blas_data_mapper<S, Index, Eigen::ColMajor, Eigen::Unaligned, 1>;
+  ei::gemm_pack_lhs<S, Index, LhsMapper, Traits::mr, Traits::LhsProgress, typename Traits::LhsPacket4Packing, LhsOrder>
+      pack_lhs;
+  ei::gemm_pack_rhs<S, Index, RhsMapper, Traits::nr, TransB ? Eigen::RowMajor : Eigen::ColMajor> pack_rhs;
+  ei::gebp_kernel<S, S, Index, ResMapper, Traits::mr, Traits::nr, false, false> gebp;
+  Index kc = k, mc = m, nc = n;
+  ei::computeProductBlockingSizes<S, S, 1, Index>(kc, mc, nc, Index(1));
+  mc = std::min(mc, m), nc = std::min(nc, n);
+  const std::size_t size_a = (std::size_t(kc) * std::size_t(mc) + 63) / 64 * 64;
+  S* block_a = thread_pack_buffer<S>().get(size_a + std::size_t(kc) * std::size_t(nc));
+  S* block_b = block_a + size_a;
+  const RhsMapper rhs(b.data, b.ld);
+  const ResMapper res(c, ldc);
+  const bool pack_rhs_once = mc != m && kc == k && nc == n;
+  for (Index i2 = 0; i2 < m; i2 += mc) {
+    const Index actual_mc = std::min(i2 + mc, m) - i2;
+    for (Index k2 = 0; k2 < k; k2 += kc) {
+      const Index actual_kc = std::min(k2 + kc, k) - k2;
+      pack_lhs(block_a, lhs.getSubMapper(i2, k2), actual_kc, actual_mc);
+      for (Index j2 = 0; j2 < n; j2 += nc) {
+        const Index actual_nc = std::min(j2 + nc, n) - j2;
+        if (!pack_rhs_once || i2 == 0) pack_rhs(block_b, rhs.getSubMapper(k2, j2), actual_kc, actual_nc);
+        gebp(res.getSubMapper(i2, j2), block_a, block_b, actual_mc, actual_kc, actual_nc, S(1));
+      }
+    }
+  }
+}
+
 /// Prologue that zeroes the block: dst = op(a)·op(b).
 template <class Dst>
 auto zero_block(Dst& dst) {

@@ -14,7 +14,7 @@ using Index = Eigen::Index;
 inline constexpr int Dynamic = Eigen::Dynamic;
 
 /// A batch of activations: `Features` rows (static or Dynamic), one column per sample or position.
-template <class Scalar, int Features>
+template <class Scalar, int Features = Eigen::Dynamic>
 using Batch = Eigen::Matrix<Scalar, Features, Eigen::Dynamic>;
 
 namespace detail {

@@ -4,6 +4,28 @@
 
 #include "resblocks/layers/activation.hpp"
 
+#include <Eigen/Core>
+
+namespace resblocks::detail {
+/// dL/dx of ReLU, `x > 0 ? g : 0`, as a functor with a packet path: Eigen 3.4's select() runs
+/// scalar with a branch per element (about 40x slower on random signs).
+struct ReLUGradOp {
+  template <class T>
+  T operator()(const T& x, const T& g) const {
+    return x > T(0) ? g : T(0);
+  }
+  template <class P>
+  P packetOp(const P& x, const P& g) const {
+    return Eigen::internal::pand(Eigen::internal::pcmp_lt(Eigen::internal::pzero(x), x), g);
+  }
+};
+}  // namespace resblocks::detail
+
+template <>
+struct Eigen::internal::functor_traits<resblocks::detail::ReLUGradOp> {
+  enum { Cost = 2, PacketAccess = true };
+};
+
 namespace resblocks {
 
 /// \brief The ReLU operation for Activation (derivative taken as 0 at x = 0, as PyTorch).
@@ -15,7 +37,7 @@ struct ReLUOp {
   }
   template <class X, class Y, class G>
   auto backward(const X& x, const Y&, const G& g) const {
-    return (x > typename X::Scalar(0)).select(g, typename X::Scalar(0));
+    return x.binaryExpr(g, detail::ReLUGradOp{});
   }
 };
 

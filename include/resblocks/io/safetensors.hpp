@@ -1,0 +1,736 @@
+#pragma once
+/// \file
+/// \brief save_safetensors / load_safetensors: a model's parameters and buffers in PyTorch's
+/// (Hugging Face's) safetensors format.
+///
+/// File layout: an 8-byte little-endian header length N, N bytes of JSON
+/// `{"name": {"dtype": "F32", "shape": [R, C], "data_offsets": [begin, end]}, ..., "__metadata__": {...}}`,
+/// then the tensors' raw little-endian row-major bytes (offsets relative to the end of the header).
+///
+/// Names are the model's `for_each_parameter` / `for_each_buffer` names (PyTorch `state_dict` keys).
+/// A float model writes F32, a double model F64, `num_batches_tracked` is I64 with shape []. A matrix
+/// R×C is stored as [R, C] (a Linear weight is exactly torch's tensor), a column vector as [R]. A
+/// Conv2d weight is Out × (In/groups·k·k) in PyTorch's element order and is saved as such, 2-D:
+/// torch users load it with `state_dict[name].view_as(param)` (or reshape to [Out, In/groups, k, k]).
+/// Loading accepts torch's 4-D shape as is: any shape whose first dimension is R and whose element
+/// count is R·C fits an R×C tensor.
+
+#include "resblocks/core/layer.hpp"
+#include "resblocks/core/parameter_name.hpp"
+#include "resblocks/core/types.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <bit>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace resblocks {
+
+namespace detail::safetensors {
+
+/// A problem with the file's contents; load_safetensors adds the path.
+struct FormatError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+/// Largest header accepted (the safetensors reference implementation's limit).
+inline constexpr std::uint64_t k_max_header_bytes = 100'000'000;
+
+// --- a strict JSON reader for the header: objects, arrays, strings, integers -------------------
+
+/// \brief One JSON value. Objects keep their keys in order, their values in `items`.
+struct Json {
+  enum class Kind { object, array, string, integer };
+  Kind kind = Kind::integer;
+  std::size_t offset = 0;  ///< byte offset in the file where the value starts
+  std::int64_t integer = 0;
+  std::string text;
+  std::vector<std::string> keys;
+  std::vector<Json> items;
+
+  [[nodiscard]] const Json* find(std::string_view key) const {
+    for (std::size_t i = 0; i < keys.size(); ++i)
+      if (keys[i] == key) return &items[i];
+    return nullptr;
+  }
+};
+
+/// \brief Recursive-descent parser of RFC 8259 JSON restricted to integer numbers (no fractions,
+/// exponents, true/false/null). Errors throw FormatError with the file byte offset.
+class JsonParser {
+ public:
+  /// `text` is the header; `base` the file offset of its first byte (for messages).
+  JsonParser(std::string_view text, std::size_t base) : m_text(text), m_base(base) {}
+
+  /// One value followed by nothing but whitespace.
+  Json parse_document() {
+    skip_whitespace();
+    Json value = parse_value(0);
+    skip_whitespace();
+    if (m_pos != m_text.size()) fail("unexpected " + describe() + " after the end of the JSON value");
+    return value;
+  }
+
+ private:
+  static constexpr int k_max_depth = 64;
+
+  [[noreturn]] void fail(const std::string& what) const {
+    throw FormatError("malformed header JSON at byte " + std::to_string(m_base + m_pos) + ": " + what);
+  }
+  [[nodiscard]] std::string describe() const {
+    if (m_pos >= m_text.size()) return "end of the header";
+    const auto c = static_cast<unsigned char>(m_text[m_pos]);
+    if (c >= 0x20 && c < 0x7f) return std::string("character '") + char(c) + "'";
+    return "byte 0x" + hex(c, 2);
+  }
+  static std::string hex(unsigned value, int digits) {
+    std::string s(static_cast<std::size_t>(digits), '0');
+    for (int i = digits - 1; i >= 0; --i, value >>= 4) s[static_cast<std::size_t>(i)] = "0123456789abcdef"[value & 15];
+    return s;
+  }
+  [[nodiscard]] bool at_end() const noexcept { return m_pos >= m_text.size(); }
+  [[nodiscard]] char peek() const noexcept { return at_end() ? '\0' : m_text[m_pos]; }
+  void skip_whitespace() noexcept {
+    while (!at_end() && (peek() == ' ' || peek() == '\t' || peek() == '\n' || peek() == '\r')) ++m_pos;
+  }
+  void expect(char c) {
+    if (at_end() || peek() != c) fail(std::string("expected '") + c + "', got " + describe());
+    ++m_pos;
+  }
+
+  Json parse_value(int depth) {
+    if (depth > k_max_depth) fail("nested deeper than " + std::to_string(k_max_depth) + " levels");
+    const char c = peek();
+    if (c == '{') return parse_object(depth);
+    if (c == '[') return parse_array(depth);
+    if (c == '"') {
+      Json v;
+      v.kind = Json::Kind::string;
+      v.offset = m_base + m_pos;
+      v.text = parse_string();
+      return v;
+    }
+    if (c == '-' || (c >= '0' && c <= '9')) return parse_integer();
+    fail("expected a value (object, array, string or integer), got " + describe());
+  }
+
+  Json parse_object(int depth) {
+    Json v;
+    v.kind = Json::Kind::object;
+    v.offset = m_base + m_pos;
+    expect('{');
+    std::set<std::string> seen;
+    skip_whitespace();
+    if (peek() == '}') {
+      ++m_pos;
+      return v;
+    }
+    while (true) {
+      skip_whitespace();
+      if (peek() != '"') fail("expected a string key, got " + describe());
+      const std::size_t key_pos = m_pos;
+      std::string key = parse_string();
+      if (!seen.insert(key).second) {
+        m_pos = key_pos;
+        fail("duplicate key \"" + key + "\"");
+      }
+      skip_whitespace();
+      expect(':');
+      skip_whitespace();
+      v.items.push_back(parse_value(depth + 1));
+      v.keys.push_back(std::move(key));
+      skip_whitespace();
+      if (peek() == ',') {
+        ++m_pos;
+        continue;
+      }
+      if (peek() == '}') {
+        ++m_pos;
+        return v;
+      }
+      fail("expected ',' or '}' in an object, got " + describe());
+    }
+  }
+
+  Json parse_array(int depth) {
+    Json v;
+    v.kind = Json::Kind::array;
+    v.offset = m_base + m_pos;
+    expect('[');
+    skip_whitespace();
+    if (peek() == ']') {
+      ++m_pos;
+      return v;
+    }
+    while (true) {
+      skip_whitespace();
+      v.items.push_back(parse_value(depth + 1));
+      skip_whitespace();
+      if (peek() == ',') {
+        ++m_pos;
+        continue;
+      }
+      if (peek() == ']') {
+        ++m_pos;
+        return v;
+      }
+      fail("expected ',' or ']' in an array, got " + describe());
+    }
+  }
+
+  unsigned parse_hex4() {
+    unsigned value = 0;
+    for (int i = 0; i < 4; ++i) {
+      const char c = peek();
+      unsigned digit = 0;
+      if (c >= '0' && c <= '9')
+        digit = unsigned(c - '0');
+      else if (c >= 'a' && c <= 'f')
+        digit = unsigned(c - 'a' + 10);
+      else if (c >= 'A' && c <= 'F')
+        digit = unsigned(c - 'A' + 10);
+      else
+        fail("expected 4 hex digits after \\u, got " + describe());
+      value = value * 16 + digit;
+      ++m_pos;
+    }
+    return value;
+  }
+
+  static void append_utf8(std::string& out, unsigned cp) {
+    if (cp < 0x80) {
+      out += char(cp);
+    } else if (cp < 0x800) {
+      out += char(0xc0 | (cp >> 6));
+      out += char(0x80 | (cp & 0x3f));
+    } else if (cp < 0x10000) {
+      out += char(0xe0 | (cp >> 12));
+      out += char(0x80 | ((cp >> 6) & 0x3f));
+      out += char(0x80 | (cp & 0x3f));
+    } else {
+      out += char(0xf0 | (cp >> 18));
+      out += char(0x80 | ((cp >> 12) & 0x3f));
+      out += char(0x80 | ((cp >> 6) & 0x3f));
+      out += char(0x80 | (cp & 0x3f));
+    }
+  }
+
+  std::string parse_string() {
+    expect('"');
+    std::string out;
+    while (true) {
+      if (at_end()) fail("unterminated string");
+      const char c = m_text[m_pos];
+      if (c == '"') {
+        ++m_pos;
+        return out;
+      }
+      if (static_cast<unsigned char>(c) < 0x20) fail("unescaped control character (" + describe() + ") in a string");
+      if (c != '\\') {
+        out += c;
+        ++m_pos;
+        continue;
+      }
+      ++m_pos;
+      const char e = peek();
+      ++m_pos;
+      switch (e) {
+        case '"': out += '"'; break;
+        case '\\': out += '\\'; break;
+        case '/': out += '/'; break;
+        case 'b': out += '\b'; break;
+        case 'f': out += '\f'; break;
+        case 'n': out += '\n'; break;
+        case 'r': out += '\r'; break;
+        case 't': out += '\t'; break;
+        case 'u': {
+          unsigned cp = parse_hex4();
+          if (cp >= 0xdc00 && cp <= 0xdfff) {
+            m_pos -= 6;
+            fail("\\u escape is a lone low surrogate");
+          }
+          if (cp >= 0xd800 && cp <= 0xdbff) {  // a high surrogate: its low half must follow
+            if (peek() != '\\' || m_pos + 1 >= m_text.size() || m_text[m_pos + 1] != 'u')
+              fail("\\u escape: a high surrogate must be followed by a low one");
+            m_pos += 2;
+            const unsigned low = parse_hex4();
+            if (low < 0xdc00 || low > 0xdfff) {
+              m_pos -= 6;
+              fail("\\u escape: a high surrogate must be followed by a low one");
+            }
+            cp = 0x10000 + ((cp - 0xd800) << 10) + (low - 0xdc00);
+          }
+          append_utf8(out, cp);
+          break;
+        }
+        default:
+          m_pos -= 1;
+          if (at_end()) fail("unterminated string");
+          fail("invalid escape '\\" + std::string(1, e) + "' in a string");
+      }
+    }
+  }
+
+  Json parse_integer() {
+    Json v;
+    v.kind = Json::Kind::integer;
+    v.offset = m_base + m_pos;
+    const bool negative = peek() == '-';
+    if (negative) ++m_pos;
+    if (!(peek() >= '0' && peek() <= '9')) fail("expected a digit, got " + describe());
+    if (peek() == '0' && m_pos + 1 < m_text.size() && m_text[m_pos + 1] >= '0' && m_text[m_pos + 1] <= '9')
+      fail("leading zeros are not allowed in a number");
+    // Accumulate as a negative number: its range holds every int64 magnitude.
+    std::int64_t value = 0;
+    constexpr std::int64_t lowest = std::numeric_limits<std::int64_t>::min();
+    while (peek() >= '0' && peek() <= '9') {
+      const int digit = peek() - '0';
+      if (value < (lowest + digit) / 10) fail("integer out of the 64-bit range");
+      value = value * 10 - digit;
+      ++m_pos;
+    }
+    if (peek() == '.' || peek() == 'e' || peek() == 'E') fail("only integers are allowed in the header, got " + describe());
+    if (!negative && value == lowest) fail("integer out of the 64-bit range");
+    v.integer = negative ? value : -value;
+    return v;
+  }
+
+  std::string_view m_text;
+  std::size_t m_base;
+  std::size_t m_pos = 0;
+};
+
+// --- the header's tensor entries ----------------------------------------------------------------
+
+/// \brief One tensor of the file, validated against the data section.
+struct Entry {
+  std::string name;
+  std::string dtype;
+  std::size_t element_size = 0;
+  std::vector<std::int64_t> shape;
+  std::uint64_t begin = 0, end = 0;  ///< byte range in the data section
+  std::uint64_t elements = 0;
+  bool used = false;
+};
+
+/// Bytes per element of a safetensors dtype; 0 when unknown.
+inline std::size_t dtype_size(std::string_view dtype) noexcept {
+  if (dtype == "F64" || dtype == "I64" || dtype == "U64") return 8;
+  if (dtype == "F32" || dtype == "I32" || dtype == "U32") return 4;
+  if (dtype == "F16" || dtype == "BF16" || dtype == "I16" || dtype == "U16") return 2;
+  if (dtype == "I8" || dtype == "U8" || dtype == "BOOL" || dtype == "F8_E4M3" || dtype == "F8_E5M2") return 1;
+  return 0;
+}
+
+inline std::string shape_text(const std::vector<std::int64_t>& shape) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+inline std::string json_quote(std::string_view s) {
+  std::string out = "\"";
+  for (const char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (u < 0x20) {
+      static constexpr char digits[] = "0123456789abcdef";
+      out += "\\u00";
+      out += digits[u >> 4];
+      out += digits[u & 15];
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+/// Parses and checks the header against a data section of `data_bytes` bytes: every entry has a
+/// known dtype, a shape of non-negative integers and data_offsets [begin, end] inside the data
+/// whose length matches; no two entries overlap; `__metadata__`, if any, maps strings to strings.
+inline std::vector<Entry> parse_header(std::string_view header, std::uint64_t data_bytes) {
+  const Json root = JsonParser(header, 8).parse_document();
+  if (root.kind != Json::Kind::object) throw FormatError("the header is not a JSON object");
+  std::vector<Entry> entries;
+  for (std::size_t i = 0; i < root.keys.size(); ++i) {
+    const std::string& name = root.keys[i];
+    const Json& v = root.items[i];
+    const std::string where = " (at byte " + std::to_string(v.offset) + ")";
+    if (name == "__metadata__") {
+      if (v.kind != Json::Kind::object) throw FormatError("__metadata__ is not an object" + where);
+      for (std::size_t k = 0; k < v.keys.size(); ++k)
+        if (v.items[k].kind != Json::Kind::string)
+          throw FormatError("__metadata__ entry \"" + v.keys[k] + "\" is not a string" + where);
+      continue;
+    }
+    auto bad = [&](const std::string& what) { return FormatError("tensor '" + name + "': " + what + where); };
+    if (v.kind != Json::Kind::object) throw bad("expected an object with dtype, shape and data_offsets");
+    const Json* dtype = v.find("dtype");
+    const Json* shape = v.find("shape");
+    const Json* offsets = v.find("data_offsets");
+    if (!dtype || dtype->kind != Json::Kind::string) throw bad("no \"dtype\" string");
+    if (!shape || shape->kind != Json::Kind::array) throw bad("no \"shape\" array");
+    if (!offsets || offsets->kind != Json::Kind::array) throw bad("no \"data_offsets\" array");
+    Entry e;
+    e.name = name;
+    e.dtype = dtype->text;
+    e.element_size = dtype_size(e.dtype);
+    if (e.element_size == 0) throw bad("unknown dtype \"" + e.dtype + "\"");
+    e.elements = 1;
+    for (const Json& d : shape->items) {
+      if (d.kind != Json::Kind::integer || d.integer < 0) throw bad("shape entries must be non-negative integers");
+      e.shape.push_back(d.integer);
+      const auto n = static_cast<std::uint64_t>(d.integer);
+      if (n != 0 && e.elements > data_bytes / n) throw bad("shape " + shape_text(e.shape) + " is larger than the file");
+      e.elements *= n;
+    }
+    if (offsets->items.size() != 2 || offsets->items[0].kind != Json::Kind::integer ||
+        offsets->items[1].kind != Json::Kind::integer || offsets->items[0].integer < 0 || offsets->items[1].integer < 0)
+      throw bad("data_offsets must be two non-negative integers [begin, end]");
+    e.begin = static_cast<std::uint64_t>(offsets->items[0].integer);
+    e.end = static_cast<std::uint64_t>(offsets->items[1].integer);
+    const std::string range = "data_offsets [" + std::to_string(e.begin) + ", " + std::to_string(e.end) + "]";
+    if (e.begin > e.end) throw bad(range + " end before they begin");
+    if (e.end > data_bytes)
+      throw bad(range + " run past the end of the data section (" + std::to_string(data_bytes) +
+                " bytes; is the file truncated?)");
+    const std::uint64_t need = e.elements * e.element_size;  // no overflow: elements ≤ data_bytes
+    if (e.end - e.begin != need)
+      throw bad(range + " hold " + std::to_string(e.end - e.begin) + " bytes, but dtype " + e.dtype + " and shape " +
+                shape_text(e.shape) + " need " + std::to_string(need));
+    entries.push_back(std::move(e));
+  }
+  std::vector<const Entry*> by_begin;
+  for (const Entry& e : entries)
+    if (e.end > e.begin) by_begin.push_back(&e);
+  std::sort(by_begin.begin(), by_begin.end(), [](const Entry* a, const Entry* b) { return a->begin < b->begin; });
+  for (std::size_t i = 1; i < by_begin.size(); ++i)
+    if (by_begin[i]->begin < by_begin[i - 1]->end)
+      throw FormatError("tensors '" + by_begin[i - 1]->name + "' (bytes " + std::to_string(by_begin[i - 1]->begin) +
+                        " to " + std::to_string(by_begin[i - 1]->end) + ") and '" + by_begin[i]->name + "' (bytes " +
+                        std::to_string(by_begin[i]->begin) + " to " + std::to_string(by_begin[i]->end) + ") overlap");
+  return entries;
+}
+
+// --- element conversion ---------------------------------------------------------------------------
+
+template <class T>
+inline constexpr bool always_false = false;
+
+/// The safetensors dtype a model tensor of element type T is written as.
+template <class T>
+constexpr std::string_view dtype_of() {
+  if constexpr (std::is_same_v<T, float>)
+    return "F32";
+  else if constexpr (std::is_same_v<T, double>)
+    return "F64";
+  else if constexpr (std::is_same_v<T, std::int64_t>)
+    return "I64";
+  else
+    static_assert(always_false<T>, "save_safetensors: tensors must be float, double or std::int64_t");
+}
+
+/// Appends `v` to `out` as little-endian bytes (whatever the host's byte order).
+template <class T>
+void put(std::string& out, T v) {
+  using U = std::conditional_t<sizeof(T) == 8, std::uint64_t, std::uint32_t>;
+  U bits = std::bit_cast<U>(v);
+  for (std::size_t i = 0; i < sizeof(U); ++i, bits >>= 8) out += static_cast<char>(bits & 0xff);
+}
+
+template <class U>
+U get_bits(const unsigned char* p) noexcept {
+  U bits = 0;
+  for (std::size_t i = sizeof(U); i-- > 0;) bits = static_cast<U>((bits << 8) | p[i]);
+  return bits;
+}
+
+/// Element i of a little-endian array of Src at p.
+template <class Src>
+Src read_element(const unsigned char* p, std::uint64_t i) noexcept {
+  using U = std::conditional_t<sizeof(Src) == 8, std::uint64_t, std::uint32_t>;
+  return std::bit_cast<Src>(get_bits<U>(p + sizeof(Src) * i));
+}
+
+/// value(r, c) = element r·cols + c of the row-major array of Src at p, converted.
+template <class Src, class Dst>
+void copy_row_major(Dst& value, const unsigned char* p) {
+  using T = typename Dst::Scalar;
+  const Index cols = value.cols();
+  for (Index r = 0; r < value.rows(); ++r)
+    for (Index c = 0; c < cols; ++c)
+      value(r, c) = static_cast<T>(read_element<Src>(p, static_cast<std::uint64_t>(r * cols + c)));
+}
+
+// --- visiting a model -----------------------------------------------------------------------------
+
+/// Calls f(name, value) on every parameter, then every buffer (value: an Eigen matrix or an integer).
+template <class Model, class F>
+void visit_tensors(Model& model, F&& f) {
+  model.for_each_parameter([&](std::string_view name, auto& value, auto&) { f(name, value); });
+  auto buffer = [&](std::string_view name, auto& value) { f(name, value); };
+  resblocks::detail::visit_buffers(model, buffer, ParameterName{});
+}
+
+/// Rows and columns of a model tensor (1 × 1 for an integer), and whether it is a vector type.
+struct TensorShape {
+  Index rows = 1, cols = 1;
+  bool vector = false;  ///< a compile-time column vector, saved as [rows]
+  bool scalar = false;  ///< an integer buffer, saved as []
+};
+template <class V>
+TensorShape shape_of(const V& value) {
+  if constexpr (std::is_integral_v<V>)
+    return {1, 1, false, true};
+  else
+    return {value.rows(), value.cols(), V::ColsAtCompileTime == 1, false};
+}
+
+}  // namespace detail::safetensors
+
+/// Writes every parameter and buffer of `model` to `path` in the safetensors format (see the file
+/// comment for names, dtypes and shapes; `__metadata__` is {"format": "pt"}). The file is written
+/// to a temporary file in the same directory, flushed and renamed over `path`, so `path` never
+/// holds a partial file. Throws std::runtime_error naming the path on any failure (the temporary
+/// file is removed), std::invalid_argument when two tensors share a name.
+template <class Model>
+void save_safetensors(Model& model, const std::string& path) {
+  namespace st = detail::safetensors;
+  struct Out {
+    std::string name;
+    std::string_view dtype;
+    std::vector<std::int64_t> shape;
+    std::string bytes;
+  };
+  std::vector<Out> tensors;
+  st::visit_tensors(model, [&](std::string_view name, auto& value) {
+    using V = std::remove_cvref_t<decltype(value)>;
+    Out t;
+    t.name = std::string(name);
+    if constexpr (std::is_integral_v<V>) {
+      t.dtype = st::dtype_of<std::int64_t>();
+      st::put(t.bytes, static_cast<std::int64_t>(value));
+    } else {
+      using T = typename V::Scalar;
+      t.dtype = st::dtype_of<T>();
+      const auto s = st::shape_of(value);
+      t.shape = s.vector ? std::vector<std::int64_t>{s.rows} : std::vector<std::int64_t>{s.rows, s.cols};
+      t.bytes.reserve(static_cast<std::size_t>(value.size()) * sizeof(T));
+      for (Index r = 0; r < value.rows(); ++r)  // row-major, as torch
+        for (Index c = 0; c < value.cols(); ++c) st::put(t.bytes, static_cast<T>(value(r, c)));
+    }
+    tensors.push_back(std::move(t));
+  });
+
+  // Data: wider dtypes first, then by name (so every tensor is aligned to its element size, the
+  // header being padded to a multiple of 8); the JSON lists the names in sorted order.
+  std::vector<std::size_t> data_order(tensors.size());
+  for (std::size_t i = 0; i < data_order.size(); ++i) data_order[i] = i;
+  std::sort(data_order.begin(), data_order.end(), [&](std::size_t a, std::size_t b) {
+    const std::size_t sa = st::dtype_size(tensors[a].dtype), sb = st::dtype_size(tensors[b].dtype);
+    return sa != sb ? sa > sb : tensors[a].name < tensors[b].name;
+  });
+  std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> offsets;
+  std::uint64_t data_bytes = 0;
+  for (const std::size_t i : data_order) {
+    const Out& t = tensors[i];
+    if (t.name == "__metadata__" || !offsets.emplace(t.name, std::pair{data_bytes, data_bytes + t.bytes.size()}).second)
+      throw std::invalid_argument("save_safetensors: '" + path + "': the model has two tensors named '" + t.name +
+                                  "' (or one named __metadata__)");
+    data_bytes += t.bytes.size();
+  }
+  std::vector<std::size_t> name_order = data_order;
+  std::sort(name_order.begin(), name_order.end(),
+            [&](std::size_t a, std::size_t b) { return tensors[a].name < tensors[b].name; });
+  std::string header = "{\"__metadata__\":{\"format\":\"pt\"}";
+  for (const std::size_t i : name_order) {
+    const Out& t = tensors[i];
+    const auto [begin, end] = offsets.at(t.name);
+    // One append per piece: GCC 12 warns falsely (-Wrestrict) on chained `"…" + std::string` at -O3.
+    header += ',';
+    header += st::json_quote(t.name);
+    header += ":{\"dtype\":\"";
+    header += t.dtype;
+    header += "\",\"shape\":[";
+    for (std::size_t d = 0; d < t.shape.size(); ++d) {
+      if (d) header += ',';
+      header += std::to_string(t.shape[d]);
+    }
+    header += "],\"data_offsets\":[";
+    header += std::to_string(begin);
+    header += ',';
+    header += std::to_string(end);
+    header += "]}";
+  }
+  header += "}";
+  header.append((8 - header.size() % 8) % 8, ' ');  // data starts 8-byte aligned
+  std::string length;
+  st::put(length, static_cast<std::uint64_t>(header.size()));
+
+  // A temporary file beside the target, renamed over it once complete.
+  namespace fs = std::filesystem;
+  static std::atomic<unsigned long long> counter{0};
+  const fs::path target(path);
+  const auto stamp = static_cast<unsigned long long>(std::chrono::steady_clock::now().time_since_epoch().count());
+  fs::path temp = target;
+  temp += ".tmp" + std::to_string(stamp) + "_" + std::to_string(counter.fetch_add(1));
+  auto fail = [&](const std::string& what) {
+    std::error_code ignored;
+    fs::remove(temp, ignored);
+    throw std::runtime_error("save_safetensors: '" + path + "': " + what);
+  };
+  {
+    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
+    if (!out) {
+      std::error_code ec;
+      const bool dir = fs::is_directory(target.parent_path().empty() ? fs::path(".") : target.parent_path(), ec);
+      throw std::runtime_error("save_safetensors: '" + path + "': cannot create a file there" +
+                               (dir ? std::string() : std::string(" (the directory does not exist)")));
+    }
+    out.write(length.data(), static_cast<std::streamsize>(length.size()));
+    out.write(header.data(), static_cast<std::streamsize>(header.size()));
+    for (const std::size_t i : data_order) {
+      if (!out) break;
+      out.write(tensors[i].bytes.data(), static_cast<std::streamsize>(tensors[i].bytes.size()));
+    }
+    out.flush();
+    if (!out) fail("writing the temporary file " + temp.string() + " failed (disk full?)");
+    out.close();
+    if (out.fail()) fail("closing the temporary file " + temp.string() + " failed");
+  }
+  std::error_code ec;
+  fs::rename(temp, target, ec);
+  if (ec) fail("cannot replace the file with the temporary one: " + ec.message());
+}
+
+/// Reads `path` (written by save_safetensors, or PyTorch's state_dict in safetensors form) into
+/// `model`'s parameters and buffers. Every tensor of the model must be in the file with dtype F32 or
+/// F64 (converted to the model's scalar; I64 for `num_batches_tracked`) and a fitting shape ([R, C]
+/// or [R] as saved, or any shape with first dimension R and R·C elements, e.g. torch's 4-D conv
+/// weight). With `strict`, tensors in the file that the model does not have are an error too.
+///
+/// The whole file is validated first (header length, JSON syntax, every entry's dtype, shape and
+/// data_offsets, no overlaps, then the model's tensors); only then are values copied, so on any
+/// error (std::runtime_error naming the path and every problem found) the model is unchanged.
+template <class Model>
+void load_safetensors(Model& model, const std::string& path, bool strict = true) {
+  namespace st = detail::safetensors;
+  auto fail = [&](const std::string& what) { throw std::runtime_error("load_safetensors: '" + path + "': " + what); };
+
+  std::string file;
+  {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) fail("cannot open the file");
+    in.seekg(0, std::ios::end);
+    const std::streamoff size = in.tellg();
+    if (size < 0) fail("cannot determine the file size");
+    in.seekg(0, std::ios::beg);
+    file.resize(static_cast<std::size_t>(size));
+    in.read(file.data(), static_cast<std::streamsize>(size));
+    if (!in || in.gcount() != static_cast<std::streamsize>(size)) fail("read error");
+  }
+  if (file.size() < 8)
+    fail("the file has " + std::to_string(file.size()) + " bytes, fewer than the 8 of the header length");
+  const auto* bytes = reinterpret_cast<const unsigned char*>(file.data());
+  const std::uint64_t header_bytes = st::get_bits<std::uint64_t>(bytes);
+  if (header_bytes > file.size() - 8)
+    fail("the header length " + std::to_string(header_bytes) + " is larger than the " +
+         std::to_string(file.size() - 8) + " bytes that follow it (truncated or not a safetensors file)");
+  if (header_bytes > st::k_max_header_bytes)
+    fail("the header length " + std::to_string(header_bytes) + " exceeds the 100 MB limit");
+  const std::uint64_t data_bytes = file.size() - 8 - header_bytes;
+  const unsigned char* data = bytes + 8 + header_bytes;
+
+  std::vector<st::Entry> entries;
+  try {
+    entries = st::parse_header(std::string_view(file).substr(8, static_cast<std::size_t>(header_bytes)), data_bytes);
+  } catch (const st::FormatError& e) {
+    fail(e.what());
+  }
+  std::map<std::string, std::size_t> index;
+  for (std::size_t i = 0; i < entries.size(); ++i) index.emplace(entries[i].name, i);
+
+  // Check the model's tensors against the entries; collect every problem before failing.
+  std::vector<std::string> problems, missing;
+  std::map<std::string, int> seen;
+  st::visit_tensors(model, [&](std::string_view view, const auto& value) {  // reads only
+    using V = std::remove_cvref_t<decltype(value)>;
+    const std::string name(view);
+    if (seen[name]++ == 1) problems.push_back("the model has two tensors named '" + name + "'");
+    const auto it = index.find(name);
+    if (it == index.end()) {
+      missing.push_back(name);
+      return;
+    }
+    st::Entry& e = entries[it->second];
+    e.used = true;
+    const auto s = st::shape_of(value);
+    const std::string what = "tensor '" + name + "': ";
+    if constexpr (std::is_integral_v<V>) {
+      if (e.dtype != "I64") problems.push_back(what + "dtype " + e.dtype + ", expected I64");
+    } else if (e.dtype != "F32" && e.dtype != "F64") {
+      problems.push_back(what + "dtype " + e.dtype + ", expected F32 or F64");
+    }
+    const auto count = static_cast<std::uint64_t>(s.rows * s.cols);
+    const bool fits = e.elements == count && (e.shape.empty() ? count == 1 : e.shape[0] == s.rows);
+    if (!fits) {
+      const std::string expected = s.scalar   ? std::string("[]")
+                                   : s.vector ? st::shape_text({s.rows})
+                                              : st::shape_text({s.rows, s.cols});
+      problems.push_back(what + "shape " + st::shape_text(e.shape) + " does not fit the model's " + expected +
+                         (s.scalar ? std::string()
+                                   : " (nor a shape with first dimension " + std::to_string(s.rows) + " and " +
+                                         std::to_string(count) + " elements)"));
+    }
+  });
+  auto join = [](const std::vector<std::string>& names) {
+    std::string s;
+    for (const auto& n : names) s += (s.empty() ? "" : ", ") + n;
+    return s;
+  };
+  if (!missing.empty()) problems.insert(problems.begin(), "missing tensors: " + join(missing));
+  if (strict) {
+    std::vector<std::string> unexpected;
+    for (const st::Entry& e : entries)
+      if (!e.used) unexpected.push_back(e.name);
+    if (!unexpected.empty())
+      problems.push_back("unexpected tensors (not in the model; load with strict = false to ignore them): " +
+                         join(unexpected));
+  }
+  if (!problems.empty()) {
+    std::string all;
+    for (const auto& p : problems) all += (all.empty() ? "" : "; ") + p;
+    fail(all);
+  }
+
+  // Everything fits: copy (row-major file order into R×C).
+  st::visit_tensors(model, [&](std::string_view view, auto& value) {
+    using V = std::remove_cvref_t<decltype(value)>;
+    const st::Entry& e = entries[index.at(std::string(view))];
+    const unsigned char* p = data + e.begin;
+    if constexpr (std::is_integral_v<V>)
+      value = static_cast<V>(st::read_element<std::int64_t>(p, 0));  // dtype I64, checked above
+    else if (e.dtype == "F32")
+      st::copy_row_major<float>(value, p);
+    else
+      st::copy_row_major<double>(value, p);
+  });
+}
+
+}  // namespace resblocks

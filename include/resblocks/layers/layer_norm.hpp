@@ -1,0 +1,269 @@
+#pragma once
+/// \file
+/// \brief LayerNorm: normalisation over the features of each column (each sample or token).
+
+#include "resblocks/core/layer.hpp"
+#include "resblocks/core/parameter_name.hpp"
+#include "resblocks/core/shape_error.hpp"
+#include "resblocks/core/threading.hpp"
+#include "resblocks/core/types.hpp"
+
+#include <Eigen/Core>
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+
+namespace resblocks {
+
+/// \brief Settings of LayerNorm (PyTorch's defaults).
+struct LayerNormOptions {
+  double eps = 1e-5;  ///< added to the variance before the square root
+};
+
+/// \brief Layer normalisation as PyTorch's `nn.LayerNorm(features)` (elementwise_affine=True): each
+/// column is normalised over its `features` rows, `y = γ ⊙ (x − μ)/√(σ² + ε) + β`, with the column's
+/// mean μ and biased variance σ². Parameters `weight` (γ, ones) and `bias` (β, zeros).
+///
+/// Statistics are two passes per column in `S`: the mean, then the mean squared deviation from it,
+/// both with Eigen's vectorised reductions (several packet accumulators, so each sums only
+/// features/16 or so terms in sequence). The second pass sums centred terms, so nothing cancels
+/// (unlike E[x²] − E[x]²): the variance keeps full relative accuracy whatever the mean, and x̂ is off
+/// by about the rounding of μ, i.e. an ulp of the mean over σ — as in PyTorch's own float LayerNorm.
+/// Summing in double would not vectorise (Eigen 3.4 has no packet float→double cast on AVX) and
+/// would cost several times as much for accuracy the float inputs do not carry. 1/σ is formed in double.
+///
+/// Forward caches x̂ = (x − μ)/σ and 1/σ per column; backward needs nothing else:
+/// dL/dx = (1/σ)(g − mean(g) − x̂ ⊙ mean(g ⊙ x̂)) with g = γ ⊙ dL/dy, per column. Columns run in
+/// parallel; γ's and β's gradients are summed over fixed column partitions merged in order (in
+/// double), so the bits do not depend on the thread count.
+template <class S = float, int Features = Dynamic>
+class LayerNorm {
+ public:
+  using Scalar = S;
+  static constexpr int InFeatures = Features;
+  static constexpr int OutFeatures = Features;
+  using Input = Batch<S, Features>;
+  using Output = Batch<S, Features>;
+  using Vector = detail::ParamVector<S, Features>;
+  static constexpr std::string_view name = "LayerNorm";
+  static constexpr bool has_epilogue_hooks = true;  ///< offers forward_then / backward_then / infer_then
+
+  /// \brief Inference buffers of one caller.
+  struct Workspace {
+    Output y;
+  };
+
+  /// Static feature count: `LayerNorm<float, 256> ln;`.
+  explicit LayerNorm(LayerNormOptions options = {})
+    requires(Features != Dynamic)
+      : LayerNorm(Features, options) {}
+
+  /// Run-time feature count (must agree with the static one, where given).
+  explicit LayerNorm(Index features, LayerNormOptions options = {}) : m_opt(options) {
+    detail::check_features(name, "features", Features, features);
+    if (features < 1) throw std::invalid_argument("LayerNorm: features must be >= 1, got 0");
+    if (!(options.eps > 0)) throw std::invalid_argument("LayerNorm: eps must be > 0, got " + std::to_string(options.eps));
+    m_weight.setOnes(features);
+    m_bias.setZero(features);
+    m_dL_dweight.setZero(features);
+    m_dL_dbias.setZero(features);
+  }
+
+  [[nodiscard]] Index in_features() const noexcept { return m_weight.size(); }
+  [[nodiscard]] Index out_features() const noexcept { return m_weight.size(); }
+  [[nodiscard]] const LayerNormOptions& options() const noexcept { return m_opt; }
+
+  Vector& weight() noexcept { return m_weight; }
+  const Vector& weight() const noexcept { return m_weight; }
+  Vector& bias() noexcept { return m_bias; }
+  const Vector& bias() const noexcept { return m_bias; }
+  const Vector& weight_grad() const noexcept { return m_dL_dweight; }
+  const Vector& bias_grad() const noexcept { return m_dL_dbias; }
+  /// The last forward's x̂ = (x − μ)/σ (features × columns) and 1/σ per column.
+  const Output& normalized() const noexcept { return m_xhat; }
+  const Eigen::Matrix<S, Eigen::Dynamic, 1>& inv_std() const noexcept { return m_inv_std; }
+
+  const Output& forward(const Input& x) {
+    forward_then(x, detail::NoPrepare{}, detail::NoEpilogue{});
+    return m_y;
+  }
+  const Output& forward(Input&&) = delete;  // the contract: forward takes no temporaries
+
+  /// forward(x), then `epilogue(y, r0, rows, c0, cols)` on each finished block of y (in cache);
+  /// `prepare(y)` runs first, once, after y is sized.
+  template <class Prepare, class Epilogue>
+  const Output& forward_then(const Input& x, const Prepare& prepare, const Epilogue& epilogue) {
+    train_forward(x, m_y, Zero{}, prepare, epilogue);
+    return m_y;
+  }
+
+  /// y = skip + LayerNorm(x), in the normalising pass.
+  template <class Skip>
+  void forward_add(const Input& x, Output& y, const Skip& skip) {
+    train_forward(x, y, skip, detail::NoPrepare{}, detail::NoEpilogue{});
+  }
+
+  const Input& backward(const Output& dL_dy) {
+    backward_into(dL_dy, m_dL_dx, Zero{}, detail::NoPrepare{}, detail::NoEpilogue{});
+    return m_dL_dx;
+  }
+
+  /// backward(dL_dy), then `epilogue(dL_dx, r0, rows, c0, cols)` on each finished block of dL/dx.
+  template <class Prepare, class Epilogue>
+  const Input& backward_then(const Output& dL_dy, const Prepare& prepare, const Epilogue& epilogue) {
+    backward_into(dL_dy, m_dL_dx, Zero{}, prepare, epilogue);
+    return m_dL_dx;
+  }
+
+  /// dL_dx = skip_grad + dL/dx, in the same pass.
+  template <class SkipGrad>
+  void backward_add(const Output& dL_dy, Input& dL_dx, const SkipGrad& skip_grad) {
+    backward_into(dL_dy, dL_dx, skip_grad, detail::NoPrepare{}, detail::NoEpilogue{});
+  }
+
+  const Output& infer(const Input& x, Workspace& ws) const {
+    infer_then(x, ws, detail::NoPrepare{}, detail::NoEpilogue{});
+    return ws.y;
+  }
+
+  template <class Prepare, class Epilogue>
+  const Output& infer_then(const Input& x, Workspace& ws, const Prepare& prepare, const Epilogue& epilogue) const {
+    detail::check_input_features(name, in_features(), x);
+    ws.y.resize(x.rows(), x.cols());
+    prepare(std::as_const(ws.y));
+    normalize(x, ws.y, nullptr, ws.y, Zero{}, epilogue);  // x̂ goes into y, then y = γ x̂ + β in place
+    return ws.y;
+  }
+
+  template <class Skip>
+  void infer_add(const Input& x, Output& y, const Skip& skip, Workspace&) const {
+    detail::check_input_features(name, in_features(), x);
+    y.resize(x.rows(), x.cols());
+    normalize(x, y, nullptr, y, skip, detail::NoEpilogue{});
+  }
+
+  void zero_grad() {
+    m_dL_dweight.setZero();
+    m_dL_dbias.setZero();
+  }
+
+  template <class F>
+  void for_each_parameter(F&& f, const ParameterName& prefix = {}) {
+    f(prefix.child("weight").view(), m_weight, m_dL_dweight);
+    f(prefix.child("bias").view(), m_bias, m_dL_dbias);
+  }
+  template <class F>
+  void for_each_parameter(F&& f, const ParameterName& prefix = {}) const {
+    f(prefix.child("weight").view(), m_weight, m_dL_dweight);
+    f(prefix.child("bias").view(), m_bias, m_dL_dbias);
+  }
+
+ private:
+  struct Zero {};
+
+  /// Columns per partition of the parameter-gradient sums: fixed, so the bits do not depend on threads.
+  static constexpr Index k_part_columns = 32;
+
+  /// Columns per epilogue call: about 32 KB of data, so the epilogue finds its block in cache.
+  [[nodiscard]] static Index column_block(Index rows) noexcept {
+    return std::max<Index>(1, (Index(1) << 13) / std::max<Index>(rows, 1));
+  }
+
+  template <class Skip, class Prepare, class Epilogue>
+  void train_forward(const Input& x, Output& y, const Skip& skip, const Prepare& prepare, const Epilogue& epilogue) {
+    detail::check_input_features(name, in_features(), x);
+    m_xhat.resize(x.rows(), x.cols());
+    m_inv_std.resize(x.cols());
+    y.resize(x.rows(), x.cols());
+    prepare(std::as_const(y));
+    normalize(x, m_xhat, m_inv_std.data(), y, skip, epilogue);
+    m_forward_done = true;
+  }
+
+  /// Per column j: μ, σ, xhat_j = (x_j − μ)/σ (and inv_std[j] = 1/σ when given), then
+  /// y_j = γ ⊙ xhat_j + β (+ skip_j) read back from xhat, which may be y itself (inference):
+  /// forward and infer run this same code, so their results agree bit for bit.
+  template <class Skip, class Epilogue>
+  void normalize(const Input& x, Output& xhat, S* inv_std, Output& y, const Skip& skip, const Epilogue& epilogue) const {
+    const Index rows = x.rows(), block = column_block(rows);
+    const S count = S(rows);
+    detail::parallel_for(x.cols(), double(rows) * 8.0, [&](Index c0, Index c1) {
+      for (Index b = c0; b < c1; b += block) {
+        const Index e = std::min(b + block, c1);
+        for (Index j = b; j < e; ++j) {
+          const auto xj = x.col(j).array();
+          const S mean = xj.sum() / count;
+          const S var = (xj - mean).square().sum() / count;
+          const S rstd = S(1.0 / std::sqrt(double(var) + m_opt.eps));
+          if (inv_std) inv_std[j] = rstd;
+          xhat.col(j).array() = (xj - mean) * rstd;
+          if constexpr (std::is_same_v<Skip, Zero>)
+            y.col(j).array() = xhat.col(j).array() * m_weight.array() + m_bias.array();
+          else
+            y.col(j).array() = xhat.col(j).array() * m_weight.array() + m_bias.array() + skip.col(j).array();
+        }
+        epilogue(std::as_const(y), 0, rows, b, e - b);
+      }
+    });
+  }
+
+  template <class SkipGrad, class Prepare, class Epilogue>
+  void backward_into(const Output& dL_dy, Input& dL_dx, const SkipGrad& skip_grad, const Prepare& prepare,
+                     const Epilogue& epilogue) {
+    detail::check_forward_done(name, m_forward_done);
+    detail::check_output_gradient(name, m_xhat.rows(), m_xhat.cols(), dL_dy);
+    const Index rows = m_xhat.rows(), cols = m_xhat.cols();
+    const Index parts = (cols + k_part_columns - 1) / k_part_columns;
+    m_parts.resize(rows, 2 * parts);
+    dL_dx.resize(rows, cols);
+    prepare(std::as_const(dL_dx));
+    const S count = S(rows);
+    detail::parallel_for(parts, double(k_part_columns) * double(rows) * 12.0, [&](Index p0, Index p1) {
+      for (Index p = p0; p < p1; ++p) {
+        const Index c0 = p * k_part_columns, c1 = std::min(cols, c0 + k_part_columns);
+        auto sum_dy = m_parts.col(2 * p).array();         // Σ dy over the partition's columns
+        auto sum_dy_xhat = m_parts.col(2 * p + 1).array();  // Σ dy ⊙ x̂
+        sum_dy.setZero();
+        sum_dy_xhat.setZero();
+        for (Index j = c0; j < c1; ++j) {
+          const auto dy = dL_dy.col(j).array();
+          const auto xh = m_xhat.col(j).array();
+          const auto g = dy * m_weight.array();
+          const S mean_g = g.sum() / count, mean_g_xhat = (g * xh).sum() / count;
+          if constexpr (std::is_same_v<SkipGrad, Zero>)
+            dL_dx.col(j).array() = m_inv_std(j) * ((g - mean_g) - xh * mean_g_xhat);
+          else
+            dL_dx.col(j).array() = m_inv_std(j) * ((g - mean_g) - xh * mean_g_xhat) + skip_grad.col(j).array();
+          sum_dy += dy;
+          sum_dy_xhat += dy * xh;
+        }
+        epilogue(std::as_const(dL_dx), 0, rows, c0, c1 - c0);
+      }
+    });
+    for (Index r = 0; r < rows; ++r) {  // partitions merged in order, in double
+      double db = 0, dw = 0;
+      for (Index p = 0; p < parts; ++p) {
+        db += double(m_parts(r, 2 * p));
+        dw += double(m_parts(r, 2 * p + 1));
+      }
+      m_dL_dbias(r) += S(db);
+      m_dL_dweight(r) += S(dw);
+    }
+  }
+
+  LayerNormOptions m_opt;
+  Vector m_weight, m_bias, m_dL_dweight, m_dL_dbias;
+  Output m_xhat;                              ///< x̂ of the last forward
+  Eigen::Matrix<S, Eigen::Dynamic, 1> m_inv_std;  ///< 1/σ per column of the last forward
+  Eigen::Matrix<S, Features, Eigen::Dynamic> m_parts;
+  bool m_forward_done = false;
+  Output m_y;
+  Input m_dL_dx;
+};
+
+}  // namespace resblocks

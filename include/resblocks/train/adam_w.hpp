@@ -1,0 +1,71 @@
+#pragma once
+/// \file
+/// \brief AdamW: Adam with decoupled weight decay, as torch.optim.AdamW.
+
+#include "resblocks/train/adam_core.hpp"
+#include "resblocks/train/optimizer_state.hpp"
+
+#include <functional>
+#include <string_view>
+#include <utility>
+
+namespace resblocks {
+
+/// \brief Settings of AdamW (torch.optim.AdamW's defaults: Adam's, but weight_decay 0.01).
+struct AdamWOptions {
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 1e-2;  ///< decoupled: `p *= 1 - lr * weight_decay` before the Adam update
+  bool amsgrad = false;
+  /// Which parameters (by name) get weight decay; empty: all. Asked once, at construction.
+  std::function<bool(std::string_view)> decay = {};
+};
+
+/// \brief torch.optim.AdamW on the parameters of a model, in place: `p *= 1 - lr * weight_decay`,
+/// then Adam's update with the raw gradient (the formula is on detail::AdamCore, shared with Adam).
+/// State and arithmetic in S, as torch does for float tensors.
+template <class S>
+class AdamW {
+ public:
+  using Scalar = S;
+
+  /// Visits `model` once and allocates the moments. Throws std::invalid_argument on lr < 0,
+  /// eps < 0, betas outside [0, 1) or weight_decay < 0 (as torch).
+  template <ParameterVisitable Model>
+  explicit AdamW(Model& model, AdamWOptions o = {})
+      : m_options(validated(std::move(o))), m_core("AdamW", model, m_options.amsgrad, m_options.decay) {}
+
+  /// One update of every parameter of `model` from its gradient. Throws std::invalid_argument, before
+  /// changing anything, when `model` no longer visits the parameters the optimizer was built for.
+  /// Allocates nothing.
+  template <ParameterVisitable Model>
+  void step(Model& model) {
+    m_core.step(model, m_options);
+  }
+
+  [[nodiscard]] double lr() const noexcept { return m_options.lr; }
+  /// Sets the learning rate of the following steps (a schedule's value); throws on lr < 0 or NaN.
+  void set_lr(double lr) {
+    detail::check_option(lr >= 0, "AdamW", "learning rate", lr, "must be >= 0");
+    m_options.lr = lr;
+  }
+  /// Steps taken so far (the t of the bias corrections is steps() + 1 in the next step).
+  [[nodiscard]] Index steps() const noexcept { return m_core.steps(); }
+  [[nodiscard]] const AdamWOptions& options() const noexcept { return m_options; }
+
+ private:
+  static AdamWOptions validated(AdamWOptions o) {
+    detail::check_adam_options("AdamW", o);
+    return o;
+  }
+
+  AdamWOptions m_options;
+  detail::AdamCore<S, true> m_core;
+};
+
+template <ParameterVisitable M>
+AdamW(M&, AdamWOptions = {}) -> AdamW<typename M::Scalar>;
+
+}  // namespace resblocks

@@ -1,0 +1,63 @@
+#pragma once
+/// \file
+/// \brief clip_grad_norm: rescales all gradients of a model so that their joint norm is at most
+/// max_norm, as torch.nn.utils.clip_grad_norm_.
+
+#include "resblocks/train/option_check.hpp"
+#include "resblocks/train/optimizer_state.hpp"
+
+#include <cmath>
+#include <sstream>
+#include <stdexcept>
+#include <string_view>
+#include <type_traits>
+
+namespace resblocks {
+
+/// \brief torch.nn.utils.clip_grad_norm_ on the gradients visited by `model.for_each_parameter`.
+///
+/// The total norm is the `norm_type`-norm of all gradient entries taken as one vector (p > 0, or
+/// infinity: the largest |g|), computed in double. With `clip_coef = max_norm / (total + 1e-6)`,
+/// every gradient is multiplied by `clip_coef` when it is below 1; returns the total norm (before
+/// clipping). Like torch, a non-finite norm still scales: an infinite one by 0 (so infinite entries
+/// become NaN, the others 0), a NaN one by NaN; with `error_if_nonfinite` it throws
+/// std::runtime_error instead, before touching a gradient.
+/// Throws std::invalid_argument on max_norm < 0 or NaN and on norm_type <= 0 or NaN (torch accepts
+/// them with meaningless results). Allocates nothing.
+template <ParameterVisitable Model>
+double clip_grad_norm(Model& model, double max_norm, double norm_type = 2.0, bool error_if_nonfinite = false) {
+  detail::check_option(max_norm >= 0, "clip_grad_norm", "max_norm", max_norm, "must be >= 0");
+  detail::check_option(norm_type > 0, "clip_grad_norm", "norm_type", norm_type, "must be > 0 or infinity");
+  const bool inf_norm = std::isinf(norm_type);
+  double total = 0;  // max |g| (inf norm), else the sum of |g|^p
+  model.for_each_parameter([&](std::string_view, const auto&, const auto& grad) {
+    if (grad.size() == 0) return;
+    const auto g = detail::flat_array(grad).template cast<double>();
+    if (inf_norm) {
+      const double m = g.abs().template maxCoeff<Eigen::PropagateNaN>();
+      if (!std::isnan(total) && (std::isnan(m) || m > total)) total = m;  // NaN wins, as torch.max
+    } else if (norm_type == 2.0) {
+      total += g.square().sum();
+    } else {
+      total += g.abs().pow(norm_type).sum();
+    }
+  });
+  if (!inf_norm) total = norm_type == 2.0 ? std::sqrt(total) : std::pow(total, 1.0 / norm_type);
+  if (error_if_nonfinite && !std::isfinite(total)) {
+    std::ostringstream os;
+    os << "resblocks::clip_grad_norm: the total norm of order " << norm_type << " of the gradients is " << total
+       << ", so they cannot be clipped (pass error_if_nonfinite = false to scale them by it anyway)";
+    throw std::runtime_error(os.str());
+  }
+  const double clip_coef = max_norm / (total + 1e-6);
+  if (clip_coef < 1 || std::isnan(clip_coef)) {  // torch.clamp(clip_coef, max=1) keeps a NaN
+    model.for_each_parameter([&](std::string_view, const auto&, auto& grad) {
+      using G = std::remove_cvref_t<decltype(grad)>;
+      auto g = detail::flat_array(grad);
+      g *= static_cast<typename G::Scalar>(clip_coef);
+    });
+  }
+  return total;
+}
+
+}  // namespace resblocks
