@@ -1,6 +1,7 @@
 #include "blocks/dense_test_support.hpp"
 
 #include <resblocks/blocks/dense_layer.hpp>
+#include <resblocks/layers/conv2d.hpp>
 
 #include <string>
 #include <vector>
@@ -109,4 +110,34 @@ TEST_CASE("DenseLayer: errors name the layer and the shapes", "[dense][errors]")
   CHECK_THROWS_WITH(one.forward(single), rbtest::contains("training needs more than one value per channel"));
   one.set_training(false);
   CHECK(one.forward(single).allFinite());
+}
+
+TEST_CASE("DenseLayer: its 48 to 12 channel conv2 equals the generic-path convolutions it splits into", "[dense]") {
+  // conv2 of k = 12 copies its patches in runs of 48 channels (forward) and 12 (the backward's patches
+  // of dL/dy), with fixed-length copies; splitting the input channels (runs of 24) or the output
+  // channels (runs of 6) goes through the run-time-length copies instead.
+  const ImageSize image{5, 6};
+  const Index P = 2 * image.area();
+  Conv2d<double> full(48, 12, 3, {.padding = 1, .bias = false});
+  Conv2d<double> in_a(24, 12, 3, {.padding = 1, .bias = false}), in_b(24, 12, 3, {.padding = 1, .bias = false});
+  Conv2d<double> out_a(48, 6, 3, {.padding = 1, .bias = false}), out_b(48, 6, 3, {.padding = 1, .bias = false});
+  for (auto* c : {&full, &in_a, &in_b, &out_a, &out_b}) c->set_image_size(image);
+  in_a.weight() = full.weight().leftCols(24 * 9);  // PyTorch order: column tap + 9·input channel
+  in_b.weight() = full.weight().rightCols(24 * 9);
+  out_a.weight() = full.weight().topRows(6);
+  out_b.weight() = full.weight().bottomRows(6);
+  const Eigen::MatrixXd x = rbtest::random_batch<Eigen::MatrixXd>(48, P, 161);
+  const Eigen::MatrixXd dy = rbtest::random_batch<Eigen::MatrixXd>(12, P, 162);
+  const Eigen::MatrixXd xa = x.topRows(24), xb = x.bottomRows(24);
+  const Eigen::MatrixXd y = full.forward(x);
+  CHECK(rbtest::rel_diff(y, in_a.forward(xa) + in_b.forward(xb)) <= 1e-13);
+  Eigen::MatrixXd split(12, P);
+  split << out_a.forward(x), out_b.forward(x);
+  CHECK(rbtest::rel_diff(y, split) <= 1e-13);
+  const Eigen::MatrixXd dx = full.backward(dy);
+  const Eigen::MatrixXd dy_a = dy.topRows(6), dy_b = dy.bottomRows(6);
+  CHECK(rbtest::rel_diff(dx, out_a.backward(dy_a) + out_b.backward(dy_b)) <= 1e-13);
+  Eigen::MatrixXd dw(12, 48 * 9);
+  dw << out_a.weight_grad(), out_b.weight_grad();
+  CHECK(rbtest::rel_diff(full.weight_grad(), dw) <= 1e-13);
 }

@@ -15,59 +15,9 @@
 #include <stdexcept>
 #include <utility>
 #include <vector>
+// After the other headers: it replaces malloc, which they declare.
+#include "support/allocation_counter.hpp"
 
-#if defined(__GLIBC__)
-namespace {
-std::atomic<long> g_allocations{0};
-std::atomic<bool> g_counting{false};
-void count() {
-  if (g_counting.load(std::memory_order_relaxed)) g_allocations.fetch_add(1, std::memory_order_relaxed);
-}
-}  // namespace
-
-extern "C" {
-void* __libc_malloc(std::size_t);
-void* __libc_calloc(std::size_t, std::size_t);
-void* __libc_realloc(void*, std::size_t);
-void* __libc_memalign(std::size_t, std::size_t);
-
-void* malloc(std::size_t n) {
-  count();
-  return __libc_malloc(n);
-}
-void* calloc(std::size_t a, std::size_t b) {
-  count();
-  return __libc_calloc(a, b);
-}
-void* realloc(void* p, std::size_t n) {
-  count();
-  return __libc_realloc(p, n);
-}
-void* memalign(std::size_t alignment, std::size_t n) {
-  count();
-  return __libc_memalign(alignment, n);
-}
-void* aligned_alloc(std::size_t alignment, std::size_t n) {
-  count();
-  return __libc_memalign(alignment, n);
-}
-int posix_memalign(void** p, std::size_t alignment, std::size_t n) {
-  count();
-  *p = __libc_memalign(alignment, n);
-  return *p ? 0 : ENOMEM;
-}
-}
-
-/// Allocations made by f().
-template <class F>
-long allocations_in(F&& f) {
-  g_allocations = 0;
-  g_counting = true;
-  f();
-  g_counting = false;
-  return g_allocations.load();
-}
-#endif
 
 using namespace resblocks;
 

@@ -66,17 +66,22 @@ auto grown_view(V& storage, Index rows, Index cols) {
   return Eigen::Map<Eigen::Matrix<typename V::Scalar, Eigen::Dynamic, Eigen::Dynamic>>(storage.data(), rows, cols);
 }
 
-/// Columns per chunk (partition) of a pass over `rows` rows: about 256 KB of float data, as
-/// BatchNorm2d's statistics partitions. Partitions are fixed by the shape, run in parallel and
-/// merged in order: the results do not depend on the thread count.
-inline Index statistics_partition(Index rows) noexcept {
-  return std::max<Index>(16, (Index(1) << 16) / std::max<Index>(rows, 1));
+/// Columns per chunk (partition) of a pass over `rows` × `cols`: about 256 KB of float data (as
+/// BatchNorm2d's statistics partitions), the count of chunks rounded up to a multiple of 4 so that
+/// 2 or 4 threads get equal shares. Partitions are fixed by the shape, run in parallel and merged
+/// in order: the results do not depend on the thread count.
+inline Index statistics_partition(Index rows, Index cols) noexcept {
+  const Index step = std::max<Index>(16, (Index(1) << 16) / std::max<Index>(rows, 1));
+  const Index parts = (cols + step - 1) / step;
+  if (parts <= 1) return std::max<Index>(cols, 1);
+  const Index balanced = (parts + 3) / 4 * 4;
+  return (cols + balanced - 1) / balanced;
 }
 
 /// Calls f(part, c0, cols) for every partition of `columns` columns of `rows` rows, in parallel.
 template <class F>
 void for_each_statistics_partition(Index rows, Index columns, const F& f) {
-  const Index step = statistics_partition(rows), parts = (columns + step - 1) / step;
+  const Index step = statistics_partition(rows, columns), parts = (columns + step - 1) / step;
   parallel_for(parts, double(step) * double(rows) * 2.0, [&](Index p0, Index p1) {
     for (Index p = p0; p < p1; ++p) f(p, p * step, std::min(step, columns - p * step));
   });
@@ -128,7 +133,7 @@ void merge_moments(const Parts& parts, Index cols, Index step, Eigen::MatrixXd& 
 /// `stats`, as BatchNorm2d computes them: per partition, in parallel, merged in partition order.
 template <class X>
 void row_statistics(const X& x, Eigen::VectorXd& storage, Eigen::MatrixXd& stats, Index r0) {
-  const Index rows = x.rows(), cols = x.cols(), step = statistics_partition(rows);
+  const Index rows = x.rows(), cols = x.cols(), step = statistics_partition(rows, cols);
   auto parts = grown_view(storage, rows, 2 * ((cols + step - 1) / step));
   for_each_statistics_partition(rows, cols, [&](Index p, Index c0, Index n) {
     partial_moments(x.middleCols(c0, n), parts.col(2 * p).data(), parts.col(2 * p + 1).data());
@@ -226,17 +231,40 @@ void copy_columns(Dst& dst, const Src& src) {
 }
 
 /// The ReLU mask and the sums of a BatchNorm backward on one block: g (rows × cols, leading
-/// dimension ldg) becomes g·[z > 0]; sum_g += Σ g and sum_g_xc += Σ g·(x - mean) per row.
+/// dimension ldg) becomes g·[z > 0]; sum_g += Σ g and sum_g_xc += Σ g·(x - mean) per row, in
+/// double. Four columns at a time: their terms are added in registers before the running sums.
 template <class S>
 void masked_sums(S* g, Index ldg, const S* z, Index ldz, const S* x, Index ldx, const S* mean, Index rows, Index cols,
                  double* sum_g, double* sum_g_xc) {
-  for (Index j = 0; j < cols; ++j) {
+  Index j = 0;
+  for (; j + 4 <= cols; j += 4) {
+    S* g0 = g + j * ldg;
+    S* g1 = g0 + ldg;
+    S* g2 = g1 + ldg;
+    S* g3 = g2 + ldg;
+    const S* z0 = z + j * ldz;
+    const S* x0 = x + j * ldx;
+    RESBLOCKS_DENSE_SIMD
+    for (Index r = 0; r < rows; ++r) {
+      // branch-free (vectorises): g where z > 0, else 0
+      const S a0 = g0[r] * S(z0[r] > S(0)), a1 = g1[r] * S(z0[r + ldz] > S(0));
+      const S a2 = g2[r] * S(z0[r + 2 * ldz] > S(0)), a3 = g3[r] * S(z0[r + 3 * ldz] > S(0));
+      g0[r] = a0;
+      g1[r] = a1;
+      g2[r] = a2;
+      g3[r] = a3;
+      sum_g[r] += (double(a0) + double(a1)) + (double(a2) + double(a3));
+      sum_g_xc[r] += (double(a0) * double(x0[r] - mean[r]) + double(a1) * double(x0[r + ldx] - mean[r])) +
+                     (double(a2) * double(x0[r + 2 * ldx] - mean[r]) + double(a3) * double(x0[r + 3 * ldx] - mean[r]));
+    }
+  }
+  for (; j < cols; ++j) {
     S* gj = g + j * ldg;
     const S* zj = z + j * ldz;
     const S* xj = x + j * ldx;
     RESBLOCKS_DENSE_SIMD
     for (Index r = 0; r < rows; ++r) {
-      const S gr = gj[r] * S(zj[r] > S(0));  // branch-free (vectorises): g where z > 0, else 0
+      const S gr = gj[r] * S(zj[r] > S(0));
       gj[r] = gr;
       sum_g[r] += double(gr);
       sum_g_xc[r] += double(gr) * double(xj[r] - mean[r]);
@@ -329,6 +357,9 @@ class DenseLayer {
     m_running_var2.setOnes(b);
     m_w1.setZero(b, m_in);
     m_dw1.setZero(b, m_in);
+    // conv2's im2col chunks of 256 positions (432 × 256 floats at k = 12, per part) instead of
+    // Conv2d's ~1 MB default: a third of its scratch per layer, and measured no slower.
+    m_conv2.set_max_chunk_positions(256);
     reset_parameters(default_generator());
   }
 
@@ -436,7 +467,7 @@ class DenseLayer {
     m_conv2.backward_add(dL_dy, scratch.dz2, Batch<S>::Zero(b, 0));
     // norm2-relu: mask dL/dz2 in place, its sums give dγ2, dβ2 and dL/dh = scale2·g + b2·h + c2.
     {
-      const Index step = detail::statistics_partition(b), nparts = (P + step - 1) / step;
+      const Index step = detail::statistics_partition(b, P), nparts = (P + step - 1) / step;
       auto sums = detail::grown_view(scratch.parts, b, 2 * nparts);
       detail::for_each_statistics_partition(b, P, [&](Index p, Index c0, Index n) {
         double* sum_g = sums.col(2 * p).data();
@@ -450,7 +481,7 @@ class DenseLayer {
     // Chunks of columns, in cache: dL/dh; relu(norm1(x)) recomputed; conv1's dL/dW (per chunk,
     // summed in chunk order below) and dL/dz1 = W1ᵀ dh; norm1-relu's mask and sums; dL/dx's
     // scale1·g part.
-    const Index step = chunk_columns(), nparts = (P + step - 1) / step, threads = chunk_threads(nparts);
+    const Index step = chunk_columns(P), nparts = (P + step - 1) / step, threads = chunk_threads(nparts);
     auto sums = detail::grown_view(scratch.parts, c, 2 * nparts);
     auto dw = detail::grown_view(scratch.dw_parts, b, c * nparts);
     reserve_chunks(scratch.z1c, threads, c * std::min(step, P));
@@ -604,7 +635,7 @@ class DenseLayer {
   }
 
   /// Columns per chunk of the fused passes over the c-row input (about 256 KB of it).
-  [[nodiscard]] Index chunk_columns() const noexcept { return detail::statistics_partition(m_in); }
+  [[nodiscard]] Index chunk_columns(Index P) const noexcept { return detail::statistics_partition(m_in, P); }
   /// Threads for `nparts` chunks (each thread takes a contiguous range; results do not depend on it).
   static Index chunk_threads(Index nparts) noexcept { return std::max<Index>(1, std::min<Index>(num_threads(), nparts)); }
   static void reserve_chunks(std::vector<Vector>& chunks, Index threads, Index size) {
@@ -631,7 +662,7 @@ class DenseLayer {
     coefficients(batch, x_stats, m_gamma1, m_beta1, m_running_mean1, m_running_var1, co.scale1, co.shift1, co.mean1,
                  co.inv_std1);
     h.resize(b, P);
-    const Index step = chunk_columns(), nparts = (P + step - 1) / step, threads = chunk_threads(nparts);
+    const Index step = chunk_columns(P), nparts = (P + step - 1) / step, threads = chunk_threads(nparts);
     auto moments = detail::grown_view(scratch.parts, b, 2 * nparts);
     reserve_chunks(scratch.z1c, threads, c * std::min(step, P));
     detail::for_each_part_by_thread(nparts, threads, [&](Index t, Index p) {

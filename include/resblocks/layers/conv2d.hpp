@@ -593,13 +593,16 @@ class Conv2d {
     }
   }
 
-  /// Runs f.template operator()<L>() with L = len when it is a common channel run (16, 32, 64):
-  /// the copies and adds below then compile to whole-register moves. L = 0: run-time length.
+  /// Runs f.template operator()<L>() with L = len when it is a common channel run (16, 32, 64; 12
+  /// and 48: DenseNet's growth rate k and bottleneck 4k): the copies and adds below then compile to
+  /// whole-register moves. L = 0: run-time length.
   template <class F>
   static void with_run_length(Index len, const F& f) {
     switch (len) {
+      case 12: f.template operator()<12>(); break;
       case 16: f.template operator()<16>(); break;
       case 32: f.template operator()<32>(); break;
+      case 48: f.template operator()<48>(); break;
       case 64: f.template operator()<64>(); break;
       default: f.template operator()<0>(); break;
     }
