@@ -1,10 +1,18 @@
+// This file replaces malloc and friends (glibc) for the whole dense_tests executable, to count the
+// allocations of a training step; the replacements forward to glibc's own.
 #include "blocks/dense_test_support.hpp"
 
 #include <resblocks/blocks/dense_block.hpp>
+#include <resblocks/blocks/dense_net.hpp>
 
 #include <algorithm>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
+
+// After the other headers: it replaces malloc, which they declare.
+#include "support/allocation_counter.hpp"
 
 using namespace resblocks;
 
@@ -197,6 +205,54 @@ TEST_CASE("DenseBlock: the same bits with 1 and 2 threads", "[dense][threads]") 
     CHECK(results[i] == results[half + i]);
   }
 }
+
+#if defined(__GLIBC__)
+namespace {
+/// Allocations of three training steps (zero_grad, forward, backward, an SGD update) and of three
+/// inferences, after two warm-up rounds.
+template <class Net>
+std::pair<long, long> steady_state_allocations(Net& net, const Eigen::MatrixXf& x) {
+  const Eigen::MatrixXf g = net.forward(x) * 1e-3f;
+  typename Net::Workspace ws;
+  auto step = [&] {
+    net.zero_grad();
+    net.forward(x);
+    net.backward(g);
+    net.for_each_parameter([](std::string_view, auto& value, const auto& grad) { value -= 1e-3f * grad; });
+  };
+  for (int i = 0; i < 2; ++i) {
+    step();
+    net.infer(x, ws);
+  }
+  const long train = allocations_in([&] {
+    for (int i = 0; i < 3; ++i) step();
+  });
+  const long infer = allocations_in([&] {
+    for (int i = 0; i < 3; ++i) net.infer(x, ws);
+  });
+  return {train, infer};
+}
+}  // namespace
+
+TEST_CASE("DenseBlock and DenseNet: no allocation in steady-state steps", "[dense][allocation]") {
+  REQUIRE(allocations_in([] { Eigen::MatrixXf m(10, 10); m.setZero(); }) >= 1);  // the counter counts
+  // 4 x 16x16 images: several column chunks per layer, convolutions in parts side by side.
+  DenseBlock<float> block(16, 8, 3);
+  block.set_image_size({16, 16});
+  const Eigen::MatrixXf x = rbtest::random_batch<Eigen::MatrixXf>(16, 4 * 256, 171);
+  for (bool training : {true, false}) {
+    INFO("training " << training);
+    block.set_training(training);
+    const auto [train, infer] = steady_state_allocations(block, x);
+    CHECK(train == 0);
+    CHECK(infer == 0);
+  }
+  DenseNet<float> net({.block_layers = {2, 2, 2}, .growth_rate = 6, .image = {16, 16}});
+  const auto [train, infer] = steady_state_allocations(net, rbtest::random_batch<Eigen::MatrixXf>(3, 4 * 256, 172));
+  CHECK(train == 0);
+  CHECK(infer == 0);
+}
+#endif
 
 TEST_CASE("DenseBlock: errors name the block and the shapes", "[dense][errors]") {
   CHECK_THROWS_WITH(DenseBlock<float>(0, 2, 3), rbtest::contains("DenseBlock: in_channels and growth_rate must be >= 1"));
