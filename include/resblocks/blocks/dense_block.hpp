@@ -22,6 +22,8 @@
 namespace resblocks {
 
 /// \brief The activation storage a DenseBlock holds after a training step, in scalars (P = N·H·W).
+/// Not counted: each layer's Conv2d keeps its own im2col chunk buffers (256 positions per part:
+/// about 0.5 MB per part and layer at k = 12, whatever the batch).
 struct DenseBlockMemory {
   Index features = 0;     ///< the (c0 + L·k) × P feature buffer: x, every layer's output, the block's output
   Index bottlenecks = 0;  ///< each layer's conv1 output, kept for backward: L · 4k × P
