@@ -1,5 +1,5 @@
 // DenseNet-BC block, BatchNorm in training mode: c0 input channels, growth rate k, L layers,
-// hw×hw images, batch n (the PyTorch anchor's `dense` case in /work/shared/anchors/blocks_torch.py).
+// hw×hw images, batch n (the PyTorch anchor's `dense` case in the anchors' blocks_torch.py, ../shared/anchors beside the checkout).
 //   BM_DenseBlockTrain/c0/k/L/hw/n  one zero_grad + forward + backward; GFLOP/s counts the
 //                                   convolutions as the anchor does, 3·Σ_i 2·hw²·n·((c0 + i·k)·4k + 4k·k·9)
 #include <resblocks/blocks/dense_block.hpp>
