@@ -74,7 +74,7 @@ struct CharModel {
 
   void set_sequence_length(Index length) {
     pos_emb.set_sequence_length(length);
-    for (auto& b : blocks) b.set_sequence_length(length);
+    blocks.set_sequence_length(length);
   }
 
   const Batch<float>& forward(std::span<const int> ids) {

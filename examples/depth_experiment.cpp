@@ -179,7 +179,7 @@ int main(int argc, char** argv) try {
         train_model(net, model, depth);
       } else if (conv) {
         CifarResNet<float> net({.depth = depth, .in_channels = 1, .classes = 10, .width = 16, .image = image,
-                                .downsample = ShortcutKind::projection, .plain = plain});
+                                .downsample = ShortcutKind::projection, .plain = plain, .input_gradient = false});
         train_model(net, model, depth);
       } else {
         MlpNet net = make_mlp(depth, width, plain, image);

@@ -75,7 +75,7 @@ int run(int argc, char** argv) {
   manual_seed(s.seed);
   CifarResNet<float> net({.depth = s.depth, .in_channels = 1, .classes = 10, .width = 16,
                           .image = {train.height(), train.width()}, .downsample = ShortcutKind::projection,
-                          .plain = s.plain});
+                          .plain = s.plain, .input_gradient = false});
   Sgd opt(net, {.lr = s.lr, .momentum = 0.9, .nesterov = true, .weight_decay = s.weight_decay});
   const long steps_per_epoch = static_cast<long>(train_batches.batches_per_epoch());
   const long total_steps = s.epochs * steps_per_epoch;

@@ -160,9 +160,9 @@ TEST_CASE("TransformerBlock: a Repeat of blocks has correct gradients and torch-
   Repeat<TransformerBlock<double>> stack(2, [](Index i) {
     TransformerBlock<double> b(k_d, k_heads, k_ff, {.causal = true});
     randomise(b, 22 + static_cast<std::uint64_t>(i));
-    b.set_sequence_length(k_length);
     return b;
   });
+  stack.set_sequence_length(k_length);  // reaches every block's attention
   rbtest::require_gradients(stack, rbtest::random_batch<Eigen::MatrixXd>(k_d, k_length * k_sequences, 24));
   const auto names = parameter_names(stack);
   REQUIRE(names.size() == 24);
@@ -333,4 +333,19 @@ TEST_CASE("TransformerBlock: bad sizes and inputs throw clear errors", "[transfo
   REQUIRE_THAT(what_of([&] { block.forward(x); }), rbtest::contains("key padding mask"));
   TransformerBlock<double> fresh(k_d, k_heads, k_ff);
   REQUIRE_THROWS_AS(fresh.backward(x), std::logic_error);  // backward before forward
+}
+
+TEST_CASE("set_sequence_length reaches attention through Sequential, Residual, Repeat and Highway", "[transformer]") {
+  using Attention = MultiHeadAttention<double>;
+  Residual<Sequential<LayerNorm<double>, Attention>> pre_ln(Sequential<LayerNorm<double>, Attention>(
+      LayerNorm<double>(k_d), Attention(k_d, k_heads, {.causal = true})));
+  const auto x = rbtest::random_batch<Eigen::MatrixXd>(k_d, k_length * k_sequences, 71);
+  REQUIRE_THROWS_AS(pre_ln.forward(x), std::logic_error);  // not set yet
+  pre_ln.set_sequence_length(k_length);
+  REQUIRE(pre_ln.body().get<1>().sequence_length() == k_length);
+  rbtest::require_gradients(pre_ln, x);
+
+  Highway<Attention> gated(Attention(k_d, k_heads));
+  gated.set_sequence_length(k_length);
+  REQUIRE(gated.h().sequence_length() == k_length);
 }

@@ -2,7 +2,9 @@
 
 #include <resblocks/resblocks.hpp>
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 
 using namespace resblocks;
 
@@ -56,6 +58,45 @@ TEST_CASE("GELU: exact and tanh forms, values and gradients", "[activation][grad
   REQUIRE(rbtest::rel_diff(approx.forward(x), t) < 1e-15);
   check_activation(GELU<double>());
   check_activation(GELU<double, 5>(GELUOp{GELUOp::Approximate::tanh}));
+}
+
+TEST_CASE("GELU and LeakyReLU: the vectorised float path matches double element by element", "[activation][float]") {
+  // 1001 values on [-12, 12] (an odd count, so the packet loop and its scalar tail both run),
+  // plus 0, ±inf; float results against the double (C library) ones, to 1e-6 absolute (float
+  // cancellation in Φ(x) + xφ(x) near x = -5 costs ~5e-7; torch computes the same formula).
+  const Index n = 1001;
+  Eigen::MatrixXd xd(1, n + 3);
+  for (Index i = 0; i < n; ++i) xd(0, i) = -12.0 + 24.0 * static_cast<double>(i) / static_cast<double>(n - 1);
+  xd(0, n) = 0.0;
+  xd(0, n + 1) = std::numeric_limits<double>::infinity();
+  xd(0, n + 2) = -std::numeric_limits<double>::infinity();
+  const Eigen::MatrixXf xf = xd.cast<float>();
+  const Eigen::MatrixXd x_exact = xf.cast<double>();  // the float inputs, exactly
+  Eigen::MatrixXd gd = Eigen::MatrixXd::Constant(1, n + 3, 1.0);
+  gd(0, n + 1) = gd(0, n + 2) = 0.0;  // 0·GELU'(±inf) would be NaN in both
+  const Eigen::MatrixXf gf = gd.cast<float>();
+  auto element_close = [&](const Eigen::MatrixXf& f, const Eigen::MatrixXd& d, const char* what) {
+    for (Index i = 0; i < d.cols(); ++i) {
+      INFO(what << " at x = " << x_exact(0, i) << ": float " << f(0, i) << ", double " << d(0, i));
+      if (std::isnan(d(0, i))) {  // GELU(-inf) = -inf·0, NaN as in torch
+        REQUIRE(std::isnan(f(0, i)));
+      } else if (std::isinf(d(0, i))) {
+        REQUIRE(static_cast<double>(f(0, i)) == d(0, i));
+      } else {
+        REQUIRE(std::abs(static_cast<double>(f(0, i)) - d(0, i)) <= 1e-6 * std::max(1.0, std::abs(d(0, i))));
+      }
+    }
+  };
+  for (auto a : {GELUOp::Approximate::none, GELUOp::Approximate::tanh}) {
+    GELU<double> d(GELUOp{a});
+    GELU<float> f(GELUOp{a});
+    element_close(f.forward(xf), d.forward(x_exact), "GELU forward");
+    element_close(f.backward(gf), d.backward(gd), "GELU backward");
+  }
+  LeakyReLU<double> ld(LeakyReLUOp{0.2});
+  LeakyReLU<float> lf(LeakyReLUOp{0.2});
+  element_close(lf.forward(xf), ld.forward(x_exact), "LeakyReLU forward");
+  element_close(lf.backward(gf), ld.backward(gd), "LeakyReLU backward");
 }
 
 TEST_CASE("Tanh and Sigmoid: values, saturation and gradients", "[activation][gradient]") {

@@ -119,19 +119,30 @@ TEST_CASE("Conv2d: forward matches the direct convolution (strides, padding, dil
   }
 }
 
+namespace {
+struct Step {
+  Eigen::MatrixXd x, dy, dx, dw;  ///< random input and output gradient, the definition's gradients
+};
+/// One forward and backward of a fresh `conv` (set up for case c) on random x and dy (seeds `seed`,
+/// `seed` + 1), compared with the definition.
+Step check_against_definition(Conv2d<double>& conv, const Case& c, std::uint64_t seed) {
+  const ImageSize out = conv.set_image_size(c.size);
+  Step s{rbtest::random_batch<Eigen::MatrixXd>(c.cin, c.n * c.size.area(), seed),
+         rbtest::random_batch<Eigen::MatrixXd>(c.cout, c.n * out.area(), seed + 1), {}, {}};
+  reference_backward(conv, s.x, s.dy, c.size, s.dx, s.dw);
+  REQUIRE(rbtest::rel_diff(conv.forward(s.x), reference(conv, s.x, c.size)) < 1e-13);
+  REQUIRE(rbtest::rel_diff(conv.backward(s.dy), s.dx) < 1e-13);
+  REQUIRE(rbtest::rel_diff(conv.weight_grad(), s.dw) < 1e-13);
+  if (conv.has_bias()) REQUIRE(rbtest::rel_diff(conv.bias_grad(), s.dy.rowwise().sum()) < 1e-13);
+  return s;
+}
+}  // namespace
+
 TEST_CASE("Conv2d: backward matches the definition, small and multi-part sizes", "[conv2d]") {
   auto check = [](const Case& c) {
     INFO(describe(c));
     Conv2d<double> conv(c.cin, c.cout, c.k, c.opt);
-    const ImageSize out = conv.set_image_size(c.size);
-    const auto x = rbtest::random_batch<Eigen::MatrixXd>(c.cin, c.n * c.size.area(), 13);
-    const auto dy = rbtest::random_batch<Eigen::MatrixXd>(c.cout, c.n * out.area(), 14);
-    Eigen::MatrixXd dx, dw;
-    reference_backward(conv, x, dy, c.size, dx, dw);
-    REQUIRE(rbtest::rel_diff(conv.forward(x), reference(conv, x, c.size)) < 1e-13);
-    REQUIRE(rbtest::rel_diff(conv.backward(dy), dx) < 1e-13);
-    REQUIRE(rbtest::rel_diff(conv.weight_grad(), dw) < 1e-13);
-    if (conv.has_bias()) REQUIRE(rbtest::rel_diff(conv.bias_grad(), dy.rowwise().sum()) < 1e-13);
+    check_against_definition(conv, c, 13);
   };
   for (const Case& c : k_cases) check(c);
   for (const Case& c : k_large_cases) check(c);
@@ -145,6 +156,8 @@ TEST_CASE("Conv2d: the implicit GEMM gives the bits of im2col + GEMM", "[conv2d]
       without.weight() = with.weight();
       if (c.opt.bias) without.bias() = with.bias();
       without.set_implicit_gemm(false);
+      with.set_direct(false);
+      without.set_direct(false);
       with.set_max_chunk_positions(chunk);
       without.set_max_chunk_positions(chunk);
       const ImageSize out = with.set_image_size(c.size);
@@ -155,6 +168,78 @@ TEST_CASE("Conv2d: the implicit GEMM gives the bits of im2col + GEMM", "[conv2d]
       REQUIRE(with.backward(dy) == without.backward(dy));
       REQUIRE(with.weight_grad() == without.weight_grad());
     }
+  }
+}
+
+// Shapes the direct kernels take (channels of 1, 2 or 4 SIMD packets: 8/16/32 doubles, 16/32/64
+// floats with AVX-512; 4/8/16 doubles with AVX2): rows as wide as a block, wider (the last block
+// overlaps), narrower (half blocks); strides, 1x1, 5x5, padding 0 and 2; a 1-channel input (stem).
+const Case k_direct_cases[] = {
+    {16, 16, 3, {.padding = 1, .bias = false}, {14, 14}, 3},
+    {16, 16, 3, {.padding = 1}, {9, 16}, 2},
+    {8, 32, 3, {.padding = 1, .bias = false}, {8, 8}, 3},
+    {32, 8, 3, {.padding = 0}, {9, 30}, 2},
+    {16, 32, 3, {.stride = 2, .padding = 1, .bias = false}, {28, 28}, 2},
+    {32, 16, 1, {.stride = 2, .bias = false}, {14, 14}, 2},
+    {8, 16, 5, {.padding = 2}, {13, 15}, 2},
+    {1, 16, 3, {.padding = 1, .bias = false}, {28, 28}, 3},
+    {32, 32, 3, {.padding = 1, .bias = false}, {7, 7}, 5},
+    {64, 64, 3, {.padding = 1, .bias = false}, {7, 7}, 2},
+};
+
+TEST_CASE("Conv2d: the direct kernels match the definition (double) and the GEMM paths (float)", "[conv2d]") {
+  for (const Case& c : k_direct_cases) {
+    INFO(describe(c));
+    Conv2d<double> conv(c.cin, c.cout, c.k, c.opt);
+    const auto [x, dy, dx, dw] = check_against_definition(conv, c, 31);
+    // The skip variants, the skip being the output buffer itself (in-place residual).
+    Eigen::MatrixXd y = dy;
+    conv.forward_add(x, y, y);
+    REQUIRE(rbtest::rel_diff(y, dy + reference(conv, x, c.size)) < 1e-13);
+    Eigen::MatrixXd g = x;
+    conv.zero_grad();
+    conv.backward_add(dy, g, g);
+    REQUIRE(rbtest::rel_diff(g, x + dx) < 1e-13);
+    REQUIRE(rbtest::rel_diff(conv.weight_grad(), dw) < 1e-13);
+
+    Conv2d<float> direct(c.cin, c.cout, c.k, c.opt), gemm(c.cin, c.cout, c.k, c.opt);
+    gemm.weight() = direct.weight();
+    if (c.opt.bias) gemm.bias() = direct.bias();
+    gemm.set_direct(false);
+    direct.set_image_size(c.size);
+    gemm.set_image_size(c.size);
+    const Eigen::MatrixXf xf = x.cast<float>(), dyf = dy.cast<float>();
+    REQUIRE(rbtest::rel_diff(direct.forward(xf), gemm.forward(xf)) < 1e-5);
+    REQUIRE(rbtest::rel_diff(direct.backward(dyf), gemm.backward(dyf)) < 1e-5);
+    REQUIRE(rbtest::rel_diff(direct.weight_grad(), gemm.weight_grad()) < 1e-5);
+    Conv2d<float>::Workspace ws;
+    const Eigen::MatrixXf yf = direct.forward(xf);
+    REQUIRE(direct.infer(xf, ws) == yf);
+  }
+}
+
+TEST_CASE("Conv2d: without the input gradient, dL/dW is unchanged and dL/dx is zero (or the skip)", "[conv2d]") {
+  const Case cases[] = {k_direct_cases[7], k_direct_cases[0], k_direct_cases[4], k_cases[0], k_large_cases[3]};
+  for (const Case& c : cases) {
+    INFO(describe(c));
+    Conv2d<double> with(c.cin, c.cout, c.k, c.opt), without(c.cin, c.cout, c.k, c.opt);
+    without.weight() = with.weight();
+    if (c.opt.bias) without.bias() = with.bias();
+    without.set_input_gradient(false);
+    REQUIRE_FALSE(without.input_gradient());
+    const ImageSize out = with.set_image_size(c.size);
+    without.set_image_size(c.size);
+    const auto x = rbtest::random_batch<Eigen::MatrixXd>(c.cin, c.n * c.size.area(), 41);
+    const auto dy = rbtest::random_batch<Eigen::MatrixXd>(c.cout, c.n * out.area(), 42);
+    with.forward(x);
+    without.forward(x);
+    with.backward(dy);
+    REQUIRE(without.backward(dy).isZero(0.0));
+    REQUIRE(without.backward(dy).rows() == c.cin);
+    REQUIRE(rbtest::rel_diff(without.weight_grad(), 2.0 * with.weight_grad()) < 1e-13);
+    Eigen::MatrixXd g;
+    without.backward_add(dy, g, x);
+    REQUIRE(g == x);
   }
 }
 

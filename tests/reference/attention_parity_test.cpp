@@ -42,30 +42,19 @@ void check_attention(const std::string& file, bool causal) {
   MultiHeadAttention<S, D> mha(d, heads, resblocks::AttentionOptions{causal});
   mha.set_sequence_length(length);
   REQUIRE(load_parameters(mha, f) == 4);
-  if (f.contains("mask")) {
-    const Eigen::Matrix<bool, Eigen::Dynamic, Eigen::Dynamic> mask = (f.matrix("mask").array() != 0.0).matrix();
-    mha.set_key_padding_mask(mask);
-  }
+  resblocks_tests::set_fixture_mask(f, mha);
   using Batch = typename MultiHeadAttention<S, D>::Input;
   const auto x = fixture_batch<Batch>(f, "x");
   const auto dL_dy = fixture_batch<Batch>(f, "dL_dy");
   REQUIRE(x.cols() == length * sequences);
   const double tol = tolerance<S>;
 
-  mha.zero_grad();
-  check_close(f, "y", mha.forward(x), tol);
-  Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic> weights(length, length * sequences * heads);
-  for (Index b = 0; b < sequences; ++b)
-    for (Index h = 0; h < heads; ++h)
-      weights.middleCols((b * heads + h) * length, length) = mha.attention_weights(b, h);
-  check_close(f, "attention_weights", weights, tol);
-  check_close(f, "dL_dx", mha.backward(dL_dy), tol);
-  mha.for_each_parameter([&](std::string_view name, const auto&, const auto& grad) {
-    check_close(f, "grad." + std::string(name), grad, tol);
+  resblocks_tests::check_training_step(f, mha, x, dL_dy, tol, [&](const MultiHeadAttention<S, D>& m) {
+    Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic> weights(length, length * sequences * heads);
+    for (Index b = 0; b < sequences; ++b)
+      for (Index h = 0; h < heads; ++h) weights.middleCols((b * heads + h) * length, length) = m.attention_weights(b, h);
+    check_close(f, "attention_weights", weights, tol);
   });
-
-  typename MultiHeadAttention<S, D>::Workspace ws;
-  check_close(f, "y", mha.infer(x, ws), tol, "infer");
 }
 
 }  // namespace

@@ -30,27 +30,10 @@ using resblocks_tests::load_fixture;
 using resblocks_tests::load_parameters;
 using resblocks_tests::tolerance;
 
-/// Loads `file` into `net`, runs forward(x) and backward(dL_dy), compares y, dL/dx and every parameter
-/// gradient with PyTorch's, and infer(x) with PyTorch's y.
+/// resblocks_tests::check_parity, with at least two parameter tensors.
 template <class Net>
 void check_parity(Net& net, const std::string& file) {
-  using S = typename Net::Scalar;
-  constexpr double tol = tolerance<S>;
-  const Fixture fixture = load_fixture(file);
-  REQUIRE(load_parameters(net, fixture) >= 2);
-  net.zero_grad();
-
-  const typename Net::Input x = fixture_batch<typename Net::Input>(fixture, "x");
-  const typename Net::Output dL_dy = fixture_batch<typename Net::Output>(fixture, "dL_dy");
-
-  check_close(fixture, "y", net.forward(x), tol);
-  check_close(fixture, "dL_dx", net.backward(dL_dy), tol);
-  net.for_each_parameter([&](std::string_view name, auto&, auto& grad) {
-    check_close(fixture, "grad." + std::string(name), grad, tol);
-  });
-
-  typename Net::Workspace ws;
-  check_close(fixture, "y", net.infer(x, ws), tol, "infer");
+  resblocks_tests::check_parity(net, file, 2);
 }
 
 // The anchor's Highway: H = nn.Linear with the ReLU applied in forward, so H's parameters are

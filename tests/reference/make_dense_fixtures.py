@@ -27,9 +27,8 @@ import torch
 from torch import nn
 
 import make_fixtures
-from make_fixtures import DTYPE, image, quantise
-from make_fixtures import parameter as tensor
-from make_resnet_fixtures import ProbedReLU, randomise
+from make_fixtures import DTYPE, quantise
+from make_resnet_fixtures import ProbedReLU, randomise, step_case
 
 
 def Case(name, description):
@@ -91,55 +90,13 @@ class Transition(nn.Sequential):
 KINK_MARGIN = 1e-4
 
 
-def check_away_from_kinks(probes, what):
-    for h in probes:
-        assert bool((h.abs() > KINK_MARGIN).all()), "%s: a ReLU input is too close to 0 (%g); pick another seed" % (
-            what, h.abs().min())
-
-
-
 def run_case(name, description, make, shape, seed):
     """One training step and one eval-mode pass of `make(probes)` on an N, C, H, W = `shape` input."""
     torch.manual_seed(seed)
     probes = []
     block = randomise(make(probes).to(DTYPE))
     x = quantise(torch.randn(*shape, dtype=DTYPE))
-    with torch.no_grad():
-        out_shape = block.eval()(x).shape  # eval mode: leaves the running statistics alone
-    dL_dy = quantise(torch.randn(*out_shape, dtype=DTYPE))
-
-    params = dict(block.named_parameters())
-    buffers = {k: v.detach().clone() for k, v in block.named_buffers()}
-
-    case = Case(name, description)
-    case.add("x_shape", torch.tensor(list(shape), dtype=DTYPE).reshape(-1, 1))
-    case.add("x", image(x))
-    for k, p in params.items():
-        case.add("param." + k, tensor(p))
-    for k, b in buffers.items():
-        case.add("buffer." + k, tensor(b))
-    case.add("dL_dy", image(dL_dy))
-
-    block.train()
-    probes.clear()
-    xg = x.clone().requires_grad_(True)
-    y = block(xg)
-    check_away_from_kinks(probes, name + " (train)")
-    y.backward(dL_dy)
-    case.add("y", image(y))
-    case.add("dL_dx", image(xg.grad))
-    for k, p in params.items():
-        case.add("grad." + k, tensor(p.grad))
-    for k, b in block.named_buffers():
-        case.add("after." + k, tensor(b))
-
-    block.eval()
-    probes.clear()
-    with torch.no_grad():
-        y_eval = block(x)
-    check_away_from_kinks(probes, name + " (eval)")
-    case.add("y_eval", image(y_eval))
-    return case
+    return step_case(Case(name, description), block, x, probes, KINK_MARGIN)
 
 
 def all_cases():

@@ -146,18 +146,15 @@ def randomise(block):
     return block
 
 
-def check_away_from_kinks(probes, what):
+def check_away_from_kinks(probes, what, margin=1e-3):
     for h in probes:
-        assert bool((h.abs() > 1e-3).all()), "%s: a ReLU input is too close to 0 (%g); pick another seed" % (
+        assert bool((h.abs() > margin).all()), "%s: a ReLU input is too close to 0 (%g); pick another seed" % (
             what, h.abs().min())
 
 
-def run_block_case(name, description, block_type, cin, channels, stride, shape, seed):
-    torch.manual_seed(seed)
-    probes = []
-    block = randomise(block_type(cin, channels, stride, probes).to(DTYPE))
-    n, h, w = shape
-    x = quantise(torch.randn(n, cin, h, w, dtype=DTYPE))
+def step_case(case, block, x, probes, kink_margin=1e-3):
+    """Fills `case` with x (N, C, H, W), the parameters and buffers, a random dL_dy, one training step
+    (y, dL_dx, grad.*, after.* buffers) and the eval-mode y_eval; `probes` collects ReLU inputs."""
     with torch.no_grad():
         out_shape = block.eval()(x).shape  # eval mode: leaves the running statistics alone
     dL_dy = quantise(torch.randn(*out_shape, dtype=DTYPE))
@@ -165,8 +162,7 @@ def run_block_case(name, description, block_type, cin, channels, stride, shape, 
     params = dict(block.named_parameters())
     buffers = {k: v.detach().clone() for k, v in block.named_buffers()}
 
-    case = Case(name, description)
-    case.add("x_shape", torch.tensor([n, cin, h, w], dtype=DTYPE).reshape(-1, 1))
+    case.add("x_shape", torch.tensor(list(x.shape), dtype=DTYPE).reshape(-1, 1))
     case.add("x", image(x))
     for k, p in params.items():
         case.add("param." + k, tensor(p))
@@ -178,7 +174,7 @@ def run_block_case(name, description, block_type, cin, channels, stride, shape, 
     probes.clear()
     xg = x.clone().requires_grad_(True)
     y = block(xg)
-    check_away_from_kinks(probes, name + " (train)")
+    check_away_from_kinks(probes, case.name + " (train)", kink_margin)
     y.backward(dL_dy)
     case.add("y", image(y))
     case.add("dL_dx", image(xg.grad))
@@ -191,9 +187,18 @@ def run_block_case(name, description, block_type, cin, channels, stride, shape, 
     probes.clear()
     with torch.no_grad():
         y_eval = block(x)
-    check_away_from_kinks(probes, name + " (eval)")
+    check_away_from_kinks(probes, case.name + " (eval)", kink_margin)
     case.add("y_eval", image(y_eval))
     return case
+
+
+def run_block_case(name, description, block_type, cin, channels, stride, shape, seed):
+    torch.manual_seed(seed)
+    probes = []
+    block = randomise(block_type(cin, channels, stride, probes).to(DTYPE))
+    n, h, w = shape
+    x = quantise(torch.randn(n, cin, h, w, dtype=DTYPE))
+    return step_case(Case(name, description), block, x, probes)
 
 
 def all_cases():

@@ -32,29 +32,7 @@ using resblocks_tests::check_close;
 using resblocks_tests::fixture_batch;
 using resblocks_tests::load_parameters;
 using resblocks_tests::tolerance;
-
-/// Loads `file` into `net`, runs forward(x) and backward(dL_dy), compares y, dL/dx and every
-/// parameter gradient with PyTorch's, and infer(x) with PyTorch's y.
-template <class Net>
-void check_parity(Net& net, const std::string& file) {
-  using S = typename Net::Scalar;
-  constexpr double tol = tolerance<S>;
-  const Fixture fixture = load_fixture(file);
-  load_parameters(net, fixture);
-  net.zero_grad();
-
-  const typename Net::Input x = fixture_batch<typename Net::Input>(fixture, "x");
-  const typename Net::Output dL_dy = fixture_batch<typename Net::Output>(fixture, "dL_dy");
-
-  check_close(fixture, "y", net.forward(x), tol);
-  check_close(fixture, "dL_dx", net.backward(dL_dy), tol);
-  net.for_each_parameter([&](std::string_view name, auto&, auto& grad) {
-    check_close(fixture, "grad." + std::string(name), grad, tol);
-  });
-
-  typename Net::Workspace ws;
-  check_close(fixture, "y", net.infer(x, ws), tol, "infer");
-}
+using resblocks_tests::check_parity;
 
 // --- a. residual MLP: y = x + Linear(8,16) -> ReLU -> Linear(16,8) ---------------------------------
 

@@ -49,24 +49,14 @@ void check_block(const std::string& file, bool norm_first) {
   TransformerBlock<S, D> block(d, heads, ff, {.norm_first = norm_first, .causal = causal});
   block.set_sequence_length(length);
   REQUIRE(load_parameters(block, f) == 12);
-  if (f.contains("mask")) {
-    const Eigen::Matrix<bool, Eigen::Dynamic, Eigen::Dynamic> mask = (f.matrix("mask").array() != 0.0).matrix();
-    block.set_key_padding_mask(mask);
-  }
+  resblocks_tests::set_fixture_mask(f, block);
   using Batch = typename TransformerBlock<S, D>::Input;
   const auto x = fixture_batch<Batch>(f, "x");
   const auto dL_dy = fixture_batch<Batch>(f, "dL_dy");
   REQUIRE(x.cols() == length * sequences);
   const double tol = tolerance<S>;
 
-  block.zero_grad();
-  check_close(f, "y", block.forward(x), tol);
-  check_close(f, "dL_dx", block.backward(dL_dy), tol);
-  block.for_each_parameter([&](std::string_view name, const auto&, const auto& grad) {
-    check_close(f, "grad." + std::string(name), grad, tol);
-  });
-  typename TransformerBlock<S, D>::Workspace ws;
-  check_close(f, "y", block.infer(x, ws), tol, "infer");
+  resblocks_tests::check_training_step(f, block, x, dL_dy, tol);
 }
 
 template <class S, int D>

@@ -75,4 +75,45 @@ std::size_t load_parameters(Net& net, const Fixture& fixture) {
   return visited.size();
 }
 
+/// The parity "training step": zero_grad; forward(x) against `y`; `after_forward(net)` (extra
+/// checks on the forward state); backward(dL_dy) against `dL_dx`; every parameter's gradient against
+/// `grad.<name>`; then infer(x) against `y`.
+template <class Net, class AfterForward>
+void check_training_step(const Fixture& fixture, Net& net, const typename Net::Input& x,
+                         const typename Net::Output& dL_dy, double tol, const AfterForward& after_forward) {
+  net.zero_grad();
+  check_close(fixture, "y", net.forward(x), tol);
+  after_forward(net);
+  check_close(fixture, "dL_dx", net.backward(dL_dy), tol);
+  net.for_each_parameter([&](std::string_view name, const auto&, const auto& grad) {
+    check_close(fixture, "grad." + std::string(name), grad, tol);
+  });
+  typename Net::Workspace ws;
+  check_close(fixture, "y", net.infer(x, ws), tol, "infer");
+}
+template <class Net>
+void check_training_step(const Fixture& fixture, Net& net, const typename Net::Input& x,
+                         const typename Net::Output& dL_dy, double tol) {
+  check_training_step(fixture, net, x, dL_dy, tol, [](const Net&) {});
+}
+
+/// Loads `file` into `net` (at least `min_parameters` tensors), then check_training_step with the
+/// fixture's x and dL_dy at the scalar's tolerance.
+template <class Net>
+void check_parity(Net& net, const std::string& file, std::size_t min_parameters = 0) {
+  const Fixture fixture = load_fixture(file);
+  REQUIRE(load_parameters(net, fixture) >= min_parameters);
+  const typename Net::Input x = fixture_batch<typename Net::Input>(fixture, "x");
+  const typename Net::Output dL_dy = fixture_batch<typename Net::Output>(fixture, "dL_dy");
+  check_training_step(fixture, net, x, dL_dy, tolerance<typename Net::Scalar>);
+}
+
+/// The fixture's key-padding mask (`mask`, nonzero = padded), if it has one, set on `net`.
+template <class Net>
+void set_fixture_mask(const Fixture& fixture, Net& net) {
+  if (!fixture.contains("mask")) return;
+  const Eigen::Matrix<bool, Eigen::Dynamic, Eigen::Dynamic> mask = (fixture.matrix("mask").array() != 0.0).matrix();
+  net.set_key_padding_mask(mask);
+}
+
 }  // namespace resblocks_tests

@@ -32,6 +32,9 @@ struct CifarResNetOptions {
   ShortcutKind downsample = ShortcutKind::zero_pad;  ///< option A, as the paper's CIFAR nets; or projection (B)
   bool plain = false;               ///< the plain twin: the same layers, no skips
   bool zero_init_residual = false;
+  /// false: backward skips the input gradient (the first convolution's dL/dx, returned as zeros),
+  /// which training never uses — as PyTorch does for inputs without requires_grad.
+  bool input_gradient = true;
 };
 
 /// \brief ResNet-(6n+2) for small images (He et al. 2016, section 4.2): conv3×3 - bn - relu, three
@@ -67,6 +70,7 @@ class CifarResNet : public Sequential<Conv2d<S>, BatchNorm2d<S>, ReLU<S>, Repeat
     this->set_child_names({"conv1", "bn1", "", "layer1", "layer2", "layer3", "", "fc"});
     detail::torchvision_init(*this);
     this->set_image_size(o.image);
+    this->template get<0>().set_input_gradient(o.input_gradient);
   }
   static BlockOptions block_options(const CifarResNetOptions& o) {
     return BlockOptions{.downsample = o.downsample, .plain = o.plain, .zero_init_residual = o.zero_init_residual};

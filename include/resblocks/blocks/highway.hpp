@@ -103,6 +103,8 @@ class Highway {
   }
 
   void set_training(bool training) { detail::propagate_training(m_h, training); }
+  /// Tokens per sequence for every attention layer inside H.
+  void set_sequence_length(Index length) { detail::propagate_sequence_length(m_h, length); }
 
   template <class F>
   void for_each_buffer(F&& f, const ParameterName& prefix = {}) {

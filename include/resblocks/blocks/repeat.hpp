@@ -70,6 +70,11 @@ class Repeat {
     return size;
   }
 
+  /// Tokens per sequence for every attention layer inside (see MultiHeadAttention).
+  void set_sequence_length(Index length) {
+    for (auto& b : m_blocks) detail::propagate_sequence_length(b, length);
+  }
+
   /// Calls `f(block)` on every block in order.
   template <class F>
   void for_each_layer(F&& f) {

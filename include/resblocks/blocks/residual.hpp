@@ -68,6 +68,12 @@ class Residual {
     return *this;
   }
 
+  /// Tokens per sequence for every attention layer inside (see MultiHeadAttention).
+  void set_sequence_length(Index length) {
+    detail::propagate_sequence_length(m_body, length);
+    detail::propagate_sequence_length(m_skip, length);
+  }
+
   /// Configures body and skip for inputs of `size`; both must give the same output size.
   ImageSize set_image_size(ImageSize size) {
     const ImageSize body = detail::propagate_image_size(m_body, size);

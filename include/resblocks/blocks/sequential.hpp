@@ -128,6 +128,11 @@ class Sequential {
     return size;
   }
 
+  /// Tokens per sequence for every attention layer inside (see MultiHeadAttention).
+  void set_sequence_length(Index length) {
+    std::apply([&](auto&... l) { (detail::propagate_sequence_length(l, length), ...); }, m_layers);
+  }
+
   /// Training (true) or evaluation (false) behaviour for every layer.
   void set_training(bool training) {
     std::apply([&](auto&... l) { (detail::propagate_training(l, training), ...); }, m_layers);

@@ -153,9 +153,10 @@ void gemm(Dst& dst, const A& a, const B& b, const Prologue& prologue, const Epil
       if constexpr (TransB) return b.transpose(); else return (b);
     };
     prologue(0, m, 0, n);
-    // Fixed-size operands (at most 64x64) always go coefficient-based: it is as fast for them, and
+    // Operands with a fixed dimension always go coefficient-based: it is as fast for them, and
     // GCC 12 at -O3 warns falsely (-Waggressive-loop-optimizations) inside Eigen's GEMV on them.
-    constexpr bool fixed = A::SizeAtCompileTime != Eigen::Dynamic || B::SizeAtCompileTime != Eigen::Dynamic;
+    constexpr bool fixed = A::RowsAtCompileTime != Eigen::Dynamic || A::ColsAtCompileTime != Eigen::Dynamic ||
+                           B::RowsAtCompileTime != Eigen::Dynamic || B::ColsAtCompileTime != Eigen::Dynamic;
     if (k == 1)  // outer product (a weight gradient at batch 1): column by column, vectorised
       dst.noalias() += op_a().col(0) * op_b().row(0);
     else if (!tiny && !fixed)  // GEMV: single-threaded in Eigen, no packing

@@ -123,6 +123,12 @@ ImageSize propagate_image_size(L& layer, ImageSize in) {
     return in;
 }
 
+/// The layer's set_sequence_length(length) if it has one (attention, and the containers holding it).
+template <class L>
+void propagate_sequence_length(L& layer, Index length) {
+  if constexpr (requires { layer.set_sequence_length(length); }) layer.set_sequence_length(length);
+}
+
 /// The layer's set_training(training) if it has one.
 template <class L>
 void propagate_training(L& layer, bool training) {

@@ -75,14 +75,15 @@ void parallel_for(Eigen::Index n, double cost_per_item, F&& f) {
 }
 
 /// Calls f(part) for every part in [0, parts), the parts spread over threads (each part is run by
-/// one thread, start to end; code inside runs single-threaded). Results depend only on `parts`,
-/// not on the threads, as long as f(part) touches only what belongs to the part.
+/// one thread, start to end; code inside runs single-threaded; a thread that finishes early takes
+/// the next part). Results depend only on `parts`, not on the threads, as long as f(part) touches
+/// only what belongs to the part.
 template <class F>
 void parallel_parts(Eigen::Index parts, F&& f) {
 #if defined(_OPENMP)
   const int threads = omp_in_parallel() ? 1 : static_cast<int>(std::min<Eigen::Index>(num_threads(), parts));
   if (threads > 1) {
-#pragma omp parallel for num_threads(threads) schedule(static, 1)
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
     for (Eigen::Index p = 0; p < parts; ++p) f(p);
     return;
   }

@@ -3,6 +3,7 @@
 /// \brief Conv2d: 2-D convolution on the image layout, as chunked im2col + GEMM.
 
 #include "resblocks/core/cached_input.hpp"
+#include "resblocks/core/direct_conv.hpp"
 #include "resblocks/core/gemm.hpp"
 #include "resblocks/core/image_size.hpp"
 #include "resblocks/core/layer.hpp"
@@ -196,6 +197,15 @@ class Conv2d {
   /// default where it applies: one group, a power-of-two channel count of whole SIMD packets) instead
   /// of writing them out first (im2col). Both give the same bits.
   void set_implicit_gemm(bool on) noexcept { m_implicit = on; }
+  /// Tuning: use the direct kernels (no im2col, no packing; see direct_conv.hpp) where they apply:
+  /// one group, no dilation, output channels of 1, 2 or 4 SIMD packets (16, 32, 64 floats with
+  /// AVX-512) and rows wide enough; dL/dx and dL/dW of stride-1 convolutions whose input channels
+  /// qualify too. On by default; off, the GEMM paths run (same results up to rounding).
+  void set_direct(bool on) noexcept { m_direct = on; }
+  /// Off: backward computes dL/dW (and dL/db) only and returns dL/dx as zeros — for a first layer,
+  /// whose input gradient training never uses (PyTorch skips it for inputs without requires_grad).
+  void set_input_gradient(bool on) noexcept { m_input_gradient = on; }
+  [[nodiscard]] bool input_gradient() const noexcept { return m_input_gradient; }
   [[nodiscard]] ImageSize output_image_size() const noexcept { return m_out_size; }
 
   const Output& forward(const Input& x) {
@@ -419,6 +429,31 @@ class Conv2d {
     const Geometry geo = forward_geometry();
     const Index kg = geo.patch(), og = group_out(), parts = partitions(n), out_area = geo.out_area();
     if (Index(buffers.size()) < 2 * parts) buffers.resize(std::size_t(2 * parts));
+    if (const detail::DirectConvPlan plan = direct_forward_plan(); plan.ok()) {
+      const detail::DirectConvShape shape = direct_forward_shape();
+      const Index in_area = m_in_size.area(), parts = direct_parts(n);
+      if (Index(buffers.size()) < 2 * parts) buffers.resize(std::size_t(2 * parts));
+      detail::parallel_parts(parts, [&](Index q) {
+        for (Index i = n * q / parts; i < n * (q + 1) / parts; ++i) {
+          const S* src = padded(x.data() + i * in_area * m_in, m_in_size, m_in, m_opt.padding, shape,
+                                buffers[std::size_t(2 * q)]);
+          auto yi = y.middleCols(i * out_area, out_area);
+          if (has_skip) {  // the kernel's result first, then skip (+ bias): skip may be y itself
+            auto t = chunk_buffer(buffers[std::size_t(2 * q + 1)], m_out, out_area);
+            detail::direct_conv(plan, shape, src, w.data(), t.data());
+            if (m_opt.bias)
+              yi = (skip.middleCols(i * out_area, out_area) + t).colwise() + m_bias;
+            else
+              yi = skip.middleCols(i * out_area, out_area) + t;
+          } else {
+            detail::direct_conv(plan, shape, src, w.data(), yi.data());
+            if (m_opt.bias) yi.colwise() += m_bias;
+          }
+          epilogue(std::as_const(y), 0, m_out, i * out_area, out_area);
+        }
+      });
+      return;
+    }
     detail::parallel_parts(parts, [&](Index q) {
       for_each_chunk(n * q / parts * out_area, n * (q + 1) / parts * out_area, kg, [&](Index p0, Index pc) {
         auto cols = chunk_buffer(buffers[std::size_t(2 * q)], kg, pc);
@@ -466,6 +501,7 @@ class Conv2d {
         detail::gemm<true, false>(dL_dx, m_weight, dL_dy, detail::assign_block(dL_dx, skip_grad), then);
       else
         detail::gemm<true, false>(dL_dx, m_weight, dL_dy, detail::zero_block(dL_dx), then);
+      drop_input_gradient(dL_dx, skip_grad);
       return;
     }
     const Weight& w = kernel_weight(m_w);
@@ -475,6 +511,10 @@ class Conv2d {
     const bool gather = gather_backward();
     if (Index(m_dw_parts.size()) < parts) m_dw_parts.resize(std::size_t(parts));
     if (Index(m_cols.size()) < 2 * parts) m_cols.resize(std::size_t(2 * parts));
+    if (direct_forward_plan().ok() && (m_input_gradient ? gather && direct_backward_plan().ok() : true)) {
+      direct_backward(dL_dy, dL_dx, skip_grad, then, n, direct_parts(n));
+      return;
+    }
     if (gather) {
       // Stride 1: one im2col of dy per chunk of input positions serves both products,
       // dL/dx = skip + w_flip · cols (no scatter) and (dL/dw_flip)ᵀ += cols · xᵀ.
@@ -516,6 +556,7 @@ class Conv2d {
       for (Index ci = 0; ci < m_in; ++ci)
         for (Index t = 0; t < kk; ++t)
           m_dL_dweight.col(t + kk * ci) += m_dw_parts[0].col(ci).segment(m_out * (kk - 1 - t), m_out);
+      drop_input_gradient(dL_dx, skip_grad);
       return;
     }
     // Each part owns a range of samples: their columns of dL/dx (a patch never crosses a sample)
@@ -548,6 +589,95 @@ class Conv2d {
       m_dL_dweight += m_dw_parts[0].transpose();
     else
       from_kernel_order_add(m_dw_parts[0].transpose(), m_dL_dweight);
+    drop_input_gradient(dL_dx, skip_grad);
+  }
+
+  /// Parts of the direct paths: samples in up to 8 parts whatever the threads (each with its own
+  /// partial dL/dW, summed in order), handed out to the threads as they come free.
+  [[nodiscard]] Index direct_parts(Index n) const noexcept {
+    const double work = double(n) * double(m_out_size.area()) * double(m_weight.size());
+    return work < detail::k_gemm_grain ? std::min<Index>(n, 1) : std::min<Index>(n, 8);
+  }
+  /// The direct kernels' plan for the forward convolution (none: GEMM path).
+  [[nodiscard]] detail::DirectConvPlan direct_forward_plan() const noexcept {
+    if (!m_direct || m_opt.groups != 1 || m_opt.dilation != 1) return {};
+    return detail::direct_conv_plan<S>(m_out, m_out_size.width);
+  }
+  [[nodiscard]] detail::DirectConvShape direct_forward_shape() const noexcept {
+    return {m_in, m_out, m_k, m_opt.stride, m_in_size.height + 2 * m_opt.padding, m_in_size.width + 2 * m_opt.padding,
+            m_out_size.height, m_out_size.width};
+  }
+  /// dL/dx (the gather convolution of dL/dy) and dL/dW of a stride-1 convolution, both direct.
+  [[nodiscard]] detail::DirectConvPlan direct_backward_plan() const noexcept {
+    if (!direct_forward_plan().ok()) return {};
+    return detail::direct_conv_plan<S>(m_in, m_in_size.width);
+  }
+  /// src (one sample, size × channels) itself when unpadded, else a zero-padded copy in buffer.
+  static const S* padded(const S* src, ImageSize size, Index channels, Index pad, const detail::DirectConvShape& shape,
+                         Weight& buffer) {
+    if (pad == 0) return src;
+    auto dst = chunk_buffer(buffer, channels, shape.src_h * shape.src_w);
+    detail::pad_sample(src, size.height, size.width, channels, pad, shape.src_h, shape.src_w, dst.data());
+    return dst.data();
+  }
+
+  /// Without the input gradient, the GEMM paths' dL/dx (computed with dL/dW) is replaced by skip_grad or 0.
+  template <class SkipGrad>
+  void drop_input_gradient(Input& dL_dx, const SkipGrad& skip_grad) const {
+    if (m_input_gradient) return;
+    if (skip_grad.cols() != 0)
+      dL_dx = skip_grad;
+    else
+      dL_dx.setZero();
+  }
+
+  /// The direct backward (dL/dx only for a stride-1 convolution): per sample, dL/dx = skip + the convolution
+  /// of dL/dy (padded by k−1−p) with the flipped kernel, and this part's dL/dW += the products of
+  /// the padded x with dL/dy; partial dL/dW summed in part order (same bits on 1 and 2 threads).
+  template <class SkipGrad, class Then>
+  void direct_backward(const Output& dL_dy, Input& dL_dx, const SkipGrad& skip_grad, const Then& then, Index n,
+                       Index parts) {
+    const Input& x = m_x.get(name);
+    const detail::DirectConvShape fwd = direct_forward_shape();
+    const Index q_pad = m_k - 1 - m_opt.padding;
+    const detail::DirectConvShape back{m_out, m_in, m_k, 1, m_out_size.height + 2 * q_pad,
+                                       m_out_size.width + 2 * q_pad, m_in_size.height, m_in_size.width};
+    const detail::DirectConvPlan dx_plan = direct_backward_plan(), dw_plan = direct_forward_plan();
+    const Index in_area = m_in_size.area(), out_area = m_out_size.area();
+    const bool has_skip = skip_grad.cols() != 0;
+    if (Index(m_cols.size()) < 3 * parts) m_cols.resize(std::size_t(3 * parts));
+    if (Index(m_dw_parts.size()) < parts) m_dw_parts.resize(std::size_t(parts));
+    detail::parallel_parts(parts, [&](Index q) {
+      Weight& dw = m_dw_parts[std::size_t(q)];  // kernel order: [tap][in][out]
+      dw.setZero(m_out, m_in * m_k * m_k);
+      for (Index i = n * q / parts; i < n * (q + 1) / parts; ++i) {
+        const S* dy = dL_dy.data() + i * out_area * m_out;
+        auto dxi = dL_dx.middleCols(i * in_area, in_area);
+        if (!m_input_gradient) {
+          if (has_skip)
+            dxi = skip_grad.middleCols(i * in_area, in_area);
+          else
+            dxi.setZero();
+        } else if (has_skip) {  // skip_grad may be dL_dx itself
+          auto t = chunk_buffer(m_cols[std::size_t(3 * q + 2)], m_in, in_area);
+          detail::direct_conv(dx_plan, back, padded(dy, m_out_size, m_out, q_pad, back, m_cols[std::size_t(3 * q)]),
+                              m_wf.data(), t.data());
+          dxi = skip_grad.middleCols(i * in_area, in_area) + t;
+        } else {
+          detail::direct_conv(dx_plan, back, padded(dy, m_out_size, m_out, q_pad, back, m_cols[std::size_t(3 * q)]),
+                              m_wf.data(), dxi.data());
+        }
+        then(0, m_in, i * in_area, in_area);
+        const S* x_padded = padded(x.data() + i * in_area * m_in, m_in_size, m_in, m_opt.padding, fwd,
+                                   m_cols[std::size_t(3 * q + 1)]);
+        detail::direct_conv_weight(dw_plan, fwd, x_padded, dy, dw.data());
+      }
+    });
+    for (Index q = 1; q < parts; ++q) m_dw_parts[0] += m_dw_parts[std::size_t(q)];
+    if (same_order())
+      m_dL_dweight += m_dw_parts[0];
+    else
+      from_kernel_order_add(m_dw_parts[0], m_dL_dweight);
   }
 
   /// Calls f(j, row offset in the patch, source column or -1 in the padding, taps) for every kernel
@@ -659,6 +789,8 @@ class Conv2d {
   Weight m_wf;  ///< the flipped kernel of the gather backward
   Index m_max_chunk = Index(1) << 40;
   bool m_implicit = true;
+  bool m_direct = true;
+  bool m_input_gradient = true;
   std::vector<Weight> m_cols;      ///< per part: im2col chunk (forward), dL/dcolumns chunk (backward)
   std::vector<Weight> m_dw_parts;  ///< per part: partial dL/dW in kernel order
   detail::CachedInput<Input> m_x;
