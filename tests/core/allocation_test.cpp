@@ -89,6 +89,21 @@ TEST_CASE("no allocation in steady-state steps: pre-activation bottleneck, CIFAR
   require_no_allocation(cifar, rbtest::random_batch<Eigen::MatrixXf>(1, 16 * 144, 106));
 }
 
+TEST_CASE("no allocation in steady-state steps: Transformer blocks (masks), attention, Highway", "[allocation][transformer]") {
+  const Index d = 64, length = 16, sequences = 4;
+  const Eigen::MatrixXf x = rbtest::random_batch<Eigen::MatrixXf>(d, length * sequences, 108);
+  std::vector<unsigned char> mask(static_cast<std::size_t>(length * sequences), 0);
+  for (Index t = 12; t < length; ++t) mask[static_cast<std::size_t>(t + length)] = 1;  // sequence 1 padded
+  for (bool norm_first : {true, false}) {
+    TransformerBlock<float> block(d, 4, 256, {.norm_first = norm_first, .causal = true});
+    block.set_sequence_length(length);
+    block.set_key_padding_mask(mask);
+    require_no_allocation(block, x);
+  }
+  Highway<Sequential<Linear<float>, ReLU<float>>> highway(Sequential<Linear<float>, ReLU<float>>(Linear<float>(d, d), ReLU<float>()));
+  require_no_allocation(highway, x);
+}
+
 namespace {
 /// A whole training step as the examples run it: forward, cross-entropy, backward, clipping,
 /// learning rate from a schedule, optimizer update.
@@ -129,6 +144,20 @@ TEST_CASE("no allocation in steady-state training steps: loss, SGD, Adam, AdamW,
     AdamW opt(net);
     CHECK(training_step_allocations(net, opt, x, labels) == 0);
   }
+}
+
+TEST_CASE("no allocation in steady-state training steps: the main job's network on 28x28 images", "[allocation][train]") {
+  // 16, 32 and 64 channels at 28, 14 and 7 pixels: every direct convolution kernel, and the stem
+  // without its input gradient, as examples/fashion_mnist.cpp trains it.
+  const Eigen::MatrixXf x = rbtest::random_batch<Eigen::MatrixXf>(1, 4 * 784, 109);
+  const std::vector<int> labels = {3, 1, 4, 1};
+  CifarResNet<float> net({.depth = 8, .in_channels = 1, .image = {28, 28}, .downsample = ShortcutKind::projection,
+                          .input_gradient = false});
+  Sgd opt(net, {.lr = 0.1, .momentum = 0.9, .nesterov = true, .weight_decay = 5e-4});
+  CHECK(training_step_allocations(net, opt, x, labels) == 0);
+  CifarResNet<float>::Workspace ws;
+  net.infer(x, ws);
+  CHECK(allocations_in([&] { net.infer(x, ws); }) == 0);
 }
 
 #else

@@ -5,6 +5,7 @@
 #include <Eigen/Core>
 
 #include <algorithm>
+#include <atomic>
 #include <stdexcept>
 #include <string>
 
@@ -75,16 +76,33 @@ void parallel_for(Eigen::Index n, double cost_per_item, F&& f) {
 }
 
 /// Calls f(part) for every part in [0, parts), the parts spread over threads (each part is run by
-/// one thread, start to end; code inside runs single-threaded; a thread that finishes early takes
-/// the next part). Results depend only on `parts`, not on the threads, as long as f(part) touches
-/// only what belongs to the part.
+/// one thread, start to end; code inside runs single-threaded). Results depend only on `parts`,
+/// not on the threads, as long as f(part) touches only what belongs to the part. Thread t always
+/// runs the same parts, so per-thread scratch (GEMM packing buffers) is sized once.
 template <class F>
 void parallel_parts(Eigen::Index parts, F&& f) {
 #if defined(_OPENMP)
   const int threads = omp_in_parallel() ? 1 : static_cast<int>(std::min<Eigen::Index>(num_threads(), parts));
   if (threads > 1) {
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+#pragma omp parallel for num_threads(threads) schedule(static, 1)
     for (Eigen::Index p = 0; p < parts; ++p) f(p);
+    return;
+  }
+#endif
+  for (Eigen::Index p = 0; p < parts; ++p) f(p);
+}
+
+/// parallel_parts, the parts handed to the threads as they come free (balances a busy core). For
+/// parts whose scratch belongs to the part, not to the thread: which thread runs a part varies.
+/// An atomic counter, not schedule(dynamic): OpenMP may allocate a work share when the team is busy.
+template <class F>
+void parallel_parts_dynamic(Eigen::Index parts, F&& f) {
+#if defined(_OPENMP)
+  const int threads = omp_in_parallel() ? 1 : static_cast<int>(std::min<Eigen::Index>(num_threads(), parts));
+  if (threads > 1) {
+    std::atomic<Eigen::Index> next{0};
+#pragma omp parallel num_threads(threads)
+    for (Eigen::Index p = next.fetch_add(1); p < parts; p = next.fetch_add(1)) f(p);
     return;
   }
 #endif

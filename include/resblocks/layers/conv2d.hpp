@@ -433,7 +433,7 @@ class Conv2d {
       const detail::DirectConvShape shape = direct_forward_shape();
       const Index in_area = m_in_size.area(), parts = direct_parts(n);
       if (Index(buffers.size()) < 2 * parts) buffers.resize(std::size_t(2 * parts));
-      detail::parallel_parts(parts, [&](Index q) {
+      detail::parallel_parts_dynamic(parts, [&](Index q) {
         for (Index i = n * q / parts; i < n * (q + 1) / parts; ++i) {
           const S* src = padded(x.data() + i * in_area * m_in, m_in_size, m_in, m_opt.padding, shape,
                                 buffers[std::size_t(2 * q)]);
@@ -647,7 +647,7 @@ class Conv2d {
     const bool has_skip = skip_grad.cols() != 0;
     if (Index(m_cols.size()) < 3 * parts) m_cols.resize(std::size_t(3 * parts));
     if (Index(m_dw_parts.size()) < parts) m_dw_parts.resize(std::size_t(parts));
-    detail::parallel_parts(parts, [&](Index q) {
+    detail::parallel_parts_dynamic(parts, [&](Index q) {
       Weight& dw = m_dw_parts[std::size_t(q)];  // kernel order: [tap][in][out]
       dw.setZero(m_out, m_in * m_k * m_k);
       for (Index i = n * q / parts; i < n * (q + 1) / parts; ++i) {
