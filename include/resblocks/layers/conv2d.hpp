@@ -426,12 +426,9 @@ class Conv2d {
       });
       return;
     }
-    const Geometry geo = forward_geometry();
-    const Index kg = geo.patch(), og = group_out(), parts = partitions(n), out_area = geo.out_area();
-    if (Index(buffers.size()) < 2 * parts) buffers.resize(std::size_t(2 * parts));
     if (const detail::DirectConvPlan plan = direct_forward_plan(); plan.ok()) {
       const detail::DirectConvShape shape = direct_forward_shape();
-      const Index in_area = m_in_size.area(), parts = direct_parts(n);
+      const Index in_area = m_in_size.area(), out_area = m_out_size.area(), parts = direct_parts(n);
       if (Index(buffers.size()) < 2 * parts) buffers.resize(std::size_t(2 * parts));
       detail::parallel_parts_dynamic(parts, [&](Index q) {
         for (Index i = n * q / parts; i < n * (q + 1) / parts; ++i) {
@@ -454,6 +451,9 @@ class Conv2d {
       });
       return;
     }
+    const Geometry geo = forward_geometry();
+    const Index kg = geo.patch(), og = group_out(), parts = partitions(n), out_area = geo.out_area();
+    if (Index(buffers.size()) < 2 * parts) buffers.resize(std::size_t(2 * parts));
     detail::parallel_parts(parts, [&](Index q) {
       for_each_chunk(n * q / parts * out_area, n * (q + 1) / parts * out_area, kg, [&](Index p0, Index pc) {
         auto cols = chunk_buffer(buffers[std::size_t(2 * q)], kg, pc);
@@ -494,14 +494,22 @@ class Conv2d {
     prepare(std::as_const(dL_dx));
     const bool has_skip = skip_grad.cols() != 0;
     if (m_opt.bias) m_dL_dbias += dL_dy.rowwise().sum();
-    auto then = [&](Index r0, Index rows, Index c0, Index cols) { epilogue(std::as_const(dL_dx), r0, rows, c0, cols); };
+    // Without the input gradient the GEMM paths still compute dL/dx (with dL/dW); the epilogue runs
+    // once on what replaces it (drop_input_gradient), not on the dropped values.
+    auto then = [&](Index r0, Index rows, Index c0, Index cols) {
+      if (m_input_gradient) epilogue(std::as_const(dL_dx), r0, rows, c0, cols);
+    };
     if (pointwise()) {  // dL/dW += dL_dy xᵀ; dL/dx = skip_grad + Wᵀ dL_dy
       detail::gemm<false, true>(m_dL_dweight, dL_dy, x, detail::Accumulate{});
       if (has_skip)
         detail::gemm<true, false>(dL_dx, m_weight, dL_dy, detail::assign_block(dL_dx, skip_grad), then);
       else
         detail::gemm<true, false>(dL_dx, m_weight, dL_dy, detail::zero_block(dL_dx), then);
-      drop_input_gradient(dL_dx, skip_grad);
+      drop_input_gradient(dL_dx, skip_grad, epilogue);
+      return;
+    }
+    if (direct_backward_applies()) {
+      direct_backward(dL_dy, dL_dx, skip_grad, epilogue, n, direct_parts(n));
       return;
     }
     const Weight& w = kernel_weight(m_w);
@@ -511,10 +519,6 @@ class Conv2d {
     const bool gather = gather_backward();
     if (Index(m_dw_parts.size()) < parts) m_dw_parts.resize(std::size_t(parts));
     if (Index(m_cols.size()) < 2 * parts) m_cols.resize(std::size_t(2 * parts));
-    if (direct_forward_plan().ok() && (m_input_gradient ? gather && direct_backward_plan().ok() : true)) {
-      direct_backward(dL_dy, dL_dx, skip_grad, then, n, direct_parts(n));
-      return;
-    }
     if (gather) {
       // Stride 1: one im2col of dy per chunk of input positions serves both products,
       // dL/dx = skip + w_flip · cols (no scatter) and (dL/dw_flip)ᵀ += cols · xᵀ.
@@ -556,7 +560,7 @@ class Conv2d {
       for (Index ci = 0; ci < m_in; ++ci)
         for (Index t = 0; t < kk; ++t)
           m_dL_dweight.col(t + kk * ci) += m_dw_parts[0].col(ci).segment(m_out * (kk - 1 - t), m_out);
-      drop_input_gradient(dL_dx, skip_grad);
+      drop_input_gradient(dL_dx, skip_grad, epilogue);
       return;
     }
     // Each part owns a range of samples: their columns of dL/dx (a patch never crosses a sample)
@@ -589,7 +593,7 @@ class Conv2d {
       m_dL_dweight += m_dw_parts[0].transpose();
     else
       from_kernel_order_add(m_dw_parts[0].transpose(), m_dL_dweight);
-    drop_input_gradient(dL_dx, skip_grad);
+    drop_input_gradient(dL_dx, skip_grad, epilogue);
   }
 
   /// Parts of the direct paths: samples in up to 8 parts whatever the threads (each with its own
@@ -621,21 +625,28 @@ class Conv2d {
     return dst.data();
   }
 
-  /// Without the input gradient, the GEMM paths' dL/dx (computed with dL/dW) is replaced by skip_grad or 0.
-  template <class SkipGrad>
-  void drop_input_gradient(Input& dL_dx, const SkipGrad& skip_grad) const {
+  /// Without the input gradient: dL/dx = skip_grad (or 0), then the epilogue on all of it.
+  template <class SkipGrad, class Epilogue>
+  void drop_input_gradient(Input& dL_dx, const SkipGrad& skip_grad, const Epilogue& epilogue) const {
     if (m_input_gradient) return;
     if (skip_grad.cols() != 0)
       dL_dx = skip_grad;
     else
       dL_dx.setZero();
+    epilogue(std::as_const(dL_dx), 0, m_in, 0, dL_dx.cols());
+  }
+
+  /// The direct backward applies (after the pointwise case): direct dL/dW, and direct dL/dx unless it
+  /// is not wanted.
+  [[nodiscard]] bool direct_backward_applies() const noexcept {
+    return direct_forward_plan().ok() && (!m_input_gradient || (gather_backward() && direct_backward_plan().ok()));
   }
 
   /// The direct backward (dL/dx only for a stride-1 convolution): per sample, dL/dx = skip + the convolution
   /// of dL/dy (padded by k−1−p) with the flipped kernel, and this part's dL/dW += the products of
   /// the padded x with dL/dy; partial dL/dW summed in part order (same bits on 1 and 2 threads).
-  template <class SkipGrad, class Then>
-  void direct_backward(const Output& dL_dy, Input& dL_dx, const SkipGrad& skip_grad, const Then& then, Index n,
+  template <class SkipGrad, class Epilogue>
+  void direct_backward(const Output& dL_dy, Input& dL_dx, const SkipGrad& skip_grad, const Epilogue& epilogue, Index n,
                        Index parts) {
     const Input& x = m_x.get(name);
     const detail::DirectConvShape fwd = direct_forward_shape();
@@ -652,22 +663,18 @@ class Conv2d {
       dw.setZero(m_out, m_in * m_k * m_k);
       for (Index i = n * q / parts; i < n * (q + 1) / parts; ++i) {
         const S* dy = dL_dy.data() + i * out_area * m_out;
-        auto dxi = dL_dx.middleCols(i * in_area, in_area);
-        if (!m_input_gradient) {
-          if (has_skip)
-            dxi = skip_grad.middleCols(i * in_area, in_area);
-          else
-            dxi.setZero();
-        } else if (has_skip) {  // skip_grad may be dL_dx itself
-          auto t = chunk_buffer(m_cols[std::size_t(3 * q + 2)], m_in, in_area);
-          detail::direct_conv(dx_plan, back, padded(dy, m_out_size, m_out, q_pad, back, m_cols[std::size_t(3 * q)]),
-                              m_wf.data(), t.data());
-          dxi = skip_grad.middleCols(i * in_area, in_area) + t;
-        } else {
-          detail::direct_conv(dx_plan, back, padded(dy, m_out_size, m_out, q_pad, back, m_cols[std::size_t(3 * q)]),
-                              m_wf.data(), dxi.data());
+        if (m_input_gradient) {
+          const S* dy_padded = padded(dy, m_out_size, m_out, q_pad, back, m_cols[std::size_t(3 * q)]);
+          auto dxi = dL_dx.middleCols(i * in_area, in_area);
+          if (has_skip) {  // skip_grad may be dL_dx itself
+            auto t = chunk_buffer(m_cols[std::size_t(3 * q + 2)], m_in, in_area);
+            detail::direct_conv(dx_plan, back, dy_padded, m_wf.data(), t.data());
+            dxi = skip_grad.middleCols(i * in_area, in_area) + t;
+          } else {
+            detail::direct_conv(dx_plan, back, dy_padded, m_wf.data(), dxi.data());
+          }
+          epilogue(std::as_const(dL_dx), 0, m_in, i * in_area, in_area);
         }
-        then(0, m_in, i * in_area, in_area);
         const S* x_padded = padded(x.data() + i * in_area * m_in, m_in_size, m_in, m_opt.padding, fwd,
                                    m_cols[std::size_t(3 * q + 1)]);
         detail::direct_conv_weight(dw_plan, fwd, x_padded, dy, dw.data());
@@ -678,6 +685,7 @@ class Conv2d {
       m_dL_dweight += m_dw_parts[0];
     else
       from_kernel_order_add(m_dw_parts[0], m_dL_dweight);
+    drop_input_gradient(dL_dx, skip_grad, epilogue);
   }
 
   /// Calls f(j, row offset in the patch, source column or -1 in the padding, taps) for every kernel
