@@ -70,7 +70,9 @@ class SvgChart {
       const Panel& panel = m_panels[p];
       const double x0 = panel_w * static_cast<double>(p) + left, x1 = panel_w * static_cast<double>(p + 1) - right;
       const double y0 = panel_h - bottom, y1 = top;
-      auto [xmin, xmax, ymin, ymax] = bounds(panel);
+      // Plain copies, not structured bindings: lambdas capture those only from C++20 on Clang 16.
+      const Bounds b = bounds(panel);
+      const double xmin = b.xmin, xmax = b.xmax, ymin = b.ymin, ymax = b.ymax;
       const auto ty = [&](double y) { return panel.log_y ? std::log10(y) : y; };
       const auto px = [&](double x) { return x0 + (x - xmin) / (xmax - xmin) * (x1 - x0); };
       const auto py = [&](double y) { return y0 - (ty(y) - ty(ymin)) / (ty(ymax) - ty(ymin)) * (y0 - y1); };
