@@ -155,7 +155,9 @@ function(_build_consumer build)
     -DCMAKE_BUILD_TYPE=Release
     "-DCMAKE_CXX_FLAGS_RELEASE=${_consumer_opt} -DNDEBUG"
     "-DRESBLOCKS_CONSUMER_SOURCE=${WORK_DIR}/readme_main.cpp"
-    ${ARGN})
+    ${ARGN}
+    OUTPUT_VARIABLE _configure_output)
+  set(_consumer_configure_output "${_configure_output}" PARENT_SCOPE)
   _run(COMMAND "${CMAKE_COMMAND}" --build "${build}" --config Release)
 endfunction()
 
@@ -303,8 +305,15 @@ elseif(MODE STREQUAL "fetchcontent")
     _fail("git not found (Debian: apt-get install git)")
   endif()
   # A repository holding the source tree as it is on disk (tracked files, uncommitted edits included).
-  _run(COMMAND "${_git}" -C "${SOURCE_DIR}" ls-files -z OUTPUT_VARIABLE _files)
-  string(REPLACE "\0" ";" _files "${_files}")
+  execute_process(COMMAND "${_git}" -C "${SOURCE_DIR}" ls-files RESULT_VARIABLE _rc OUTPUT_VARIABLE _files
+                  ERROR_QUIET)
+  if(_rc EQUAL 0)
+    string(REGEX REPLACE "\n$" "" _files "${_files}")
+    string(REPLACE "\n" ";" _files "${_files}")
+  else()  # not a git checkout (e.g. a release tarball): what the library's build and install need
+    file(GLOB_RECURSE _files RELATIVE "${SOURCE_DIR}" "${SOURCE_DIR}/include/*" "${SOURCE_DIR}/cmake/*")
+    list(APPEND _files CMakeLists.txt LICENSE)
+  endif()
   set(_repo "${WORK_DIR}/resblocks.git-src")
   set(_n 0)
   foreach(_f IN LISTS _files)
@@ -330,6 +339,10 @@ elseif(MODE STREQUAL "fetchcontent")
     "-DRESBLOCKS_GIT_TAG=${_git_tag}")
   if(NOT EXISTS "${_cb}/_deps/resblocks-src/include/resblocks/resblocks.hpp")
     _fail("FetchContent did not check resblocks out into ${_cb}/_deps/resblocks-src")
+  endif()
+  # The consumer's flags (-O1, no -march) give Eigen SSE2 only: resblocks' configure says so, once.
+  if(NOT _consumer_configure_output MATCHES "enable neither AVX2 nor AVX-512")
+    _fail("configuring a parent project without AVX2/AVX-512 flags printed no note about it:\n${_consumer_configure_output}")
   endif()
   _run_program("${_cb}/bin/app")
 
