@@ -5,12 +5,10 @@
 # Needs from the includer: _run, _fail, PORT, VERSION, FEATURES, CURRENT_PACKAGES_DIR,
 # CURRENT_BUILDTREES_DIR, VCPKG_STUB_SOURCE_DIR (what the "download" yields), VCPKG_STUB_GEN_ARGS.
 file(REMOVE_RECURSE "${CURRENT_PACKAGES_DIR}" "${CURRENT_BUILDTREES_DIR}")
-set(_vcpkg_stub_calls "")
+set_property(GLOBAL PROPERTY VCPKG_STUB_CALLS "")  # the helpers called, in order
 
 function(_vcpkg_stub_called name)
-  set(_l ${_vcpkg_stub_calls})
-  list(APPEND _l ${name})
-  set(_vcpkg_stub_calls ${_l} PARENT_SCOPE)
+  set_property(GLOBAL APPEND PROPERTY VCPKG_STUB_CALLS ${name})
 endfunction()
 
 function(vcpkg_from_github)
@@ -78,16 +76,15 @@ function(vcpkg_cmake_configure)
     -DCMAKE_BUILD_TYPE=Release -DFETCHCONTENT_FULLY_DISCONNECTED=ON
     ${A_OPTIONS} ${A_OPTIONS_RELEASE})
   _vcpkg_stub_called(vcpkg_cmake_configure)
-  set(_vcpkg_stub_calls ${_vcpkg_stub_calls} PARENT_SCOPE)
 endfunction()
 
 function(vcpkg_cmake_install)
-  if(NOT "vcpkg_cmake_configure" IN_LIST _vcpkg_stub_calls)
+  get_property(_calls GLOBAL PROPERTY VCPKG_STUB_CALLS)
+  if(NOT "vcpkg_cmake_configure" IN_LIST _calls)
     _fail("vcpkg_cmake_install before vcpkg_cmake_configure")
   endif()
   _run(COMMAND "${CMAKE_COMMAND}" --build "${CURRENT_BUILDTREES_DIR}/x64-linux-rel" --target install)
   _vcpkg_stub_called(vcpkg_cmake_install)
-  set(_vcpkg_stub_calls ${_vcpkg_stub_calls} PARENT_SCOPE)
 endfunction()
 
 # Real helper: moves CONFIG_PATH (default share/${PORT}) to share/${PORT} and fixes paths. Here the
@@ -106,7 +103,6 @@ function(vcpkg_cmake_config_fixup)
     endif()
   endforeach()
   _vcpkg_stub_called(vcpkg_cmake_config_fixup)
-  set(_vcpkg_stub_calls ${_vcpkg_stub_calls} PARENT_SCOPE)
 endfunction()
 
 # vcpkg's rule: share/pkgconfig holds only architecture-independent files, so no Libs: line there.
@@ -129,7 +125,6 @@ function(vcpkg_fixup_pkgconfig)
     endif()
   endforeach()
   _vcpkg_stub_called(vcpkg_fixup_pkgconfig)
-  set(_vcpkg_stub_calls ${_vcpkg_stub_calls} PARENT_SCOPE)
 endfunction()
 
 function(vcpkg_install_copyright)
@@ -147,11 +142,11 @@ function(vcpkg_install_copyright)
   endforeach()
   file(WRITE "${CURRENT_PACKAGES_DIR}/share/${PORT}/copyright" "${_text}")
   _vcpkg_stub_called(vcpkg_install_copyright)
-  set(_vcpkg_stub_calls ${_vcpkg_stub_calls} PARENT_SCOPE)
 endfunction()
 
 # After the portfile: the calls vcpkg's conventions expect, and the tree vcpkg's post-build checks accept.
 function(vcpkg_stub_check_tree)
+  get_property(_vcpkg_stub_calls GLOBAL PROPERTY VCPKG_STUB_CALLS)
   foreach(_c vcpkg_cmake_configure vcpkg_cmake_install vcpkg_cmake_config_fixup vcpkg_fixup_pkgconfig
              vcpkg_install_copyright)
     if(NOT _c IN_LIST _vcpkg_stub_calls)
