@@ -66,6 +66,7 @@ class LayerScale {
 static_assert(Layer<LayerScale<float, 8>>, "LayerScale meets the layer contract");
 
 int main() {
+  std::printf("%s\n", build_info().c_str());  // version, Eigen, SIMD instruction sets, threads
   constexpr int D = 8;
   // x + γ ⊙ W2 gelu(W1 x + b1) + b2 — the residual branch starts at a tenth of its size.
   using Block = Residual<Sequential<Linear<double, D, 4 * D>, GELU<double, 4 * D>, Linear<double, 4 * D, D>,

@@ -2,6 +2,7 @@
 /// \file
 /// \brief resblocks: residual networks on Eigen — the whole library in one include.
 
+#include "resblocks/core/build_info.hpp"
 #include "resblocks/core/gemm.hpp"
 #include "resblocks/core/image_size.hpp"
 #include "resblocks/core/layer.hpp"
