@@ -458,7 +458,7 @@ TEST_CASE("safetensors: missing, unexpected and overlapping tensors are rejected
 }
 
 TEST_CASE("safetensors: JSON strings with escapes and unicode", "[io][safetensors]") {
-  using detail::safetensors::JsonParser;
+  using detail::JsonParser;
   const auto v = JsonParser(R"( {"a\"b\\c\/d\n\t": ["\u00e9\ud83d\ude00", -12, 0, 9223372036854775807], "e": {}} )", 8)
                      .parse_document();
   REQUIRE(v.keys.size() == 2);
