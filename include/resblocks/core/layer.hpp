@@ -20,7 +20,9 @@
 ///
 /// Parameters:
 /// - `for_each_parameter(f)` calls `f(name, value, grad)` for every trainable tensor, with PyTorch
-///   `state_dict` names (`0.weight`, `body.1.bias`); a const layer gives const references.
+///   `state_dict` names (`0.weight`, `body.1.bias`); a const layer gives const references. A layer
+///   whose tensor has another shape in torch (Conv2d's weight) passes that shape as a fourth argument
+///   `const TorchShape&` to visitors that take one (core/torch_shape.hpp).
 /// - `zero_grad()` sets every gradient to zero. `in_features()` / `out_features()` give the run-time
 ///   sizes (-1 for a shape-preserving layer that takes any size, e.g. a Dynamic activation).
 ///

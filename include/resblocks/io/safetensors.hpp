@@ -8,15 +8,18 @@
 /// then the tensors' raw little-endian row-major bytes (offsets relative to the end of the header).
 ///
 /// Names are the model's `for_each_parameter` / `for_each_buffer` names (PyTorch `state_dict` keys).
-/// A float model writes F32, a double model F64, `num_batches_tracked` is I64 with shape []. A matrix
-/// R×C is stored as [R, C] (a Linear weight is exactly torch's tensor), a column vector as [R]. A
-/// Conv2d weight is Out × (In/groups·k·k) in PyTorch's element order and is saved as such, 2-D:
-/// torch users load it with `state_dict[name].view_as(param)` (or reshape to [Out, In/groups, k, k]).
-/// Loading accepts torch's 4-D shape as is: any shape whose first dimension is R and whose element
-/// count is R·C fits an R×C tensor.
+/// A float model writes F32, a double model F64, `num_batches_tracked` is I64 with shape []. Every
+/// tensor is written in **PyTorch's own shape**, so `model.load_state_dict(safetensors.torch.load_file(path))`
+/// works unmodified: a matrix R×C as [R, C] (a Linear weight), a column vector as [R], a Conv2d
+/// weight (stored Out × (In/groups·k·k), torch's element order) as [Out, In/groups, k, k] (the layer
+/// reports that shape: core/torch_shape.hpp). Loading requires exactly that shape — or, for a
+/// tensor whose torch shape is not 2-D (a Conv2d weight), exactly the 2-D [R, C] the layer stores,
+/// as resblocks' files before 0.2 had it. Anything else is an error naming the tensor, the file, the
+/// expected and the found shape (a permuted [Out, k, k, In] weight never loads silently).
 
 #include "resblocks/core/layer.hpp"
 #include "resblocks/core/parameter_name.hpp"
+#include "resblocks/core/torch_shape.hpp"
 #include "resblocks/core/types.hpp"
 #include "resblocks/io/detail/json.hpp"
 
@@ -24,6 +27,7 @@
 #include <atomic>
 #include <bit>
 #include <chrono>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -201,26 +205,53 @@ void copy_row_major(Dst& value, const unsigned char* p) {
 
 // --- visiting a model -----------------------------------------------------------------------------
 
-/// Calls f(name, value) on every parameter, then every buffer (value: an Eigen matrix or an integer).
-template <class Model, class F>
-void visit_tensors(Model& model, F&& f) {
-  model.for_each_parameter([&](std::string_view name, auto& value, auto&) { f(name, value); });
-  auto buffer = [&](std::string_view name, auto& value) { f(name, value); };
-  resblocks::detail::visit_buffers(model, buffer, ParameterName{});
-}
-
-/// Rows and columns of a model tensor (1 × 1 for an integer), and whether it is a vector type.
+/// A model tensor's shapes: torch's (written by save, expected by load) and, when it differs, the
+/// 2-D matrix the layer stores (also accepted by load).
 struct TensorShape {
   Index rows = 1, cols = 1;
-  bool vector = false;  ///< a compile-time column vector, saved as [rows]
-  bool scalar = false;  ///< an integer buffer, saved as []
+  std::vector<std::int64_t> torch;   ///< [] for an integer buffer, [R] for a vector, [R, C], or the layer's TorchShape
+  std::vector<std::int64_t> stored;  ///< [R, C] when torch's shape is not 2-D, else empty
 };
 template <class V>
-TensorShape shape_of(const V& value) {
-  if constexpr (std::is_integral_v<V>)
-    return {1, 1, false, true};
-  else
-    return {value.rows(), value.cols(), V::ColsAtCompileTime == 1, false};
+TensorShape shape_of(const V& value, const TorchShape* layer_shape) {
+  TensorShape s;
+  if constexpr (!std::is_integral_v<V>) {
+    s.rows = value.rows();
+    s.cols = value.cols();
+    if (layer_shape) {
+      for (std::size_t d = 0; d < layer_shape->rank; ++d) s.torch.push_back(layer_shape->dims[d]);
+      if (layer_shape->rank != 2) s.stored = {s.rows, s.cols};
+    } else if constexpr (V::ColsAtCompileTime == 1) {
+      s.torch = {s.rows};
+    } else {
+      s.torch = {s.rows, s.cols};
+    }
+  }
+  return s;
+}
+
+/// The visitor handed to for_each_parameter: takes the layer's TorchShape when it passes one.
+template <class F>
+struct ParameterVisitor {
+  F& f;
+  template <class V, class G>
+  void operator()(std::string_view name, V& value, G&) const {
+    f(name, value, shape_of(value, nullptr));
+  }
+  template <class V, class G>
+  void operator()(std::string_view name, V& value, G&, const TorchShape& shape) const {
+    f(name, value, shape_of(value, &shape));
+  }
+};
+
+/// Calls f(name, value, TensorShape) on every parameter, then (with `buffers`) every buffer (value:
+/// an Eigen matrix or an integer).
+template <class Model, class F>
+void visit_tensors(Model& model, F&& f, bool buffers = true) {
+  model.for_each_parameter(ParameterVisitor<F>{f});
+  if (!buffers) return;
+  auto buffer = [&](std::string_view name, auto& value) { f(name, value, shape_of(value, nullptr)); };
+  resblocks::detail::visit_buffers(model, buffer, ParameterName{});
 }
 
 }  // namespace detail::safetensors
@@ -240,18 +271,17 @@ void save_safetensors(Model& model, const std::string& path) {
     std::string bytes;
   };
   std::vector<Out> tensors;
-  st::visit_tensors(model, [&](std::string_view name, auto& value) {
+  st::visit_tensors(model, [&](std::string_view name, auto& value, const st::TensorShape& s) {
     using V = std::remove_cvref_t<decltype(value)>;
     Out t;
     t.name = std::string(name);
+    t.shape = s.torch;
     if constexpr (std::is_integral_v<V>) {
       t.dtype = st::dtype_of<std::int64_t>();
       st::put(t.bytes, static_cast<std::int64_t>(value));
     } else {
       using T = typename V::Scalar;
       t.dtype = st::dtype_of<T>();
-      const auto s = st::shape_of(value);
-      t.shape = s.vector ? std::vector<std::int64_t>{s.rows} : std::vector<std::int64_t>{s.rows, s.cols};
       t.bytes.reserve(static_cast<std::size_t>(value.size()) * sizeof(T));
       for (Index r = 0; r < value.rows(); ++r)  // row-major, as torch
         for (Index c = 0; c < value.cols(); ++c) st::put(t.bytes, static_cast<T>(value(r, c)));
@@ -340,17 +370,29 @@ void save_safetensors(Model& model, const std::string& path) {
   if (ec) fail("cannot replace the file with the temporary one: " + ec.message());
 }
 
+/// \brief What load_safetensors requires of the file.
+struct SafetensorsOptions {
+  /// Tensors in the file that the model does not have are an error (false: they are ignored).
+  bool strict = true;
+  /// Load the parameters only: buffers (BatchNorm's running statistics and `num_batches_tracked`) are
+  /// neither required nor read, and keep their values; the file's entries of those names are ignored.
+  bool parameters_only = false;
+  /// Accept `num_batches_tracked` stored as F32 or F64 (a state_dict cast to float as a whole) when
+  /// its value is an exact integer; false: only I64.
+  bool float_counters = true;
+};
+
 /// Reads `path` (written by save_safetensors, or PyTorch's state_dict in safetensors form) into
 /// `model`'s parameters and buffers. Every tensor of the model must be in the file with dtype F32 or
-/// F64 (converted to the model's scalar; I64 for `num_batches_tracked`) and a fitting shape ([R, C]
-/// or [R] as saved, or any shape with first dimension R and R·C elements, e.g. torch's 4-D conv
-/// weight). With `strict`, tensors in the file that the model does not have are an error too.
+/// F64 (converted to the model's scalar; I64 for `num_batches_tracked`, or see `float_counters`) and
+/// torch's shape (or the 2-D shape the layer stores; see the file comment). Options: see
+/// SafetensorsOptions (defaults: strict, parameters and buffers).
 ///
 /// The whole file is validated first (header length, JSON syntax, every entry's dtype, shape and
 /// data_offsets, no overlaps, then the model's tensors); only then are values copied, so on any
 /// error (std::runtime_error naming the path and every problem found) the model is unchanged.
 template <class Model>
-void load_safetensors(Model& model, const std::string& path, bool strict = true) {
+void load_safetensors(Model& model, const std::string& path, const SafetensorsOptions& options = {}) {
   namespace st = detail::safetensors;
   auto fail = [&](const std::string& what) { throw std::runtime_error("load_safetensors: '" + path + "': " + what); };
 
@@ -390,43 +432,65 @@ void load_safetensors(Model& model, const std::string& path, bool strict = true)
   // Check the model's tensors against the entries; collect every problem before failing.
   std::vector<std::string> problems, missing;
   std::map<std::string, int> seen;
-  st::visit_tensors(model, [&](std::string_view view, const auto& value) {  // reads only
-    using V = std::remove_cvref_t<decltype(value)>;
-    const std::string name(view);
-    if (seen[name]++ == 1) problems.push_back("the model has two tensors named '" + name + "'");
-    const auto it = index.find(name);
-    if (it == index.end()) {
-      missing.push_back(name);
-      return;
-    }
-    st::Entry& e = entries[it->second];
-    e.used = true;
-    const auto s = st::shape_of(value);
-    const std::string what = "tensor '" + name + "': ";
-    if constexpr (std::is_integral_v<V>) {
-      if (e.dtype != "I64") problems.push_back(what + "dtype " + e.dtype + ", expected I64");
-    } else if (e.dtype != "F32" && e.dtype != "F64") {
-      problems.push_back(what + "dtype " + e.dtype + ", expected F32 or F64");
-    }
-    const auto count = static_cast<std::uint64_t>(s.rows * s.cols);
-    const bool fits = e.elements == count && (e.shape.empty() ? count == 1 : e.shape[0] == s.rows);
-    if (!fits) {
-      const std::string expected = s.scalar   ? std::string("[]")
-                                   : s.vector ? st::shape_text({s.rows})
-                                              : st::shape_text({s.rows, s.cols});
-      problems.push_back(what + "shape " + st::shape_text(e.shape) + " does not fit the model's " + expected +
-                         (s.scalar ? std::string()
-                                   : " (nor a shape with first dimension " + std::to_string(s.rows) + " and " +
-                                         std::to_string(count) + " elements)"));
-    }
-  });
+  std::vector<std::int64_t> counters;  // integer buffers' values read from float entries, in visit order
+  st::visit_tensors(
+      model,
+      [&](std::string_view view, const auto& value, const st::TensorShape& s) {  // reads only
+        using V = std::remove_cvref_t<decltype(value)>;
+        const std::string name(view);
+        if (seen[name]++ == 1) problems.push_back("the model has two tensors named '" + name + "'");
+        const auto it = index.find(name);
+        if (it == index.end()) {
+          missing.push_back(name);
+          return;
+        }
+        st::Entry& e = entries[it->second];
+        e.used = true;
+        const std::string what = "tensor '" + name + "': ";
+        const bool float_dtype = e.dtype == "F32" || e.dtype == "F64";
+        if constexpr (std::is_integral_v<V>) {
+          if (e.dtype != "I64" && !(options.float_counters && float_dtype))
+            problems.push_back(what + "dtype " + e.dtype + ", expected I64" +
+                               (float_dtype ? " (or allow F32/F64 with SafetensorsOptions::float_counters)" : ""));
+        } else if (!float_dtype) {
+          problems.push_back(what + "dtype " + e.dtype + ", expected F32 or F64");
+        }
+        if (e.shape != s.torch && (s.stored.empty() || e.shape != s.stored)) {
+          problems.push_back(what + "shape " + st::shape_text(e.shape) + ", expected " + st::shape_text(s.torch) +
+                             (s.stored.empty() ? std::string() : " (or the stored " + st::shape_text(s.stored) + ")"));
+          return;
+        }
+        if constexpr (std::is_integral_v<V>) {
+          if (float_dtype && options.float_counters) {  // one element, by the shape check
+            const unsigned char* p = data + e.begin;
+            const double v = e.dtype == "F32" ? double(st::read_element<float>(p, 0)) : st::read_element<double>(p, 0);
+            if (!(std::isfinite(v) && v == std::trunc(v) && v >= -0x1p63 && v < 0x1p63))
+              problems.push_back(what + "value " + std::to_string(v) + " in dtype " + e.dtype +
+                                 " is not an integer (expected I64, or an exactly integral float)");
+            else
+              counters.push_back(static_cast<std::int64_t>(v));
+          }
+        }
+      },
+      !options.parameters_only);
   auto join = [](const std::vector<std::string>& names) {
     std::string s;
     for (const auto& n : names) s += (s.empty() ? "" : ", ") + n;
     return s;
   };
-  if (!missing.empty()) problems.insert(problems.begin(), "missing tensors: " + join(missing));
-  if (strict) {
+  if (!missing.empty())
+    problems.insert(problems.begin(), "missing tensors: " + join(missing) +
+                                          (options.parameters_only ? std::string()
+                                                                   : std::string(" (parameters only: set "
+                                                                                 "SafetensorsOptions::parameters_only)")));
+  if (options.strict) {
+    if (options.parameters_only) {  // the file's buffers are expected, just not read
+      auto buffer = [&](std::string_view view, const auto&) {
+        const auto it = index.find(std::string(view));
+        if (it != index.end()) entries[it->second].used = true;
+      };
+      resblocks::detail::visit_buffers(model, buffer, ParameterName{});
+    }
     std::vector<std::string> unexpected;
     for (const st::Entry& e : entries)
       if (!e.used) unexpected.push_back(e.name);
@@ -441,17 +505,31 @@ void load_safetensors(Model& model, const std::string& path, bool strict = true)
   }
 
   // Everything fits: copy (row-major file order into R×C).
-  st::visit_tensors(model, [&](std::string_view view, auto& value) {
-    using V = std::remove_cvref_t<decltype(value)>;
-    const st::Entry& e = entries[index.at(std::string(view))];
-    const unsigned char* p = data + e.begin;
-    if constexpr (std::is_integral_v<V>)
-      value = static_cast<V>(st::read_element<std::int64_t>(p, 0));  // dtype I64, checked above
-    else if (e.dtype == "F32")
-      st::copy_row_major<float>(value, p);
-    else
-      st::copy_row_major<double>(value, p);
-  });
+  std::size_t counter = 0;
+  st::visit_tensors(
+      model,
+      [&](std::string_view view, auto& value, const st::TensorShape&) {
+        using V = std::remove_cvref_t<decltype(value)>;
+        const st::Entry& e = entries[index.at(std::string(view))];
+        const unsigned char* p = data + e.begin;
+        if constexpr (std::is_integral_v<V>) {
+          if (e.dtype == "I64")
+            value = static_cast<V>(st::read_element<std::int64_t>(p, 0));
+          else
+            value = static_cast<V>(counters[counter++]);  // checked above
+        } else if (e.dtype == "F32") {
+          st::copy_row_major<float>(value, p);
+        } else {
+          st::copy_row_major<double>(value, p);
+        }
+      },
+      !options.parameters_only);
+}
+
+/// load_safetensors with only SafetensorsOptions::strict set (the signature before the options).
+template <class Model>
+void load_safetensors(Model& model, const std::string& path, bool strict) {
+  load_safetensors(model, path, SafetensorsOptions{.strict = strict});
 }
 
 }  // namespace resblocks
