@@ -7,7 +7,9 @@
 ///
 /// Training:
 /// - `const Output& forward(const Input& x)` computes the output into a buffer the layer owns and
-///   caches what backward needs. It may keep a *reference* to `x`: `x` must stay alive and unchanged
+///   caches what backward needs. It runs in the layer's current mode, training by default
+///   (BatchNorm2d: batch statistics; Dropout: drops); `eval(net)` / `set_training(net, false)`
+///   (core/training_mode.hpp) switch a whole network to eval mode. It may keep a *reference* to `x`: `x` must stay alive and unchanged
 ///   until the matching backward(). Rvalues and inputs of other types are rejected at compile time.
 /// - `const Input& backward(const Output& dL_dy)` uses the last forward's cache, returns dL/dx in a
 ///   buffer the layer owns, and **adds** dL/dθ into every parameter gradient (call zero_grad() to reset).
@@ -16,7 +18,8 @@
 /// Inference:
 /// - `const Output& infer(const Input& x, Workspace& ws) const` touches no member state: one trained
 ///   network may be run by several threads at once, each with its own `Workspace`. The result lives
-///   in `ws` and equals forward(x) bit for bit.
+///   in `ws` and equals forward(x) bit for bit in the same mode — infer does not switch to eval mode
+///   by itself (call `eval(net)` before predicting), except that Dropout's infer never drops.
 ///
 /// Parameters:
 /// - `for_each_parameter(f)` calls `f(name, value, grad)` for every trainable tensor, with PyTorch
