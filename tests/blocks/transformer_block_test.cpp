@@ -410,8 +410,10 @@ TEST_CASE("TransformerBlock: ReLU, GELU and tanh-GELU, dropout where Transformer
       REQUIRE(block.infer(x, ws) == y_eval);
       train(block);
 
-      // Backward goes through the same masks: finite differences of the masked function.
-      if (options.norm_first || activation != FeedForwardActivation::relu) {  // ReLU kinks: one case is enough
+      // Backward goes through the same masks: finite differences of the masked function (two cases
+      // of the twelve keep the test fast).
+      if (options.with_residual && (options.norm_first ? activation == FeedForwardActivation::relu
+                                                       : activation == FeedForwardActivation::gelu_tanh)) {
         ReseededBlock seeded(make_block<double>(options, 54));
         rbtest::require_gradients(seeded, x);
       }
