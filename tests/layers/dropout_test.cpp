@@ -74,7 +74,8 @@ TEST_CASE("Dropout: backward multiplies by the forward's mask", "[dropout]") {
 }
 
 TEST_CASE("Dropout: seeding, eval mode, infer, p = 0 and p = 1", "[dropout]") {
-  const Eigen::MatrixXf x = Eigen::MatrixXf::Random(5, 40).array() + 2.0f;
+  const Batch<float, 5> x = Batch<float, 5>::Random(5, 40).array() + 2.0f;
+  const Eigen::MatrixXf xd = x;
   Dropout<float, 5> a(0.4), b(0.4);
   manual_seed(9);
   const Eigen::MatrixXf first = a.forward(x);
@@ -101,13 +102,15 @@ TEST_CASE("Dropout: seeding, eval mode, infer, p = 0 and p = 1", "[dropout]") {
   REQUIRE(&a.infer(x, ws) == &x);  // inference never drops
 
   Dropout<float> none(0.0), all(1.0);
-  REQUIRE(none.forward(x) == x);
-  REQUIRE(all.forward(x) == Eigen::MatrixXf::Zero(5, 40));
-  REQUIRE(all.backward(x) == Eigen::MatrixXf::Zero(5, 40));
+  REQUIRE(none.forward(xd) == xd);
+  REQUIRE(all.forward(xd) == Eigen::MatrixXf::Zero(5, 40));
+  REQUIRE(all.backward(xd) == Eigen::MatrixXf::Zero(5, 40));
   REQUIRE_THROWS_WITH(Dropout<float>(1.5), rbtest::contains("Dropout") && rbtest::contains("[0, 1]"));
   REQUIRE_THROWS_AS(Dropout<float>(-0.1), std::invalid_argument);
   REQUIRE_THROWS_AS(Dropout<float>(std::nan("")), std::invalid_argument);
-  REQUIRE_THROWS_WITH(a.forward(Eigen::MatrixXf::Zero(4, 3).eval()), rbtest::contains("Dropout"));
+  Dropout<float> five(0.5, 5);
+  const Eigen::MatrixXf four = Eigen::MatrixXf::Zero(4, 3);
+  REQUIRE_THROWS_WITH(five.forward(four), rbtest::contains("Dropout") && rbtest::contains("expected 5 features"));
 }
 
 TEST_CASE("Dropout: gradients by finite differences, and a float smoke test", "[dropout][gradient]") {

@@ -1,6 +1,6 @@
 // PyTorch parity of TransformerBlock, PositionalEncoding and a small language model: the fixtures
 // transformer_*.txt and positional_sinusoidal.txt written by tests/reference/make_transformer_fixtures.py
-// (torch's nn.TransformerEncoderLayer(8, 2, 16, dropout=0, activation="gelu", batch_first=True),
+// (torch's nn.TransformerEncoderLayer(8, 2, 16, dropout=0, activation="gelu" / "relu" / tanh-GELU, batch_first=True),
 // norm_first True and False, float64 autograd).
 //
 // A comparison passes when max |resblocks - PyTorch| <= tol * max(1, max |PyTorch|), tol 1e-12 in
