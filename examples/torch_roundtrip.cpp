@@ -17,8 +17,6 @@
 #include <string>
 #include <vector>
 
-using namespace resblocks;
-
 namespace {
 
 std::vector<float> read_floats(const std::string& path, std::size_t count) {
@@ -42,23 +40,23 @@ int run(int argc, char** argv) {
     std::fprintf(stderr, "usage: %s weights.safetensors images.f32 N H W logits.f32 saved.safetensors\n", argv[0]);
     return 2;
   }
-  const Index n = std::stol(argv[3]), h = std::stol(argv[4]), w = std::stol(argv[5]);
-
-  // The model, its weights (torch's names and shapes) and eval mode (BatchNorm's running statistics).
-  auto net = resnet18<float>({.classes = 10, .image = {h, w}});
-  load_safetensors(net, argv[1]);
-  eval(net);
-
-  // NCHW in, (n, classes) out: the layout helpers convert to and from resblocks' C × (n·H·W).
+  const resblocks::Index n = std::stol(argv[3]), h = std::stol(argv[4]), w = std::stol(argv[5]);
+  const std::string weights = argv[1], saved = argv[7];
   const std::vector<float> images = read_floats(argv[2], static_cast<std::size_t>(n * 3 * h * w));
-  const Eigen::MatrixXf x = from_nchw(std::span<const float>(images), {n, 3, h, w});
-  decltype(net)::Workspace ws;
-  const auto& logits = net.infer(x, ws);  // 10 × n
-  std::vector<float> out(static_cast<std::size_t>(logits.size()));
-  to_nd(logits, std::span<float>(out));
-  write_floats(argv[6], out);
 
-  save_safetensors(net, argv[7]);  // torch's shapes: load_state_dict takes it unmodified
+  // The README's "From and to PyTorch" block is these lines (a test checks it):
+  auto net = resblocks::resnet18<float>({.classes = 10, .image = {h, w}});
+  resblocks::load_safetensors(net, weights);   // every name, dtype and shape checked; all or nothing
+  resblocks::eval(net);                        // model.eval(): BatchNorm's running statistics
+  // images: n·3·h·w floats in NCHW order (torch's x.numpy().tofile(path)); x is 3 × (n·h·w)
+  const Eigen::MatrixXf x = resblocks::from_nchw(std::span<const float>(images), {n, 3, h, w});
+  decltype(net)::Workspace ws;
+  const auto& logits = net.infer(x, ws);       // 10 × n: column j is sample j
+  std::vector<float> out(static_cast<std::size_t>(logits.size()));
+  resblocks::to_nd(logits, std::span<float>(out));  // (n, 10) row-major: torch's model(x) order
+  resblocks::save_safetensors(net, saved);     // torch's names and shapes: load_state_dict takes it as is
+
+  write_floats(argv[6], out);
   std::printf("torch_roundtrip: %ld images %ldx%ld, logits written to %s, weights saved to %s\n", static_cast<long>(n),
               static_cast<long>(h), static_cast<long>(w), argv[6], argv[7]);
   return 0;
