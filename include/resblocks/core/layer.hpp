@@ -7,10 +7,11 @@
 ///
 /// Training:
 /// - `const Output& forward(const Input& x)` computes the output into a buffer the layer owns and
-///   caches what backward needs. It runs in the layer's current mode, training by default
-///   (BatchNorm2d: batch statistics; Dropout: drops); `eval(net)` / `set_training(net, false)`
-///   (core/training_mode.hpp) switch a whole network to eval mode. It may keep a *reference* to `x`: `x` must stay alive and unchanged
+///   caches what backward needs. It may keep a *reference* to `x`: `x` must stay alive and unchanged
 ///   until the matching backward(). Rvalues and inputs of other types are rejected at compile time.
+///   It runs in the layer's current mode, training by default (BatchNorm2d: batch statistics;
+///   Dropout: drops); `eval(net)` / `set_training(net, false)` (core/training_mode.hpp) switch a
+///   whole network to eval mode.
 /// - `const Input& backward(const Output& dL_dy)` uses the last forward's cache, returns dL/dx in a
 ///   buffer the layer owns, and **adds** dL/dθ into every parameter gradient (call zero_grad() to reset).
 /// - The returned references stay valid until the next forward/backward of the same layer.

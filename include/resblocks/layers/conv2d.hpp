@@ -169,9 +169,9 @@ class Conv2d {
   [[nodiscard]] bool has_bias() const noexcept { return m_opt.bias; }
   /// In/groups·k·k and Out/groups·k·k, as torch.nn.init computes them.
   [[nodiscard]] Index fan_in() const noexcept { return group_in() * m_k * m_k; }
+  [[nodiscard]] Index fan_out() const noexcept { return group_out() * m_k * m_k; }
   /// The weight's shape in PyTorch, [Out, In/groups, k, k] (stored as Out × (In/groups·k·k), same order).
   [[nodiscard]] TorchShape torch_weight_shape() const noexcept { return {{m_out, group_in(), m_k, m_k}, 4}; }
-  [[nodiscard]] Index fan_out() const noexcept { return group_out() * m_k * m_k; }
 
   Weight& weight() noexcept { return m_weight; }
   const Weight& weight() const noexcept { return m_weight; }
