@@ -252,6 +252,8 @@ TEST_CASE("safetensors: round trip of a CIFAR ResNet-8", "[io][safetensors][resn
   REQUIRE(eval_output(a, x) == eval_output(b, x));
   const std::string header = split(read_bytes(path)).header;
   CHECK(header.find("\"layer2.0.conv1.weight\":{\"dtype\":\"F32\",\"shape\":[8,4,3,3]") != std::string::npos);
+  // Every convolution in torch's 4-D shape, wherever it sits (stem and blocks).
+  CHECK_FALSE(std::regex_search(header, std::regex("conv[0-9]*\\.weight\":\\{\"dtype\":\"F32\",\"shape\":\\[[0-9]+,[0-9]+\\]")));
   CHECK(header.find("\"layer3.0.bn2.num_batches_tracked\":{\"dtype\":\"I64\",\"shape\":[]") != std::string::npos);
 }
 
