@@ -9,6 +9,9 @@
 /// - `const Output& forward(const Input& x)` computes the output into a buffer the layer owns and
 ///   caches what backward needs. It may keep a *reference* to `x`: `x` must stay alive and unchanged
 ///   until the matching backward(). Rvalues and inputs of other types are rejected at compile time.
+///   It runs in the layer's current mode, training by default (BatchNorm2d: batch statistics;
+///   Dropout: drops); `eval(net)` / `set_training(net, false)` (core/training_mode.hpp) switch a
+///   whole network to eval mode.
 /// - `const Input& backward(const Output& dL_dy)` uses the last forward's cache, returns dL/dx in a
 ///   buffer the layer owns, and **adds** dL/dθ into every parameter gradient (call zero_grad() to reset).
 /// - The returned references stay valid until the next forward/backward of the same layer.
@@ -16,11 +19,14 @@
 /// Inference:
 /// - `const Output& infer(const Input& x, Workspace& ws) const` touches no member state: one trained
 ///   network may be run by several threads at once, each with its own `Workspace`. The result lives
-///   in `ws` and equals forward(x) bit for bit.
+///   in `ws` and equals forward(x) bit for bit in the same mode — infer does not switch to eval mode
+///   by itself (call `eval(net)` before predicting), except that Dropout's infer never drops.
 ///
 /// Parameters:
 /// - `for_each_parameter(f)` calls `f(name, value, grad)` for every trainable tensor, with PyTorch
-///   `state_dict` names (`0.weight`, `body.1.bias`); a const layer gives const references.
+///   `state_dict` names (`0.weight`, `body.1.bias`); a const layer gives const references. A layer
+///   whose tensor has another shape in torch (Conv2d's weight) passes that shape as a fourth argument
+///   `const TorchShape&` to visitors that take one (core/torch_shape.hpp).
 /// - `zero_grad()` sets every gradient to zero. `in_features()` / `out_features()` give the run-time
 ///   sizes (-1 for a shape-preserving layer that takes any size, e.g. a Dynamic activation).
 ///

@@ -14,6 +14,7 @@
 #include "resblocks/core/random.hpp"
 #include "resblocks/core/shape_error.hpp"
 #include "resblocks/core/threading.hpp"
+#include "resblocks/core/torch_shape.hpp"
 #include "resblocks/core/types.hpp"
 
 #include <Eigen/Core>
@@ -117,6 +118,8 @@ class Conv2d : public FusedLayer<Conv2d<S, In, Out>, S, In, Out> {
   /// In/groups·k·k and Out/groups·k·k, as torch.nn.init computes them.
   [[nodiscard]] Index fan_in() const noexcept { return group_in() * m_k * m_k; }
   [[nodiscard]] Index fan_out() const noexcept { return group_out() * m_k * m_k; }
+  /// The weight's shape in PyTorch, [Out, In/groups, k, k] (stored as Out × (In/groups·k·k), same order).
+  [[nodiscard]] TorchShape torch_weight_shape() const noexcept { return {{m_out, group_in(), m_k, m_k}, 4}; }
 
   Weight& weight() noexcept { return m_weight; }
   const Weight& weight() const noexcept { return m_weight; }
@@ -163,12 +166,12 @@ class Conv2d : public FusedLayer<Conv2d<S, In, Out>, S, In, Out> {
 
   template <class F>
   void for_each_parameter(F&& f, const ParameterName& prefix = {}) {
-    f(prefix.child("weight").view(), m_weight, m_dL_dweight);
+    detail::visit_parameter(f, prefix.child("weight").view(), m_weight, m_dL_dweight, torch_weight_shape());
     if (m_opt.bias) f(prefix.child("bias").view(), m_bias, m_dL_dbias);
   }
   template <class F>
   void for_each_parameter(F&& f, const ParameterName& prefix = {}) const {
-    f(prefix.child("weight").view(), m_weight, m_dL_dweight);
+    detail::visit_parameter(f, prefix.child("weight").view(), m_weight, m_dL_dweight, torch_weight_shape());
     if (m_opt.bias) f(prefix.child("bias").view(), m_bias, m_dL_dbias);
   }
  private:
