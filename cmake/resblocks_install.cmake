@@ -9,6 +9,9 @@ install(TARGETS resblocks EXPORT resblocksTargets)
 if(TARGET resblocks_io)
   install(TARGETS resblocks_io EXPORT resblocksTargets)
 endif()
+if(TARGET resblocks_mpi)  # resblocks::mpi, see resblocks_mpi.cmake
+  install(TARGETS resblocks_mpi EXPORT resblocksTargets)
+endif()
 install(EXPORT resblocksTargets NAMESPACE resblocks:: DESTINATION ${RESBLOCKS_CMAKE_DIR})
 
 configure_package_config_file(cmake/resblocksConfig.cmake.in

@@ -14,11 +14,14 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <functional>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 namespace resblocks {
 
@@ -101,6 +104,17 @@ class BatchNorm2d {
   Vector& running_var() noexcept { return m_running_var; }
   const Vector& running_var() const noexcept { return m_running_var; }
   [[nodiscard]] std::int64_t num_batches_tracked() const noexcept { return m_num_batches_tracked; }
+
+  // --- Synchronised batch statistics (SyncBatchNorm), for data-parallel training ---------------
+  /// Sums a span of doubles element-wise over all replicas, in place (an MPI_Allreduce; see
+  /// resblocks/distributed/sync_batch_norm.hpp). Every replica must call it equally often.
+  using StatisticsReducer = std::function<void(std::span<double>)>;
+  /// With a reducer, training-mode forward() normalises with the statistics of the batch of all
+  /// replicas together (as PyTorch's SyncBatchNorm), and backward() reduces Σdy and Σdy·x̂ so dL/dx
+  /// is that of the joint batch; the parameter gradients stay per replica (DataParallel averages
+  /// them). An empty reducer (the default) gives plain per-replica statistics.
+  void set_statistics_reducer(StatisticsReducer reducer) { m_reducer = std::move(reducer); }
+  [[nodiscard]] bool synchronized() const noexcept { return static_cast<bool>(m_reducer); }
 
   const Output& forward(const Input& x) {
     forward_then(x, detail::NoPrepare{}, detail::NoEpilogue{});
@@ -273,7 +287,9 @@ class BatchNorm2d {
     coefficients(x, m_scale, m_shift, m_parts, &m_batch);
     m_x = &x;
     m_trained_with_batch_stats = use_batch_stats();
-    const double n = double(x.cols()), mom = m_opt.momentum;
+    m_count = double(x.cols());
+    if (m_reducer && m_trained_with_batch_stats) synchronize_forward(x.rows());
+    const double n = m_count, mom = m_opt.momentum;
     for (Index r = 0; r < x.rows(); ++r) {
       const double mean = m_trained_with_batch_stats ? m_batch(r, 0) : double(m_running_mean(r));
       const double var = m_trained_with_batch_stats ? m_batch(r, 1) : double(m_running_var(r));
@@ -342,6 +358,10 @@ class BatchNorm2d {
       sum_dy_xhat *= double(m_inv_std(r));
       m_dL_dbias(r) += S(sum_dy);
       m_dL_dweight(r) += S(sum_dy_xhat);
+      if (m_reducer && m_trained_with_batch_stats) {  // joint sums for dL/dx (synchronize_backward); the parameter gradients stay local
+        m_sync[std::size_t(r)] = sum_dy;
+        m_sync[std::size_t(rows + r)] = sum_dy_xhat;
+      }
       const double scale = double(m_scale(r));
       m_b(r) = S(0);
       m_c(r) = S(0);
@@ -351,6 +371,7 @@ class BatchNorm2d {
         m_c(r) = S(scale * (double(m_mean(r)) * inv_std * k3 - k2));
       }
     }
+    if (m_reducer && m_trained_with_batch_stats) synchronize_backward(rows);
     dL_dx.resize(rows, cols);
     prepare(std::as_const(dL_dx));
     const Index block = std::max<Index>(8, (Index(1) << 13) / std::max<Index>(rows, 1));
@@ -370,6 +391,44 @@ class BatchNorm2d {
       }
     });
   }
+
+  // --- SyncBatchNorm: the replicas' statistics summed through m_reducer ---------------------------
+  /// Replaces the local batch mean and variance (m_batch) by those of all replicas' batches together,
+  /// and scale/shift with them: Σx and the count first, then Σ(x - joint mean)² from each replica's
+  /// own mean and M2 (Chan's formula), all in double.
+  void synchronize_forward(Index rows) {
+    m_sync.resize(std::size_t(2 * rows + 1));
+    for (Index r = 0; r < rows; ++r) m_sync[std::size_t(r)] = m_batch(r, 0) * m_count;
+    m_sync[std::size_t(rows)] = m_count;
+    m_reducer(std::span<double>(m_sync.data(), std::size_t(rows + 1)));
+    const double total = m_sync[std::size_t(rows)];
+    for (Index r = 0; r < rows; ++r) {
+      const double mean = m_sync[std::size_t(r)] / total, delta = m_batch(r, 0) - mean;
+      m_batch(r, 0) = mean;
+      m_sync[std::size_t(r)] = m_batch(r, 1) * m_count + m_count * delta * delta;  // this replica's M2 about it
+    }
+    m_reducer(std::span<double>(m_sync.data(), std::size_t(rows)));
+    for (Index r = 0; r < rows; ++r) {
+      const double var = m_sync[std::size_t(r)] / total, s = double(m_weight(r)) / std::sqrt(var + m_opt.eps);
+      m_batch(r, 1) = var;
+      m_scale(r) = S(s);
+      m_shift(r) = S(double(m_bias(r)) - m_batch(r, 0) * s);
+    }
+    m_count = total;
+  }
+  /// dL/dx's coefficients from Σdy and Σdy·x̂ over all replicas (left in m_sync by backward_into).
+  void synchronize_backward(Index rows) {
+    m_reducer(std::span<double>(m_sync.data(), std::size_t(2 * rows)));
+    for (Index r = 0; r < rows; ++r) {
+      const double scale = double(m_scale(r)), inv_std = double(m_inv_std(r));
+      const double k3 = m_sync[std::size_t(rows + r)] / m_count, k2 = m_sync[std::size_t(r)] / m_count;
+      m_b(r) = S(-scale * inv_std * k3);
+      m_c(r) = S(scale * (double(m_mean(r)) * inv_std * k3 - k2));
+    }
+  }
+  StatisticsReducer m_reducer;
+  std::vector<double> m_sync;  ///< reduction buffer: sized on the first step, then reused
+  double m_count = 0;          ///< values per channel in the last forward (of all replicas when synchronised)
 
   BatchNormOptions m_opt;
   bool m_training = true;
