@@ -14,11 +14,16 @@ if mpirun --version 2>/dev/null | grep -q "Open MPI"; then
   [ "$(id -u)" -eq 0 ] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 fi
 export OMP_NUM_THREADS=1
+python=""  # a Python that has torch (Debian's python3-torch is for /usr/bin/python3)
+for p in python3 /usr/bin/python3; do
+  if command -v "$p" >/dev/null && "$p" -c "import torch" 2>/dev/null; then python="$p"; break; fi
+done
+[ -n "$python" ] || echo "(no Python with torch: PyTorch left out)"
 for r in $(seq "$rounds"); do
   echo "== round $r"
   "${mpirun[@]}" -np 2 -x OMP_NUM_THREADS=1 "$step" --threads 1
   OMP_NUM_THREADS=2 "${mpirun[@]}" -np 1 -x OMP_NUM_THREADS=2 "$step" --threads 2
-  if python3 -c "import torch" 2>/dev/null; then
-    python3 "$here/cifar_resnet_torch.py" 2
+  if [ -n "$python" ]; then
+    OMP_NUM_THREADS=2 OPENBLAS_CORETYPE=SkylakeX "$python" "$here/cifar_resnet_torch.py" 2
   fi
 done

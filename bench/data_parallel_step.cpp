@@ -18,6 +18,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -81,6 +82,15 @@ int run(int argc, char** argv, const Communicator& comm) {
       ms[mode].push_back(1000 * slowest[0] / double(steps));
       wait_ms[mode].push_back(1000 * slowest[1] / double(steps));
     }
+  // The reduction alone: all the gradients in one blocking all-reduce, the ranks lined up first.
+  std::vector<float> all(static_cast<std::size_t>(parameter_count(net)), 1.0f);
+  std::vector<double> reduce_ms;
+  for (int i = 0; i < 20; ++i) {
+    comm.barrier();
+    const auto t0 = std::chrono::steady_clock::now();
+    comm.all_reduce_sum(std::span<float>(all));
+    reduce_ms.push_back(1000 * std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
   if (comm.rank() == 0) {
     std::printf("resblocks ResNet-20 step, batch %ld = %d ranks x %ld, %ld threads/rank, %zu buckets of <= %ld KiB\n", batch,
                 comm.size(), static_cast<long>(local), threads, dp.bucket_count(), bucket_kb);
@@ -89,6 +99,7 @@ int run(int argc, char** argv, const Communicator& comm) {
       for (const double t : ms[mode]) std::printf(" %.1f", t);
       std::printf("   median %.1f ms, waiting after backward %.2f ms\n", median(ms[mode]), median(wait_ms[mode]));
     }
+    std::printf("  all-reduce of the %zu gradients alone (after a barrier): median %.3f ms\n", all.size(), median(reduce_ms));
   }
   return 0;
 }

@@ -1,15 +1,20 @@
 // SyncBatchNorm (sync_batch_norm) under mpirun: each rank's slice of a batch through a synchronised
 // BatchNorm2d equals the same slice of one BatchNorm2d over the whole batch, forward and backward;
 // the sharded evaluation's counts add up over uneven shards.
-#include "distributed/mpi_test_support.hpp"
 #include "support/catch.hpp"
 
+#include <resblocks/blocks/sequential.hpp>
+#include <resblocks/core/random.hpp>
 #include <resblocks/distributed/communicator.hpp>
 #include <resblocks/distributed/sync_batch_norm.hpp>
 #include <resblocks/io/batch_loader.hpp>
+#include <resblocks/io/image_dataset.hpp>
+#include <resblocks/layers/batch_norm2d.hpp>
 
 #include <cmath>
+#include <cstdint>
 #include <numeric>
+#include <span>
 #include <vector>
 
 using namespace resblocks;

@@ -292,7 +292,7 @@ class DataParallel {
       }
       Bucket& b = m_buckets.back();
       m_slots[p] = Slot{m_buckets.size() - 1, filled, sizes[p]};
-      ++b.count;
+      if (sizes[p] > 0) ++b.count;  // an empty tensor has no address to be found by
       filled += sizes[p];
     }
     for (Bucket& b : m_buckets) {
@@ -323,6 +323,7 @@ class DataParallel {
   void unit_done(Unit& unit) {
     bool any = false;
     unit.for_each_parameter([&](std::string_view, auto&, auto& grad) {
+      if (grad.size() == 0) return;
       const void* key = grad.data();
       const auto it = std::lower_bound(m_lookup.begin(), m_lookup.end(), std::pair<const void*, std::size_t>{key, 0});
       if (it == m_lookup.end() || it->first != key) return;  // not one of the network's parameters

@@ -119,8 +119,9 @@ class BatchLoader {
     std::copy(m_lut.begin(), m_lut.end(), lut.begin());
     for (Index j = 0; j < n; ++j) {
       // Sample k of this rank's shard is the order's position rank + k·world_size (wrapping when padded).
-      const Index k = m_position + j;
-      const Index i = m_order[static_cast<std::size_t>((m_options.rank + k * m_options.world_size) % m_data->size())];
+      const Index in_shard = m_position + j;
+      const Index i =
+          m_order[static_cast<std::size_t>((m_options.rank + in_shard * m_options.world_size) % m_data->size())];
       m_labels[static_cast<std::size_t>(j)] = m_data->labels()[static_cast<std::size_t>(i)];
       const unsigned char* src = m_data->pixels().data() + i * bytes;
       S* dst = out.data() + j * bytes;  // the sample's H·W columns of C rows are contiguous
