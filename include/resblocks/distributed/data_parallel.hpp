@@ -179,7 +179,8 @@ class DataParallel {
   [[nodiscard]] std::size_t bucket_size(std::size_t b) const { return m_buckets.at(b).buffer.size(); }
   /// Seconds the last backward() spent waiting for reductions after the backward pass itself.
   [[nodiscard]] double last_wait_seconds() const noexcept { return m_wait_seconds; }
-  /// Buckets whose reduction had started before the backward pass ended, in the last backward().
+  /// Buckets whose reduction started while backward still had units to run, in the last backward()
+  /// (0 without overlap: all start after it).
   [[nodiscard]] std::size_t last_early_buckets() const noexcept { return m_early; }
 
  private:
@@ -301,13 +302,14 @@ class DataParallel {
       b.buffer.assign(total, Scalar(0));
     }
     m_requests.assign(m_buckets.size(), MPI_REQUEST_NULL);
+    m_start_unit.assign(m_buckets.size(), 0);
   }
 
   /// Resets the per-step counters and indexes the gradients by address (no allocation).
   void begin_step() {
     for (Bucket& b : m_buckets) b.ready = 0;
     m_next = 0;
-    m_early = 0;
+    m_units = 0;
     std::size_t i = 0;
     m_net->for_each_parameter([&](std::string_view, auto&, auto& grad) {
       if (i < m_lookup.size()) m_lookup[i] = {static_cast<const void*>(grad.data()), i};
@@ -321,6 +323,7 @@ class DataParallel {
   /// A unit's backward has finished: its gradients go into their buckets; full buckets start.
   template <class Unit>
   void unit_done(Unit& unit) {
+    ++m_units;
     bool any = false;
     unit.for_each_parameter([&](std::string_view, auto&, auto& grad) {
       if (grad.size() == 0) return;
@@ -335,8 +338,8 @@ class DataParallel {
     });
     if (!any) return;
     while (m_next < m_buckets.size() && m_buckets[m_next].ready == m_buckets[m_next].count) {
+      m_start_unit[m_next] = m_units;
       start(m_next++);
-      ++m_early;
     }
     if (m_next > 0) {  // let MPI progress the reductions in flight while backward goes on
       int flag = 0;
@@ -355,6 +358,8 @@ class DataParallel {
   /// Copies the gradients of buckets not started yet, starts them in order, waits for all, and
   /// writes the averages back.
   void finish_step() {
+    m_early = 0;
+    for (std::size_t b = 0; b < m_next; ++b) m_early += m_start_unit[b] < m_units ? 1 : 0;
     if (m_next < m_buckets.size()) {
       std::size_t i = 0;
       m_net->for_each_parameter([&](std::string_view, auto&, auto& grad) {
@@ -385,8 +390,10 @@ class DataParallel {
   std::vector<Slot> m_slots;  ///< per parameter, in visiting order
   std::vector<std::pair<const void*, std::size_t>> m_lookup;  ///< gradient address → parameter index, sorted
   std::vector<MPI_Request> m_requests;
+  std::vector<std::size_t> m_start_unit;  ///< units done when each bucket started, this step
   std::size_t m_next = 0;   ///< buckets started this step (they start in order)
-  std::size_t m_early = 0;  ///< of which during the backward pass
+  std::size_t m_units = 0;  ///< units whose backward has finished, this step
+  std::size_t m_early = 0;  ///< buckets started before the last unit finished
   double m_wait_seconds = 0;
 };
 
