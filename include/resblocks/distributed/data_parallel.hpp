@@ -165,7 +165,7 @@ class DataParallel {
     begin_step();
     const Input* dx = nullptr;
     if (m_options.overlap) {
-      auto done = [this](auto& unit) { unit_done(unit); };
+      auto done = [this](auto& unit) { this->unit_done(unit); };
       dx = &detail::backward_visiting(*m_net, dL_dy, done);
     } else {
       dx = &m_net->backward(dL_dy);
