@@ -347,6 +347,7 @@ class BatchNorm2d {
         }
       }
     });
+    if (m_reducer && m_trained_with_batch_stats) m_sync.resize(std::size_t(2 * rows + 1));  // SyncBatchNorm
     // dL/dx = scale·dy + b·x + c per channel. With batch statistics the mean and variance depend on x:
     // dx = scale·(dy - mean(dy) - x̂·mean(dy·x̂)); with running statistics dx = scale·dy.
     for (Index r = 0; r < rows; ++r) {
@@ -358,7 +359,7 @@ class BatchNorm2d {
       sum_dy_xhat *= double(m_inv_std(r));
       m_dL_dbias(r) += S(sum_dy);
       m_dL_dweight(r) += S(sum_dy_xhat);
-      if (m_reducer && m_trained_with_batch_stats) {  // joint sums for dL/dx (synchronize_backward); the parameter gradients stay local
+      if (m_reducer && m_trained_with_batch_stats) {  // for synchronize_backward; the parameter gradients stay local
         m_sync[std::size_t(r)] = sum_dy;
         m_sync[std::size_t(rows + r)] = sum_dy_xhat;
       }
