@@ -7,6 +7,11 @@ set(RESBLOCKS_CMAKE_DIR "${CMAKE_INSTALL_DATADIR}/cmake/resblocks"
 
 # Each installable target: a later optional part adds its target here (and a find_dependency to the config).
 set(_resblocks_targets resblocks resblocks_native)
+if(TARGET resblocks_mpi)  # resblocks::mpi, see resblocks_mpi.cmake
+  list(APPEND _resblocks_targets resblocks_mpi)
+else()
+  install(FILES ${RESBLOCKS_MPI_HEADERS} DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}/resblocks/distributed")
+endif()
 if(TARGET resblocks_io)
   list(APPEND _resblocks_targets resblocks_io)
 else()

@@ -3,8 +3,8 @@
 /// \brief C (+)= op(A)·op(B) on Eigen's packed kernels, with a reused per-thread packing buffer
 /// (no heap allocation once warm) and a deterministic split over threads.
 
-#include "resblocks/core/compiled_kernels.hpp"
 #include "resblocks/core/block_fn.hpp"
+#include "resblocks/core/compiled_kernels.hpp"
 #include "resblocks/core/threading.hpp"
 
 #include <Eigen/Core>

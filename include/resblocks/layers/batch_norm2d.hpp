@@ -2,9 +2,9 @@
 /// \file
 /// \brief BatchNorm2d: per-channel batch normalisation with running statistics.
 
-#include "resblocks/core/compiled_kernels.hpp"
 #include "resblocks/core/batch_statistics.hpp"
 #include "resblocks/core/block_fn.hpp"
+#include "resblocks/core/compiled_kernels.hpp"
 #include "resblocks/core/fused_layer.hpp"
 #include "resblocks/core/layer.hpp"
 #include "resblocks/core/parameter_name.hpp"
@@ -17,11 +17,14 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <functional>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 namespace resblocks {
 
@@ -99,6 +102,16 @@ class BatchNorm2d : public FusedLayer<BatchNorm2d<S, C>, S, C, C> {
   const Vector& running_var() const noexcept { return m_running_var; }
   [[nodiscard]] std::int64_t num_batches_tracked() const noexcept { return m_num_batches_tracked; }
 
+  /// Sums a span of doubles element-wise over all replicas, in place (an MPI_Allreduce; see
+  /// resblocks/distributed/sync_batch_norm.hpp). Every replica must call it equally often.
+  using StatisticsReducer = std::function<void(std::span<double>)>;
+  /// With a reducer, training-mode forward() normalises with the statistics of the batch of all
+  /// replicas together (as PyTorch's SyncBatchNorm), and backward() reduces Σdy and Σdy·x̂ so dL/dx
+  /// is that of the joint batch; the parameter gradients stay per replica (DataParallel averages
+  /// them). An empty reducer (the default) gives plain per-replica statistics.
+  void set_statistics_reducer(StatisticsReducer reducer) { m_reducer = std::move(reducer); }
+  [[nodiscard]] bool synchronized() const noexcept { return static_cast<bool>(m_reducer); }
+
   void zero_grad() {
     m_dL_dweight.setZero();
     m_dL_dbias.setZero();
@@ -165,6 +178,11 @@ class BatchNorm2d : public FusedLayer<BatchNorm2d<S, C>, S, C, C> {
   void normalize(const Input& x, Output& y, const Output* skip, const Vector& scale, const Vector& shift,
                  detail::BlockFn epilogue) const;
 
+  // SyncBatchNorm: the replicas' statistics summed through m_reducer.
+  void synchronize_forward(Index rows);
+  template <class Sums>
+  void synchronize_backward(const Sums& sums, Index rows);
+
   BatchNormOptions m_opt;
   bool m_training = true;
   bool m_trained_with_batch_stats = true;
@@ -174,6 +192,9 @@ class BatchNorm2d : public FusedLayer<BatchNorm2d<S, C>, S, C, C> {
   Vector m_scale, m_shift, m_mean, m_inv_std, m_b, m_c;  ///< per-step coefficients (dL/dx = scale·dy + b·x + c)
   Eigen::VectorXd m_parts;
   Eigen::MatrixXd m_stats;
+  StatisticsReducer m_reducer;
+  std::vector<double> m_sync;  ///< reduction buffer: sized on the first step, then reused
+  double m_count = 0;          ///< values per channel in the last forward (of all replicas when synchronised)
 };
 
 /// The pass's coefficients from the batch (training) or the running statistics; in training, the
@@ -182,14 +203,16 @@ template <class S, int C>
 Index BatchNorm2d<S, C>::forward_begin(const Input& x) {
   check_batch(x);
   m_trained_with_batch_stats = m_training;
+  m_count = double(x.cols());
   if (m_training) {
     m_stats.resize(x.rows(), 2);
     detail::row_statistics(x, m_parts, m_stats, 0);
+    if (m_reducer) synchronize_forward(x.rows());
   }
   detail::norm_coefficients(m_training, m_stats, m_weight, m_bias, m_running_mean, m_running_var, m_opt.eps, m_scale,
                             m_shift, m_mean, m_inv_std);
   if (m_training)
-    detail::update_running_statistics(m_stats, x.cols(), m_opt.momentum, m_running_mean, m_running_var,
+    detail::update_running_statistics(m_stats, Index(m_count), m_opt.momentum, m_running_mean, m_running_var,
                                       m_num_batches_tracked);
   return x.cols();
 }
@@ -238,6 +261,7 @@ void BatchNorm2d<S, C>::backward_kernel(const Output& dL_dy, Input& dL_dx, const
   });
   detail::finish_norm_backward(sums, cols, m_trained_with_batch_stats, m_scale, m_mean, m_inv_std, m_b, m_c,
                                m_dL_dweight, m_dL_dbias);
+  if (m_reducer && m_trained_with_batch_stats) synchronize_backward(sums, rows);
   const Index block = std::max<Index>(8, (Index(1) << 13) / std::max<Index>(rows, 1));
   detail::parallel_for(cols, double(rows) * 3.0, [&](Index c0, Index c1) {
     for (Index j = c0; j < c1; j += block) {
@@ -259,5 +283,48 @@ void BatchNorm2d<S, C>::backward_kernel(const Output& dL_dy, Input& dL_dx, const
 // Compiled once in the compiled-kernels mode (core/compiled_kernels.hpp).
 RESBLOCKS_EXTERN_KERNEL(class BatchNorm2d<float>)
 RESBLOCKS_EXTERN_KERNEL(class BatchNorm2d<double>)
+
+/// The batch statistics of all replicas from each one's mean and variance: Σ n·mean and Σ n first,
+/// then each replica's sum of squared deviations about the joint mean (exact, in double).
+template <class S, int C>
+void BatchNorm2d<S, C>::synchronize_forward(Index rows) {
+  m_sync.resize(std::size_t(2 * rows + 2));
+  for (Index r = 0; r < rows; ++r) m_sync[std::size_t(r)] = m_stats(r, 0) * m_count;
+  m_sync[std::size_t(rows)] = m_count;
+  m_reducer(std::span<double>(m_sync.data(), std::size_t(rows + 1)));
+  const double total = m_sync[std::size_t(rows)];
+  for (Index r = 0; r < rows; ++r) {
+    const double mean = m_sync[std::size_t(r)] / total, delta = m_stats(r, 0) - mean;
+    m_stats(r, 0) = mean;
+    m_sync[std::size_t(r)] = m_stats(r, 1) * m_count + m_count * delta * delta;  // this replica's M2 about it
+  }
+  m_reducer(std::span<double>(m_sync.data(), std::size_t(rows)));
+  for (Index r = 0; r < rows; ++r) m_stats(r, 1) = m_sync[std::size_t(r)] / total;
+  m_count = total;
+}
+
+/// dL/dx's coefficients from Σdy and Σdy·x̂ over all replicas (the parameter gradients stay local).
+template <class S, int C>
+template <class Sums>
+void BatchNorm2d<S, C>::synchronize_backward(const Sums& sums, Index rows) {
+  m_sync.resize(std::size_t(2 * rows + 2));
+  const Index nparts = sums.cols() / 2;
+  for (Index r = 0; r < rows; ++r) {
+    double sum_dy = 0, sum_dy_xc = 0;
+    for (Index p = 0; p < nparts; ++p) {
+      sum_dy += sums(r, 2 * p);
+      sum_dy_xc += sums(r, 2 * p + 1);
+    }
+    m_sync[std::size_t(r)] = sum_dy;
+    m_sync[std::size_t(rows + r)] = sum_dy_xc * double(m_inv_std(r));
+  }
+  m_reducer(std::span<double>(m_sync.data(), std::size_t(2 * rows)));
+  for (Index r = 0; r < rows; ++r) {
+    const double scale = double(m_scale(r)), inv_std = double(m_inv_std(r));
+    const double k3 = m_sync[std::size_t(rows + r)] / m_count, k2 = m_sync[std::size_t(r)] / m_count;
+    m_b(r) = S(-scale * inv_std * k3);
+    m_c(r) = S(scale * (double(m_mean(r)) * inv_std * k3 - k2));
+  }
+}
 
 }  // namespace resblocks

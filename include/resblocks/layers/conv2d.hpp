@@ -2,8 +2,8 @@
 /// \file
 /// \brief Conv2d: 2-D convolution on the image layout (direct kernels, or im2col / implicit GEMM).
 
-#include "resblocks/core/compiled_kernels.hpp"
 #include "resblocks/core/block_fn.hpp"
+#include "resblocks/core/compiled_kernels.hpp"
 #include "resblocks/core/direct_conv.hpp"
 #include "resblocks/core/fused_layer.hpp"
 #include "resblocks/core/gemm.hpp"

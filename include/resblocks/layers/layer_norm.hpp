@@ -2,8 +2,8 @@
 /// \file
 /// \brief LayerNorm: normalisation over the features of each column (each sample or token).
 
-#include "resblocks/core/compiled_kernels.hpp"
 #include "resblocks/core/block_fn.hpp"
+#include "resblocks/core/compiled_kernels.hpp"
 #include "resblocks/core/fused_layer.hpp"
 #include "resblocks/core/layer.hpp"
 #include "resblocks/core/parameter_name.hpp"
