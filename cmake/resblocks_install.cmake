@@ -7,6 +7,9 @@ set(RESBLOCKS_CMAKE_DIR "${CMAKE_INSTALL_DATADIR}/cmake/resblocks"
 
 # Each installable target: a later optional part adds its target here (and a find_dependency to the config).
 set(_resblocks_targets resblocks resblocks_native)
+if(TARGET resblocks_kernels)  # resblocks::kernels, see resblocks_kernels.cmake
+  list(APPEND _resblocks_targets resblocks_kernels)
+endif()
 if(TARGET resblocks_mpi)  # resblocks::mpi, see resblocks_mpi.cmake
   list(APPEND _resblocks_targets resblocks_mpi)
 else()

@@ -27,6 +27,7 @@ endfunction()
 # are inlined: those two warnings are off for such targets; nothing in our code triggers them.
 function(resblocks_native target)
   target_link_libraries(${target} PRIVATE resblocks::native)
+
   if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" AND CMAKE_CXX_COMPILER_VERSION VERSION_LESS 13)
     target_compile_options(${target} PRIVATE -Wno-uninitialized -Wno-maybe-uninitialized)
   endif()

@@ -35,7 +35,8 @@ class LayerScale {
   const Output& forward(Input&&) = delete;
 
   const Input& backward(const Output& dL_dy) {
-    m_dL_dgamma += (dL_dy.array() * m_x->array()).rowwise().sum().matrix();  // accumulate dL/dγ
+    const Input& x = m_x.get(name);  // throws std::logic_error if no forward ran
+    m_dL_dgamma += (dL_dy.array() * x.array()).rowwise().sum().matrix();  // accumulate dL/dγ
     m_dL_dx = m_gamma.asDiagonal() * dL_dy;
     return m_dL_dx;
   }
@@ -58,7 +59,7 @@ class LayerScale {
 
  private:
   Eigen::Matrix<S, N, 1> m_gamma, m_dL_dgamma;
-  const Input* m_x = nullptr;
+  CachedInput<Input> m_x;  // the forward input, kept for backward
   Output m_y;
   Input m_dL_dx;
 };

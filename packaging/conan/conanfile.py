@@ -64,6 +64,8 @@ class ResblocksConan(ConanFile):
         tc.cache_variables["RESBLOCKS_BUILD_TESTS"] = False
         tc.cache_variables["RESBLOCKS_BUILD_BENCH"] = False
         tc.cache_variables["RESBLOCKS_BUILD_EXAMPLES"] = False
+        # A header-library package: the optional compiled-kernels library is left out.
+        tc.cache_variables["RESBLOCKS_BUILD_KERNELS"] = False
         tc.cache_variables["RESBLOCKS_INSTALL"] = True
         tc.cache_variables["RESBLOCKS_NO_SIMD_MESSAGE"] = True
         tc.cache_variables["RESBLOCKS_USE_OPENMP"] = bool(self.options.with_openmp)

@@ -113,7 +113,8 @@ function(_run_program exe)
   set(_program_output "${_out}" PARENT_SCOPE)
 endfunction()
 
-# Configures, builds and installs resblocks (library only) into <prefix>.
+# Configures, builds and installs resblocks (library only) into <prefix>; extra arguments go to the
+# configure step.
 function(_install_resblocks prefix)
   set(_b "${WORK_DIR}/resblocks-build")
   _run(COMMAND "${CMAKE_COMMAND}" -S "${SOURCE_DIR}" -B "${_b}" ${_gen_args}
@@ -121,7 +122,8 @@ function(_install_resblocks prefix)
     "-DCMAKE_INSTALL_PREFIX=${prefix}"
     -DRESBLOCKS_BUILD_TESTS=OFF -DRESBLOCKS_BUILD_BENCH=OFF -DRESBLOCKS_BUILD_EXAMPLES=OFF
     -DRESBLOCKS_INSTALL=ON
-    -DCMAKE_INSTALL_LIBDIR=lib)   # the layout vcpkg and Conan use; GNUInstallDirs could pick lib64 or a multiarch dir
+    -DCMAKE_INSTALL_LIBDIR=lib   # the layout vcpkg and Conan use; GNUInstallDirs could pick lib64 or a multiarch dir
+    ${ARGN})
   _run(COMMAND "${CMAKE_COMMAND}" --build "${_b}" --config Release)
   _run(COMMAND "${CMAKE_COMMAND}" --install "${_b}" --config Release)
   foreach(_f include/resblocks/resblocks.hpp
@@ -210,6 +212,11 @@ if(MODE STREQUAL "find_package")
     _fail("find_package used resblocks_DIR=${_found}, expected ${_expected}")
   endif()
   _run_program("${_cb}/bin/app")
+  # The same program in the compiled-kernels mode: resblocks::kernels from the installed package.
+  if(NOT EXISTS "${_cb}/bin/app_kernels")
+    _fail("the installed package has no resblocks::kernels (the consumer built no app_kernels)")
+  endif()
+  _run_program("${_cb}/bin/app_kernels")
 
 elseif(MODE STREQUAL "pkg_config")
   find_program(_pkg_config NAMES pkg-config pkgconf)
@@ -223,7 +230,7 @@ elseif(MODE STREQUAL "pkg_config")
       _fail("no C++ compiler: pass -DCXX=...")
     endif()
   endif()
-  _install_resblocks("${_prefix}")
+  _install_resblocks("${_prefix}" -DRESBLOCKS_BUILD_KERNELS=OFF)  # pkg-config gives the header-only flags
 
   # Asks pkg-config (looking only at <prefix>/lib/pkgconfig besides the system dirs) for the flags and
   # checks that the include directory is <prefix>/include; with <exe>, compiles the program into it.

@@ -598,7 +598,7 @@ class DenseLayer {
   Scratch m_scratch;    ///< this layer's own shared buffers, when used alone
   Eigen::MatrixXd m_stats;
   Vector m_pending_b, m_pending_c;  ///< norm1's b·x + c part of dL/dx (used alone)
-  detail::CachedInput<Input> m_x;
+  CachedInput<Input> m_x;
   Output m_y;
   Input m_dL_dx;
 };

@@ -192,7 +192,7 @@ class FusedLayer {
     }
   }
 
-  detail::CachedInput<Input> m_x;
+  CachedInput<Input> m_x;
   Output m_y;
   Input m_dL_dx;
   Output m_skip;       ///< a skip expression, evaluated (nested residuals only)

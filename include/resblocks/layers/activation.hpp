@@ -105,7 +105,7 @@ class Activation {
 
   Op m_op;
   Index m_features;
-  detail::CachedInput<Input> m_x;
+  CachedInput<Input> m_x;
   Output m_y;
   Input m_dL_dx;
 };

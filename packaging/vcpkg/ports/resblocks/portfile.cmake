@@ -36,6 +36,7 @@ vcpkg_cmake_configure(
     -DRESBLOCKS_BUILD_TESTS=OFF
     -DRESBLOCKS_BUILD_BENCH=OFF
     -DRESBLOCKS_BUILD_EXAMPLES=OFF
+    -DRESBLOCKS_BUILD_KERNELS=OFF  # header-only package (the compiled-kernels library is a source-build option)
     -DRESBLOCKS_INSTALL=ON
     -DRESBLOCKS_CMAKE_DIR=share/${PORT}
     -DRESBLOCKS_NO_SIMD_MESSAGE=ON
