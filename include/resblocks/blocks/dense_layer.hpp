@@ -343,7 +343,7 @@ class DenseLayer {
     const bool batch = m_training;
     if (batch) check_batch(x.cols());
     compute(x, x_stats, m_co, m_h, scratch, y, [&](const Batch<S>& z2, Batch<S>& out) {
-      m_conv2.forward_add(z2, out, Batch<S>::Zero(m_k, 0));
+      m_conv2.forward_add(z2, out, NoSkip{});
     });
     if (batch) {
       update_running(x_stats, m_running_mean1, m_running_var1, m_num_batches1, x.cols());
@@ -375,7 +375,7 @@ class DenseLayer {
       scratch.z2_owner = this;
     }
     scratch.dz2.resize(b, P);
-    m_conv2.backward_add(dL_dy, scratch.dz2, Batch<S>::Zero(b, 0));
+    m_conv2.backward_add(dL_dy, scratch.dz2, NoSkip{});
     // norm2-relu: mask dL/dz2 in place, its sums give dγ2, dβ2 and dL/dh = scale2·g + b2·h + c2.
     {
       const Index step = detail::statistics_partition(b, P), nparts = (P + step - 1) / step;
@@ -428,7 +428,7 @@ class DenseLayer {
                   typename Conv2d<S>::Workspace& conv, View y) const {
     if (m_training) check_batch(x.cols());
     compute(x, x_stats, co, h, scratch, y, [&](const Batch<S>& z2, Batch<S>& out) {
-      m_conv2.infer_add(z2, out, Batch<S>::Zero(m_k, 0), conv);
+      m_conv2.infer_add(z2, out, NoSkip{}, conv);
     });
   }
   /// @}

@@ -6,13 +6,20 @@
 #include "resblocks/core/block_fn.hpp"
 #include "resblocks/core/cached_input.hpp"
 #include "resblocks/core/layer.hpp"
+#include "resblocks/core/shape_error.hpp"
 #include "resblocks/core/threading.hpp"
 #include "resblocks/core/types.hpp"
 
+#include <stdexcept>
+#include <string>
 #include <type_traits>
 #include <utility>
 
 namespace resblocks {
+
+/// \brief The "no skip" of forward_add / backward_add / infer_add: `layer.forward_add(x, y, NoSkip{})`
+/// writes layer(x) into a buffer of the caller's (y) instead of the layer's own.
+struct NoSkip {};
 
 namespace detail {
 
@@ -28,7 +35,9 @@ struct FusedWorkspace {
 /// its value evaluated into `scratch` (a Residual inside a Residual hands down a sum of two skips).
 template <class Plain, class Skip>
 const Plain* plain_skip(const Skip& skip, Plain& scratch) {
-  if constexpr (std::is_same_v<Skip, Plain>) {
+  if constexpr (std::is_same_v<Skip, NoSkip>) {
+    return nullptr;
+  } else if constexpr (std::is_same_v<Skip, Plain>) {
     return &skip;
   } else {
     scratch.resize(skip.rows(), skip.cols());
@@ -150,9 +159,19 @@ class FusedLayer {
   Derived& self() noexcept { return static_cast<Derived&>(*this); }
   const Derived& self() const noexcept { return static_cast<const Derived&>(*this); }
 
+  /// A skip must have the output's shape (checked before any work).
+  template <class M>
+  static void check_skip(const M* skip, Index rows, Index cols, const char* what) {
+    if (skip && (skip->rows() != rows || skip->cols() != cols))
+      throw std::invalid_argument(std::string(Derived::name) + ": the " + what + " is " +
+                                  detail::shape_string(skip->rows(), skip->cols()) + ", expected " +
+                                  detail::shape_string(rows, cols));
+  }
+
   template <class Prepare, class Epilogue>
   void run_forward(const Input& x, Output& y, const Output* skip, const Prepare& prepare, const Epilogue& epilogue) {
     const Index cols = self().forward_begin(x);
+    check_skip(skip, self().out_features(), cols, "skip");
     m_x = &x;
     y.resize(self().out_features(), cols);
     prepare(std::as_const(y));
@@ -168,6 +187,7 @@ class FusedLayer {
   void run_backward(const Output& dL_dy, Input& dL_dx, const Input* skip_grad, const Prepare& prepare,
                     const Epilogue& epilogue) {
     const Index cols = self().backward_begin(dL_dy);
+    check_skip(skip_grad, self().in_features(), cols, "skip gradient");
     dL_dx.resize(self().in_features(), cols);
     prepare(std::as_const(dL_dx));
     if constexpr (std::is_same_v<Epilogue, detail::NoEpilogue>) {
@@ -182,6 +202,7 @@ class FusedLayer {
   void run_infer(const Input& x, Output& y, const Output* skip, Workspace& ws, const Prepare& prepare,
                  const Epilogue& epilogue) const {
     const Index cols = self().infer_begin(x, ws);
+    check_skip(skip, self().out_features(), cols, "skip");
     y.resize(self().out_features(), cols);
     prepare(std::as_const(y));
     if constexpr (std::is_same_v<Epilogue, detail::NoEpilogue>) {
