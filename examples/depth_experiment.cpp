@@ -41,14 +41,14 @@ MlpNet make_mlp(Index depth, Index width, bool plain, ImageSize image) {
                                 std::to_string(depth));
   const Index pixels = image.height * image.width;
   auto block = [&](Index) {
-    return MlpBlock(Residual<MlpBranch, Shortcut<float>>(
-                        MlpBranch(Linear<float>(width, width, false), BatchNorm2d<float>(width), ReLU<float>(),
-                                  Linear<float>(width, width, false), BatchNorm2d<float>(width)),
-                        Shortcut<float>(width, width, 1, plain ? ShortcutKind::none : ShortcutKind::identity)),
-                    ReLU<float>());
+    return MlpBlock{Residual<MlpBranch, Shortcut<float>>{
+                        MlpBranch{Linear<float>(width, width, false), BatchNorm2d<float>(width), ReLU<float>(),
+                                  Linear<float>(width, width, false), BatchNorm2d<float>(width)},
+                        Shortcut<float>(width, width, 1, plain ? ShortcutKind::none : ShortcutKind::identity)},
+                    ReLU<float>()};
   };
-  MlpNet net(Flatten<float>(1), Linear<float>(pixels, width, false), BatchNorm2d<float>(width), ReLU<float>(),
-             Repeat<MlpBlock>((depth - 2) / 2, block), Linear<float>(width, 10));
+  MlpNet net{Flatten<float>(1), Linear<float>(pixels, width, false), BatchNorm2d<float>(width), ReLU<float>(),
+             Repeat<MlpBlock>((depth - 2) / 2, block), Linear<float>(width, 10)};
   // PyTorch's default Linear init; every hidden Linear feeds a BatchNorm, so its scale does not matter.
   net.set_image_size(image);
   return net;
@@ -63,14 +63,14 @@ using HighwayNet = Sequential<Flatten<float>, Linear<float>, BatchNorm2d<float>,
 HighwayNet make_highway(Index depth, Index width, ImageSize image) {
   if (depth < 3) throw std::invalid_argument("--kind mlp: highway depths must be >= 3, got " + std::to_string(depth));
   const Index pixels = image.height * image.width;
-  HighwayNet net(Flatten<float>(1), Linear<float>(pixels, width, false), BatchNorm2d<float>(width), ReLU<float>(),
+  HighwayNet net{Flatten<float>(1), Linear<float>(pixels, width, false), BatchNorm2d<float>(width), ReLU<float>(),
                  Repeat<HighwayLayer>(depth - 2,
                                       [&](Index) {
                                         return HighwayLayer(Sequential<Linear<float>, ReLU<float>>(
                                                                 Linear<float>(width, width), ReLU<float>()),
                                                             width);
                                       }),
-                 Linear<float>(width, 10));
+                 Linear<float>(width, 10)};
   net.set_image_size(image);
   return net;
 }
