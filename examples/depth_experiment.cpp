@@ -110,7 +110,7 @@ int main(int argc, char** argv) try {
   if (deep == 0) deep = conv ? 56 : 64;
   for (const long depth : {shallow, deep}) {  // every depth checked before the data is read
     if (conv)
-      CifarResNet<float>::blocks_per_stage(depth);
+      examples::check_depth(depth, depth == shallow ? "--shallow" : "--deep");
     else if (depth < 4 || depth % 2 != 0)
       throw std::invalid_argument("--kind mlp: depths must be even and >= 4 (2 + 2 per block), got " +
                                   std::to_string(depth));
@@ -145,7 +145,7 @@ int main(int argc, char** argv) try {
     Sgd opt(net, {.lr = lr, .momentum = 0.9, .nesterov = true, .weight_decay = 5e-4, .check_finite = true});
     const long per_epoch = static_cast<long>(train_batches.batches_per_epoch()), total = n_epochs * per_epoch;
     const long warmup = std::max<long>(1, std::min<long>(per_epoch / 2, total / 10));
-    const LinearWarmup schedule(CosineAnnealingLr(lr, total - warmup), warmup, 0.1);
+    const LinearWarmup schedule(CosineAnnealingLr(lr, std::max<long>(1, total - warmup)), warmup, 0.1);
     CrossEntropyLoss<float> loss;
     typename std::remove_reference_t<decltype(net)>::Workspace ws;
     Run run{model, depth, {}, {}};

@@ -59,7 +59,7 @@ int run(int argc, char** argv) {
   s.finite_check = !cl.get_flag("--no-finite-check",
                                 "do not stop when the loss or a gradient stops being finite (NaN, infinity)");
   if (!cl.finish()) return 0;
-  CifarResNet<float>::blocks_per_stage(s.depth);  // checks 6n+2 before the data is read
+  examples::check_depth(s.depth, "--depth");  // 6n+2, before the data is read
   // Every output is checked before the data is read: nothing trains for hours to fail at saving.
   examples::check_outputs({{"--csv", s.csv}, {"--plot", s.plot}, {"--weights", s.weights}});
   set_num_threads(static_cast<int>(s.threads));
@@ -88,7 +88,7 @@ int run(int argc, char** argv) {
   const long steps_per_epoch = static_cast<long>(train_batches.batches_per_epoch());
   const long total_steps = s.epochs * steps_per_epoch;
   const long warmup = std::max<long>(1, std::min<long>(steps_per_epoch / 2, total_steps / 10));
-  const LinearWarmup schedule(CosineAnnealingLr(s.lr, total_steps - warmup), warmup, 0.1);
+  const LinearWarmup schedule(CosineAnnealingLr(s.lr, std::max<long>(1, total_steps - warmup)), warmup, 0.1);
   CrossEntropyLoss<float> loss;
   CifarResNet<float>::Workspace ws;
 

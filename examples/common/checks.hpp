@@ -1,6 +1,7 @@
 #pragma once
 // The examples' checks of user input before the first training step (data sets against each other
 // and against the flags, output paths), and saving the trained weights with a fallback path.
+#include <resblocks/blocks/cifar_resnet.hpp>
 #include <resblocks/io/detail/file_io.hpp>
 #include <resblocks/io/image_dataset.hpp>
 #include <resblocks/io/safetensors.hpp>
@@ -15,6 +16,15 @@
 #include <vector>
 
 namespace examples {
+
+/// Throws std::invalid_argument naming `flag` unless `depth` is a CIFAR ResNet depth, 6n+2.
+inline void check_depth(long depth, const std::string& flag) {
+  try {
+    resblocks::CifarResNet<float>::blocks_per_stage(depth);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(flag + " " + std::to_string(depth) + ": " + e.what());
+  }
+}
 
 /// "28x28" (or "3x28x28" for several channels).
 inline std::string image_shape(const resblocks::ImageDataset& d) {
