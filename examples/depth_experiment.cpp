@@ -173,7 +173,7 @@ int main(int argc, char** argv) try {
       loss_panel.series.back().points.emplace_back(epoch, e.loss);
       acc_panel.series.back().points.emplace_back(epoch, acc);
       grad_panel.series.back().points.emplace_back(epoch, e.grad_norm_first);
-      chart.save(plot_path);
+      examples::save_plot(chart, plot_path, "depth_experiment");
       run.epochs.push_back(e);
       run.test_acc.push_back(acc);
     }

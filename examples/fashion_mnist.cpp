@@ -119,7 +119,7 @@ int run(int argc, char** argv) {
         << '\n' << std::flush;
     loss_panel.series[0].points.emplace_back(epoch, e.loss);
     acc_panel.series[0].points.emplace_back(epoch, acc);
-    chart.save(s.plot);
+    examples::save_plot(chart, s.plot, "fashion_mnist");
   }
   const std::string saved = examples::save_weights(net, s.weights, "fashion_mnist");
   std::printf("wrote %s, %s and %s\n", s.csv.c_str(), s.plot.c_str(), saved.c_str());

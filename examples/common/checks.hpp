@@ -1,6 +1,8 @@
 #pragma once
 // The examples' checks of user input before the first training step (data sets against each other
 // and against the flags, output paths), and saving the trained weights with a fallback path.
+#include "common/svg_chart.hpp"
+
 #include <resblocks/blocks/cifar_resnet.hpp>
 #include <resblocks/io/detail/file_io.hpp>
 #include <resblocks/io/image_dataset.hpp>
@@ -79,6 +81,15 @@ inline void check_outputs(const std::vector<std::pair<std::string, std::string>>
         throw std::invalid_argument(outputs[j].first + " and " + outputs[i].first + " name the same file '" +
                                     outputs[i].second + "'");
     }
+  }
+}
+
+/// Saves the plot; a failure (disk full) is a warning, so that it cannot cost the training run.
+inline void save_plot(const SvgChart& chart, const std::string& path, const std::string& program) {
+  try {
+    chart.save(path);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: warning: %s; training goes on\n", program.c_str(), e.what());
   }
 }
 
