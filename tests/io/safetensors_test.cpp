@@ -546,7 +546,7 @@ TEST_CASE("safetensors: saving through a symlink replaces its target and keeps t
   REQUIRE(stored == std::vector<std::string>{"model.safetensors"});
 }
 
-TEST_CASE("safetensors: a save keeps the old file's permissions; a new file honours the umask", "[io][safetensors]") {
+TEST_CASE("safetensors: a save keeps the old file's permissions, a new file honours the umask", "[io][safetensors]") {
   TempDir dir;
   auto net = small_net<float>(64);
   const std::string path = dir.file("private.safetensors");
