@@ -17,6 +17,7 @@
 #include <resblocks/blocks/repeat.hpp>
 #include <resblocks/blocks/sequential.hpp>
 #include <resblocks/blocks/transformer_block.hpp>
+#include <resblocks/core/build_info.hpp>
 #include <resblocks/core/threading.hpp>
 #include <resblocks/layers/layer_norm.hpp>
 #include <resblocks/layers/linear.hpp>
@@ -349,6 +350,7 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::printf("%s\n", build_info().c_str());  // version, Eigen, SIMD instruction sets, threads
   try {
     return run(argc, argv);
   } catch (const std::exception& e) {

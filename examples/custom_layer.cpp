@@ -35,7 +35,8 @@ class LayerScale {
   const Output& forward(Input&&) = delete;
 
   const Input& backward(const Output& dL_dy) {
-    m_dL_dgamma += (dL_dy.array() * m_x->array()).rowwise().sum().matrix();  // accumulate dL/dγ
+    const Input& x = m_x.get(name);  // throws std::logic_error if no forward ran
+    m_dL_dgamma += (dL_dy.array() * x.array()).rowwise().sum().matrix();  // accumulate dL/dγ
     m_dL_dx = m_gamma.asDiagonal() * dL_dy;
     return m_dL_dx;
   }
@@ -58,7 +59,7 @@ class LayerScale {
 
  private:
   Eigen::Matrix<S, N, 1> m_gamma, m_dL_dgamma;
-  const Input* m_x = nullptr;
+  CachedInput<Input> m_x;  // the forward input, kept for backward
   Output m_y;
   Input m_dL_dx;
 };
@@ -66,6 +67,7 @@ class LayerScale {
 static_assert(Layer<LayerScale<float, 8>>, "LayerScale meets the layer contract");
 
 int main() {
+  std::printf("%s\n", build_info().c_str());  // version, Eigen, SIMD instruction sets, threads
   constexpr int D = 8;
   // x + γ ⊙ W2 gelu(W1 x + b1) + b2 — the residual branch starts at a tenth of its size.
   using Block = Residual<Sequential<Linear<double, D, 4 * D>, GELU<double, 4 * D>, Linear<double, 4 * D, D>,

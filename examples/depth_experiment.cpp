@@ -85,6 +85,7 @@ struct Run {
 }  // namespace
 
 int main(int argc, char** argv) try {
+  std::printf("%s\n", build_info().c_str());  // version, Eigen, SIMD instruction sets, threads
   examples::CommandLine cl(argc, argv,
                            "Plain vs residual (and, for mlp, highway) networks, shallow vs deep, on Fashion-MNIST (He et al. 2016, Fig. 1).");
   const std::string kind = cl.get_string("--kind", "mlp", "mlp (fully connected) or conv (CIFAR-style ResNets)");

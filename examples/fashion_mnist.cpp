@@ -129,6 +129,7 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::printf("%s\n", build_info().c_str());  // version, Eigen, SIMD instruction sets, threads
   try {
     return run(argc, argv);
   } catch (const std::exception& e) {

@@ -7,6 +7,7 @@
 using namespace resblocks;
 
 int main() {
+  std::printf("%s\n", build_info().c_str());  // version, Eigen, SIMD instruction sets, threads
   constexpr int D = 32;
   // One residual block: y = x + W2 relu(W1 x + b1) + b2.
   using Block = Residual<Sequential<Linear<float, D, D>, ReLU<float, D>, Linear<float, D, D>>>;

@@ -43,7 +43,7 @@ EpochStats train_epoch(Net& net, resblocks::BatchLoader<float>& loader, resblock
   EpochStats stats;
   double loss_sum = 0, grad_sum = 0;
   long correct = 0, batches = 0;
-  resblocks::detail::propagate_training(net, true);
+  resblocks::train(net);
   loader.start_epoch();
   bar.start(label, static_cast<long>(loader.batches_per_epoch()));
   const auto t0 = Clock::now();
@@ -77,7 +77,7 @@ EpochStats train_epoch(Net& net, resblocks::BatchLoader<float>& loader, resblock
 /// Test accuracy in eval mode (BatchNorm's running statistics), through the const inference path.
 template <class Net>
 double evaluate(Net& net, resblocks::BatchLoader<float>& loader, typename Net::Workspace& ws) {
-  resblocks::detail::propagate_training(net, false);
+  resblocks::eval(net);
   long correct = 0, seen = 0;
   loader.start_epoch();
   while (loader.next()) {
@@ -90,7 +90,7 @@ double evaluate(Net& net, resblocks::BatchLoader<float>& loader, typename Net::W
     }
     seen += logits.cols();
   }
-  resblocks::detail::propagate_training(net, true);
+  resblocks::train(net);
   return seen > 0 ? static_cast<double>(correct) / seen : 0.0;
 }
 

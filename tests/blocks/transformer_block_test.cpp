@@ -2,6 +2,7 @@
 
 #include <resblocks/blocks/repeat.hpp>
 #include <resblocks/blocks/transformer_block.hpp>
+#include <resblocks/core/training_mode.hpp>
 #include <resblocks/layers/gelu.hpp>
 
 #include <Eigen/Core>
@@ -11,6 +12,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 using namespace resblocks;
@@ -53,26 +55,37 @@ TransformerBlock<S, D> make_block(TransformerOptions options, std::uint64_t seed
 }
 
 /// The block computed piece by piece from its own pieces' infer (each piece alone is tested
-/// elsewhere): checks the wiring (which norm feeds what, where the skips go).
-Eigen::MatrixXd by_pieces(const TransformerBlock<double>& block, const Eigen::MatrixXd& x) {
+/// elsewhere): checks the wiring (which norm feeds what, where the skips go). With `masks`, the
+/// Dropouts' masks of the last forward multiply where nn.TransformerEncoderLayer has dropout1,
+/// dropout and dropout2.
+Eigen::MatrixXd by_pieces(const TransformerBlock<double>& block, const Eigen::MatrixXd& x, bool masks = false) {
   using B = TransformerBlock<double>;
   typename B::Norm::Workspace n1, n2;
   typename B::Attention::Workspace a;
   typename B::Linear1::Workspace l1;
   typename B::Linear2::Workspace l2;
+  const FeedForwardActivation kind = block.options().activation;
+  auto activation = [kind](double v) {
+    if (kind == FeedForwardActivation::relu) return v > 0 ? v : 0.0;
+    if (kind == FeedForwardActivation::gelu) return 0.5 * v * (1.0 + std::erf(v / std::sqrt(2.0)));
+    return 0.5 * v * (1.0 + std::tanh(std::sqrt(2.0 / 3.141592653589793) * (v + 0.044715 * v * v * v)));
+  };
+  auto drop = [&](const auto& dropout, const Eigen::MatrixXd& h) -> Eigen::MatrixXd {
+    return masks ? Eigen::MatrixXd(h.cwiseProduct(dropout.mask())) : h;
+  };
   auto ffn = [&](const Eigen::MatrixXd& h) -> Eigen::MatrixXd {
     const Eigen::MatrixXd z = block.linear1().infer(h, l1);
-    const Eigen::MatrixXd g = z.unaryExpr([](double v) { return 0.5 * v * (1.0 + std::erf(v / std::sqrt(2.0))); });
-    return block.linear2().infer(g, l2);
+    const Eigen::MatrixXd g = drop(block.dropout(), z.unaryExpr(activation));
+    return drop(block.dropout2(), block.linear2().infer(g, l2));
   };
   const bool res = block.options().with_residual;
   if (block.options().norm_first) {
-    const Eigen::MatrixXd attn = block.attention().infer(block.norm1().infer(x, n1), a);
+    const Eigen::MatrixXd attn = drop(block.dropout1(), block.attention().infer(block.norm1().infer(x, n1), a));
     const Eigen::MatrixXd h = res ? Eigen::MatrixXd(x + attn) : attn;
     const Eigen::MatrixXd f = ffn(block.norm2().infer(h, n2));
     return res ? Eigen::MatrixXd(h + f) : f;
   }
-  const Eigen::MatrixXd attn = block.attention().infer(x, a);
+  const Eigen::MatrixXd attn = drop(block.dropout1(), block.attention().infer(x, a));
   const Eigen::MatrixXd h = block.norm1().infer(res ? Eigen::MatrixXd(x + attn) : attn, n1);
   const Eigen::MatrixXd f = ffn(h);
   return block.norm2().infer(res ? Eigen::MatrixXd(h + f) : f, n2);
@@ -348,4 +361,61 @@ TEST_CASE("set_sequence_length reaches attention through Sequential, Residual, R
   Highway<Attention> gated(Attention(k_d, k_heads));
   gated.set_sequence_length(k_length);
   REQUIRE(gated.h().sequence_length() == k_length);
+}
+
+namespace {
+
+/// A block whose every forward re-seeds default_generator() first: the same dropout masks each
+/// time, so finite differences see a fixed function.
+struct ReseededBlock : TransformerBlock<double> {
+  explicit ReseededBlock(TransformerBlock<double> block) : TransformerBlock<double>(std::move(block)) {}
+  const Output& forward(const Input& x) {
+    manual_seed(53);
+    return TransformerBlock<double>::forward(x);
+  }
+  const Output& forward(Input&&) = delete;
+};
+
+}  // namespace
+
+TEST_CASE("TransformerBlock: ReLU, GELU and tanh-GELU, dropout where TransformerEncoderLayer has it",
+          "[transformer][dropout]") {
+  const Eigen::MatrixXd x = rbtest::random_batch<Eigen::MatrixXd>(k_d, k_length * k_sequences, 50) * 2.0;
+  for (auto options : k_all_variants)
+    for (const auto activation :
+         {FeedForwardActivation::relu, FeedForwardActivation::gelu, FeedForwardActivation::gelu_tanh}) {
+      options.activation = activation;
+      options.dropout = 0.4;
+      INFO(describe(options) << ", activation " << int(activation));
+      auto block = make_block<double>(options, 51);
+      manual_seed(52);
+      const Eigen::MatrixXd y = block.forward(x);
+      REQUIRE(block.dropout1().mask().rows() == k_d);
+      REQUIRE(block.dropout().mask().rows() == k_ff);
+      REQUIRE(block.dropout2().mask().cols() == x.cols());
+      for (const double zeros : {(block.dropout1().mask().array() == 0).cast<double>().mean(),
+                                 (block.dropout().mask().array() == 0).cast<double>().mean(),
+                                 (block.dropout2().mask().array() == 0).cast<double>().mean()})
+        REQUIRE((zeros > 0.2 && zeros < 0.6));  // p = 0.4 of 80 or 160 elements
+      REQUIRE(rbtest::rel_diff(y, by_pieces(block, x, true)) < 1e-13);
+      manual_seed(52);
+      REQUIRE(block.forward(x) == y);  // seeded: the same masks
+      REQUIRE(block.forward(x) != y);  // and new ones next time
+
+      // Eval mode: no dropping, forward and infer agree with the mask-free formula.
+      eval(block);
+      const Eigen::MatrixXd y_eval = block.forward(x);
+      REQUIRE(rbtest::rel_diff(y_eval, by_pieces(block, x)) < 1e-13);
+      TransformerBlock<double>::Workspace ws;
+      REQUIRE(block.infer(x, ws) == y_eval);
+      train(block);
+
+      // Backward goes through the same masks: finite differences of the masked function (two cases
+      // of the twelve keep the test fast).
+      if (options.with_residual && (options.norm_first ? activation == FeedForwardActivation::relu
+                                                       : activation == FeedForwardActivation::gelu_tanh)) {
+        ReseededBlock seeded(make_block<double>(options, 54));
+        rbtest::require_gradients(seeded, x);
+      }
+    }
 }

@@ -89,7 +89,7 @@ TEST_CASE("no allocation in steady-state steps: pre-activation bottleneck, CIFAR
   require_no_allocation(cifar, rbtest::random_batch<Eigen::MatrixXf>(1, 16 * 144, 106));
 }
 
-TEST_CASE("no allocation in steady-state steps: Transformer blocks (masks), attention, Highway", "[allocation][transformer]") {
+TEST_CASE("no allocation in steady-state steps: Transformer blocks (masks, dropout), attention, Highway, Dropout", "[allocation][transformer]") {
   const Index d = 64, length = 16, sequences = 4;
   const Eigen::MatrixXf x = rbtest::random_batch<Eigen::MatrixXf>(d, length * sequences, 108);
   std::vector<unsigned char> mask(static_cast<std::size_t>(length * sequences), 0);
@@ -99,7 +99,13 @@ TEST_CASE("no allocation in steady-state steps: Transformer blocks (masks), atte
     block.set_sequence_length(length);
     block.set_key_padding_mask(mask);
     require_no_allocation(block, x);
+    // ReLU and the three Dropouts drawing masks (training mode, p > 0).
+    TransformerBlock<float> dropping(d, 4, 256, {.norm_first = norm_first, .activation = FeedForwardActivation::relu, .dropout = 0.1});
+    dropping.set_sequence_length(length);
+    require_no_allocation(dropping, x);
   }
+  Sequential<Linear<float>, Dropout<float>> dropout(Linear<float>(d, d), Dropout<float>(0.3));
+  require_no_allocation(dropout, x);
   Highway<Sequential<Linear<float>, ReLU<float>>> highway(Sequential<Linear<float>, ReLU<float>>(Linear<float>(d, d), ReLU<float>()));
   require_no_allocation(highway, x);
 }

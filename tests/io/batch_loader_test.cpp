@@ -5,6 +5,7 @@
 
 #include <resblocks/io/batch_loader.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cmath>
@@ -327,6 +328,57 @@ TEST_CASE("BatchLoader: options are validated", "[io][loader][error]") {
                     std::invalid_argument);
   REQUIRE_THROWS_WITH(BatchLoader<float>(data, with([](auto& o) { o.crop_padding = -1; })), rbtest::contains("crop_padding"));
   REQUIRE_THROWS_AS(BatchLoader<float>(data, with([](auto& o) { o.batch_size = -3; })), std::invalid_argument);
+}
+
+TEST_CASE("BatchLoader: rank/world_size shards one shared shuffle (DistributedSampler semantics)", "[io][loader][shard]") {
+  const ImageDataset data = make_dataset(10, 1, 2, 2);
+  // The whole epoch's order on one rank (same seed): the shards must be its strided slices.
+  BatchLoader<float> whole(data, {.batch_size = 100, .shuffle = true, .seed = 5});
+  REQUIRE(whole.next());
+  const std::vector<int> order(whole.labels().begin(), whole.labels().end());
+  auto shard = [&](Index rank, Index world, bool drop_last, bool pad, Index batch = 2) {
+    BatchLoader<float> loader(data, {.batch_size = batch, .shuffle = true, .drop_last = drop_last, .seed = 5,
+                                     .rank = rank, .world_size = world, .pad_shards = pad});
+    std::vector<int> seen;
+    Index batches = 0;
+    while (loader.next()) {
+      seen.insert(seen.end(), loader.labels().begin(), loader.labels().end());
+      ++batches;
+    }
+    REQUIRE(batches == loader.batches_per_epoch());
+    REQUIRE(static_cast<Index>(seen.size()) == loader.samples_per_epoch());
+    return seen;
+  };
+  SECTION("uneven: 10 samples on 3 ranks, padded (every rank 4, the order wraps to its start)") {
+    for (Index r = 0; r < 3; ++r) {
+      const std::vector<int> s = shard(r, 3, false, true);
+      REQUIRE(s.size() == 4);
+      for (std::size_t k = 0; k < s.size(); ++k) REQUIRE(s[k] == order[(static_cast<std::size_t>(r) + 3 * k) % 10]);
+    }
+  }
+  SECTION("uneven, not padded: 4, 3, 3 samples, every sample exactly once over the ranks (evaluation)") {
+    std::vector<int> all;
+    for (Index r = 0; r < 3; ++r) {
+      const std::vector<int> s = shard(r, 3, false, false);
+      REQUIRE(s.size() == (r == 0 ? 4u : 3u));
+      all.insert(all.end(), s.begin(), s.end());
+    }
+    std::sort(all.begin(), all.end());
+    std::vector<int> expected(10);
+    std::iota(expected.begin(), expected.end(), 0);
+    REQUIRE(all == expected);
+  }
+  SECTION("drop_last: floor(10 / 3) = 3 samples per rank, then the short batch dropped: one batch of 2") {
+    for (Index r = 0; r < 3; ++r) {
+      const std::vector<int> s = shard(r, 3, true, true);
+      REQUIRE(s.size() == 2);
+      for (std::size_t k = 0; k < s.size(); ++k) REQUIRE(s[k] == order[static_cast<std::size_t>(r) + 3 * k]);
+    }
+    REQUIRE(shard(1, 3, true, true, 3).size() == 3);
+  }
+  SECTION("one rank of one is the unsharded loader") { REQUIRE(shard(0, 1, false, true, 100) == order); }
+  REQUIRE_THROWS_WITH(BatchLoader<float>(data, {.rank = 2, .world_size = 2}), rbtest::contains("rank must be in [0, world_size)"));
+  REQUIRE_THROWS_AS(BatchLoader<float>(data, {.rank = 0, .world_size = 0}), std::invalid_argument);
 }
 
 TEST_CASE("BatchLoader: next() does not allocate, the buffers stay put", "[io][loader][allocation]") {

@@ -225,7 +225,7 @@ ValidFile valid_small_file(const TempDir& dir) {
 /// Loading `bytes` into a fresh net throws std::runtime_error whose message contains the path and
 /// every string of `expected`, and leaves the net exactly as it was.
 void require_rejected(const TempDir& dir, const std::string& bytes, const std::vector<std::string>& expected,
-                      bool strict = true) {
+                      const SafetensorsOptions& options = {}) {
   const std::string path = dir.file("corrupt.safetensors");
   write_bytes(path, bytes);
   auto net = small_net<float>(12);
@@ -233,7 +233,7 @@ void require_rejected(const TempDir& dir, const std::string& bytes, const std::v
   const Snapshot before = snapshot(net);
   std::string message;
   try {
-    load_safetensors(net, path, strict);
+    load_safetensors(net, path, options);
   } catch (const std::runtime_error& e) {
     message = e.what();
   }
@@ -274,7 +274,16 @@ TEST_CASE("safetensors: round trip of a CIFAR ResNet-8", "[io][safetensors][resn
   const Eigen::MatrixXf x = rbtest::random_batch<Eigen::MatrixXf>(1, 3 * 64, 23);
   REQUIRE(eval_output(a, x) == eval_output(b, x));
   const std::string header = split(read_bytes(path)).header;
-  CHECK(header.find("\"layer2.0.conv1.weight\":{\"dtype\":\"F32\",\"shape\":[8,36]") != std::string::npos);
+  CHECK(header.find("\"layer2.0.conv1.weight\":{\"dtype\":\"F32\",\"shape\":[8,4,3,3]") != std::string::npos);
+  // Every convolution in torch's 4-D shape, wherever it sits (stem and blocks).
+  for (std::size_t at = header.find("conv"); at != std::string::npos; at = header.find("conv", at + 1)) {
+    const std::size_t key_end = header.find("\":{", at);
+    const std::string key = header.substr(at, key_end - at);  // conv1.weight, conv.weight, ...
+    if (key.find('"') != std::string::npos || !key.ends_with(".weight")) continue;
+    const std::size_t shape = header.find("\"shape\":[", key_end), close = header.find(']', shape);
+    INFO(key);
+    CHECK(std::count(header.begin() + std::ptrdiff_t(shape), header.begin() + std::ptrdiff_t(close), ',') == 3);
+  }
   CHECK(header.find("\"layer3.0.bn2.num_batches_tracked\":{\"dtype\":\"I64\",\"shape\":[]") != std::string::npos);
 }
 
@@ -287,7 +296,7 @@ TEST_CASE("safetensors: file layout, dtypes and shapes", "[io][safetensors]") {
   INFO(p.header);
   REQUIRE(p.header.size() % 8 == 0);  // the data section starts 8-byte aligned
   REQUIRE(p.header.find("\"__metadata__\":{\"format\":\"pt\"}") != std::string::npos);
-  REQUIRE(p.header.find("\"0.weight\":{\"dtype\":\"F32\",\"shape\":[3,18],") != std::string::npos);
+  REQUIRE(p.header.find("\"0.weight\":{\"dtype\":\"F32\",\"shape\":[3,2,3,3],") != std::string::npos);  // torch's shape
   REQUIRE(p.header.find("\"1.running_var\":{\"dtype\":\"F32\",\"shape\":[3],") != std::string::npos);
   REQUIRE(p.header.find("\"1.num_batches_tracked\":{\"dtype\":\"I64\",\"shape\":[],") != std::string::npos);
   REQUIRE(p.header.find("\"4.weight\":{\"dtype\":\"F32\",\"shape\":[5,48],") != std::string::npos);
@@ -303,7 +312,7 @@ TEST_CASE("safetensors: file layout, dtypes and shapes", "[io][safetensors]") {
   auto d = small_net<double>(31);
   save_safetensors(d, dir.file("d.safetensors"));
   const std::string dh = split(read_bytes(dir.file("d.safetensors"))).header;
-  REQUIRE(dh.find("\"0.weight\":{\"dtype\":\"F64\",\"shape\":[3,18],") != std::string::npos);
+  REQUIRE(dh.find("\"0.weight\":{\"dtype\":\"F64\",\"shape\":[3,2,3,3],") != std::string::npos);
   REQUIRE(dh.find("\"1.num_batches_tracked\":{\"dtype\":\"I64\",\"shape\":[],") != std::string::npos);
 
   // An F64 file loads into a float network (values converted) and back.
@@ -335,7 +344,7 @@ TEST_CASE("safetensors: PyTorch state_dict loads, eval outputs match PyTorch", "
   const auto xd = resblocks_tests::fixture_batch<Batch<double, 2>>(f, "x");
   resblocks_tests::check_close(f, "y_eval", eval_output(dnet, xd), 1e-12, "double infer");
 
-  // Saved again (2-D conv weight now) and reloaded: the same outputs.
+  // Saved again (torch's 4-D conv weight) and reloaded: the same outputs.
   TempDir dir;
   save_safetensors(net, dir.file("again.safetensors"));
   auto again = small_net<float>(43);
@@ -401,20 +410,31 @@ TEST_CASE("safetensors: wrong dtypes and shapes are rejected", "[io][safetensors
                    {"tensor '4.weight'", "dtype I32, expected F32 or F64"});
   require_rejected(dir, edit("\"4.weight\":{\"dtype\":\"F32\"", "\"4.weight\":{\"dtype\":\"F17\""),
                    {"tensor '4.weight'", "unknown dtype \"F17\""});
+  // The int64 bits of a small count read as F64 are a denormal, not an integer.
   require_rejected(dir, edit("\"1.num_batches_tracked\":{\"dtype\":\"I64\"", "\"1.num_batches_tracked\":{\"dtype\":\"F64\""),
-                   {"tensor '1.num_batches_tracked'", "expected I64"});
-  // Same element count, but the first dimension is not the model's 5 rows (a transposed weight).
-  require_rejected(dir, edit("\"shape\":[5,48]", "\"shape\":[48,5]"), {"tensor '4.weight'", "shape [48, 5]", "[5, 48]"});
+                   {"tensor '1.num_batches_tracked'", "is not an integer"});
+  require_rejected(dir, edit("\"1.num_batches_tracked\":{\"dtype\":\"I64\"", "\"1.num_batches_tracked\":{\"dtype\":\"F64\""),
+                   {"tensor '1.num_batches_tracked'", "expected I64", "float_counters"}, {.float_counters = false});
+  // Same element count, but not the model's shape (a transposed weight).
+  require_rejected(dir, edit("\"shape\":[5,48]", "\"shape\":[48,5]"),
+                   {"tensor '4.weight'", "shape [48, 5], expected [5, 48]"});
+  // The conv weight with the right first dimension and element count, but permuted ([Out, k, k, In]
+  // as a channels-last export writes it) or flattened otherwise: rejected, naming both shapes.
+  require_rejected(dir, edit("\"shape\":[3,2,3,3]", "\"shape\":[3,3,3,2]"),
+                   {"tensor '0.weight'", "shape [3, 3, 3, 2], expected [3, 2, 3, 3] (or the stored [3, 18])"});
+  require_rejected(dir, edit("\"shape\":[3,2,3,3]", "\"shape\":[3,2,9]"), {"tensor '0.weight'", "shape [3, 2, 9]"});
+  require_rejected(dir, edit("\"shape\":[3,2,3,3]", "\"shape\":[3,18,1]"), {"tensor '0.weight'", "shape [3, 18, 1]"});
+  require_rejected(dir, edit("\"shape\":[3,2,3,3]", "\"shape\":[54]"), {"tensor '0.weight'", "shape [54]"});
   // Shape and data_offsets disagree.
   require_rejected(dir, edit("\"shape\":[5,48]", "\"shape\":[5,40]"), {"tensor '4.weight'", "need 800"});
   require_rejected(dir, edit("\"shape\":[5,48]", "\"shape\":[5,-48]"), {"tensor '4.weight'", "non-negative"});
   require_rejected(dir, edit("\"4.weight\":{\"dtype\":\"F32\"", "\"4.weight\":{\"type\":\"F32\""),
                    {"tensor '4.weight'", "no \"dtype\""});
 
-  // A 4-D shape with the model's first dimension and element count loads (PyTorch's conv weight).
-  write_bytes(dir.file("conv4d.safetensors"), edit("\"shape\":[3,18]", "\"shape\":[3,2,3,3]"));
+  // The exact 2-D shape the layer stores loads too (resblocks' files before torch shapes).
+  write_bytes(dir.file("conv2d.safetensors"), edit("\"shape\":[3,2,3,3]", "\"shape\":[3,18]"));
   auto net = small_net<float>(15);
-  load_safetensors(net, dir.file("conv4d.safetensors"));
+  load_safetensors(net, dir.file("conv2d.safetensors"));
   auto reference = small_net<float>(11);  // the net valid_small_file saved
   train_statistics(reference, 2, 2 * 16, 1);
   REQUIRE(snapshot(net) == snapshot(reference));
@@ -424,8 +444,9 @@ TEST_CASE("safetensors: wrong dtypes and shapes are rejected", "[io][safetensors
   save_safetensors(small, dir.file("linear.safetensors"));
   const Snapshot before = snapshot(wider);
   REQUIRE_THROWS_WITH(load_safetensors(wider, dir.file("linear.safetensors")),
-                      rbtest::contains("tensor '0.weight': shape [4, 3] does not fit the model's [5, 3]") &&
-                          rbtest::contains("tensor '0.bias': shape [4] does not fit the model's [5]"));
+                      rbtest::contains("linear.safetensors") &&
+                          rbtest::contains("tensor '0.weight': shape [4, 3], expected [5, 3]") &&
+                          rbtest::contains("tensor '0.bias': shape [4], expected [5]"));
   REQUIRE(snapshot(wider) == before);
 }
 
@@ -471,7 +492,7 @@ TEST_CASE("safetensors: missing, unexpected and overlapping tensors are rejected
 }
 
 TEST_CASE("safetensors: JSON strings with escapes and unicode", "[io][safetensors]") {
-  using detail::safetensors::JsonParser;
+  using detail::JsonParser;
   const auto v = JsonParser(R"( {"a\"b\\c\/d\n\t": ["\u00e9\ud83d\ude00", -12, 0, 9223372036854775807], "e": {}} )", 8)
                      .parse_document();
   REQUIRE(v.keys.size() == 2);
@@ -604,4 +625,76 @@ TEST_CASE("safetensors: load from bytes in memory", "[io][safetensors]") {
                       rbtest::contains("load_safetensors: 'embedded'") && rbtest::contains("run past the end"));
   REQUIRE_THROWS_WITH(load_safetensors(untouched, std::span<const std::byte>()), rbtest::contains("'<memory>'"));
   REQUIRE(snapshot(untouched) == before);
+}
+
+namespace {
+
+/// The valid small file with `1.num_batches_tracked` stored as `dtype` (F32 or F64) holding `value`.
+std::string float_counter_file(const ValidFile& v, const std::string& dtype, double value) {
+  const auto [begin, end] = data_offsets(entry_json(v.parts.header, "1.num_batches_tracked"));
+  REQUIRE(end == begin + 8);
+  Parts p = v.parts;
+  std::string bytes(8, '\0');
+  if (dtype == "F32") {
+    const auto f = static_cast<float>(value);
+    std::memcpy(bytes.data(), &f, 4);  // the test host is little-endian
+    p.header = replace_once(p.header, "[" + std::to_string(begin) + "," + std::to_string(end) + "]",
+                            "[" + std::to_string(begin) + "," + std::to_string(begin + 4) + "]");
+  } else {
+    std::memcpy(bytes.data(), &value, 8);
+  }
+  p.data.replace(begin, 8, bytes);
+  p.header = replace_once(p.header, "\"1.num_batches_tracked\":{\"dtype\":\"I64\"",
+                          "\"1.num_batches_tracked\":{\"dtype\":\"" + dtype + "\"");
+  return p.bytes();
+}
+
+}  // namespace
+
+TEST_CASE("safetensors: a float num_batches_tracked loads when its value is an exact integer", "[io][safetensors]") {
+  TempDir dir;
+  const ValidFile v = valid_small_file(dir);
+  for (const std::string dtype : {"F32", "F64"}) {
+    INFO(dtype);
+    write_bytes(dir.file("counter.safetensors"), float_counter_file(v, dtype, 7.0));
+    auto net = small_net<float>(61);
+    load_safetensors(net, dir.file("counter.safetensors"));
+    REQUIRE(net.get<1>().num_batches_tracked() == 7);
+    require_rejected(dir, float_counter_file(v, dtype, 7.5), {"tensor '1.num_batches_tracked'", "7.5", "not an integer"});
+    require_rejected(dir, float_counter_file(v, dtype, 7.0), {"tensor '1.num_batches_tracked'", "expected I64"},
+                     {.float_counters = false});
+  }
+  require_rejected(dir, float_counter_file(v, "F64", 1e300), {"not an integer"});  // beyond int64
+}
+
+TEST_CASE("safetensors: parameters_only loads a file without buffers and leaves the buffers", "[io][safetensors]") {
+  TempDir dir;
+  const ValidFile v = valid_small_file(dir);
+  std::string header = v.parts.header;
+  for (const char* buffer : {"running_mean", "running_var", "num_batches_tracked"})
+    header = replace_once(header, "," + entry_json(header, std::string("1.") + buffer), "");
+  REQUIRE(header.find("running_mean") == std::string::npos);
+  const std::string parameters_file = Parts{header, v.parts.data}.bytes();
+  // Without the option: missing tensors, and the message names the option.
+  require_rejected(dir, parameters_file, {"missing tensors: 1.running_mean, 1.running_var, 1.num_batches_tracked",
+                                          "parameters_only"});
+
+  auto reference = small_net<float>(11);  // the net valid_small_file saved
+  train_statistics(reference, 2, 2 * 16, 1);
+  for (const bool with_buffers : {false, true}) {
+    INFO("the file has the buffers: " << with_buffers);
+    write_bytes(dir.file("p.safetensors"), with_buffers ? v.bytes : parameters_file);
+    auto net = small_net<float>(62);
+    train_statistics(net, 2, 2 * 16, 3);
+    const Eigen::VectorXf running_mean = net.get<1>().running_mean();
+    load_safetensors(net, dir.file("p.safetensors"), {.parameters_only = true});  // strict: buffers are not "unexpected"
+    REQUIRE(net.get<0>().weight() == reference.get<0>().weight());
+    REQUIRE(net.get<4>().bias() == reference.get<4>().bias());
+    REQUIRE(net.get<1>().weight() == reference.get<1>().weight());
+    REQUIRE(net.get<1>().running_mean() == running_mean);  // untouched
+    REQUIRE(net.get<1>().num_batches_tracked() == 3);
+  }
+  // Still all or nothing: a bad parameter leaves every tensor as it was.
+  require_rejected(dir, Parts{replace_once(header, "\"shape\":[5,48]", "\"shape\":[48,5]"), v.parts.data}.bytes(),
+                   {"tensor '4.weight'"}, {.parameters_only = true});
 }

@@ -12,7 +12,7 @@
 # space, e.g. ```cpp title="x"); it ends before the next line that is only ``` (trailing blanks
 # allowed). The fences must start their lines (no indentation). Everything in between is kept as is:
 # string(FIND)/string(SUBSTRING) work on bytes, so nothing is reinterpreted.
-cmake_minimum_required(VERSION 3.20)
+cmake_minimum_required(VERSION 3.25)
 
 set(_tag "readme_block")
 if(NOT DEFINED README OR README STREQUAL "")

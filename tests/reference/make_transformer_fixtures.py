@@ -16,7 +16,10 @@ norm_first=..., batch_first=True) in training mode (no fast path) on B sequences
   - `x`, `dL_dy`, `y`, `dL_dx`: d x (B*L), token t of sequence b in column t + L*b;
   - `param.<name>` / `grad.<name>`: torch's names and shapes (self_attn.in_proj_weight 3d x d, biases
     as columns); every parameter is random, LayerNorm weights around 1, biases not 0;
-  - `mask` (key-padding case): L x B, 1 where the key is padding (src_key_padding_mask[b, t] = True).
+  - `mask` (key-padding case): L x B, 1 where the key is padding (src_key_padding_mask[b, t] = True);
+  - `activation` (the activation cases only) 1 x 1: 0 = activation="relu", 2 = GELU(approximate="tanh")
+    passed as the activation; absent = "gelu". The ReLU case checks that no linear1 output is within
+    1e-3 of the kink, so the float test is not decided there.
 
 `positional_sinusoidal`: the table `pe` (max_len x d) of the PyTorch tutorial's PositionalEncoding
 (PE(pos, 2i) = sin(pos / 10000^(2i/d)), PE(pos, 2i+1) = cos(...)), computed with the tutorial's code in float64.
@@ -59,11 +62,20 @@ def randomise(model):
                 p.copy_(quantise(0.5 * torch.randn_like(p)))
 
 
+def gelu_tanh(x):
+    return nn.functional.gelu(x, approximate="tanh")
+
+
+# name: (code in the fixture, TransformerEncoderLayer's activation argument)
+ACTIVATIONS = {"relu": (0, "relu"), "gelu": (1, "gelu"), "gelu_tanh": (2, gelu_tanh)}
+
+
 class Block(nn.TransformerEncoderLayer):
     """nn.TransformerEncoderLayer (same parameter names) applied to a (B*L, d) batch."""
 
-    def __init__(self, d, heads, ff, length, norm_first, causal, key_padding_mask=None):
-        super().__init__(d, heads, ff, dropout=0.0, activation="gelu", norm_first=norm_first, batch_first=True)
+    def __init__(self, d, heads, ff, length, norm_first, causal, key_padding_mask=None, activation="gelu"):
+        super().__init__(d, heads, ff, dropout=0.0, activation=ACTIVATIONS[activation][1], norm_first=norm_first,
+                         batch_first=True)
         self.length = length
         self.causal = causal
         self.key_padding_mask = key_padding_mask
@@ -75,16 +87,19 @@ class Block(nn.TransformerEncoderLayer):
         return y.reshape(-1, x2d.shape[1])
 
 
-def block_case(name, description, norm_first, causal, seed, padded=None, d=8, heads=2, ff=16, length=5, sequences=2):
+def block_case(name, description, norm_first, causal, seed, padded=None, d=8, heads=2, ff=16, length=5, sequences=2,
+               activation="gelu"):
     torch.manual_seed(seed)
     mask = None
     if padded is not None:
         mask = torch.zeros(sequences, length, dtype=torch.bool)
         for b, t in padded:
             mask[b, t] = True
-    model = Block(d, heads, ff, length, norm_first, causal, mask).to(DTYPE)
+    model = Block(d, heads, ff, length, norm_first, causal, mask, activation).to(DTYPE)
     model.train()
     randomise(model)
+    probes = []
+    model.linear1.register_forward_hook(lambda module, inputs, output: probes.append(output.detach().clone()))
     x = quantise(torch.randn(sequences * length, d, dtype=DTYPE))
     dL_dy = quantise(torch.randn(sequences * length, d, dtype=DTYPE))
     case = Case(name, description)
@@ -92,7 +107,11 @@ def block_case(name, description, norm_first, causal, seed, padded=None, d=8, he
     case.add("causal", torch.tensor([[1.0 if causal else 0.0]], dtype=DTYPE))
     if mask is not None:
         case.add("mask", mask.T.to(DTYPE))
+    if activation != "gelu":
+        case.add("activation", torch.tensor([[float(ACTIVATIONS[activation][0])]], dtype=DTYPE))
     run_case(case, model, x, dL_dy)
+    if activation == "relu":
+        assert probes and all(bool((h.abs() > 1e-3).all()) for h in probes), name + ": a ReLU input is near 0"
     return case
 
 
@@ -175,6 +194,17 @@ def all_cases():
                    "TransformerEncoderLayer(8, 2, 16, dropout=0, gelu, norm_first=True), src_key_padding_mask: "
                    "sequence 0 keys 3 and 4, sequence 1 key 1 padded; x is 8 x (2*5).",
                    True, False, 4005, padded=[(0, 3), (0, 4), (1, 1)]),
+        block_case("transformer_pre_ln_relu",
+                   "TransformerEncoderLayer(8, 2, 16, dropout=0, activation=\"relu\", norm_first=True); x is 8 x (2*5).",
+                   True, False, 4007, activation="relu"),
+        block_case("transformer_post_ln_relu",
+                   "TransformerEncoderLayer(8, 2, 16, dropout=0, activation=\"relu\", norm_first=False), causal; "
+                   "x is 8 x (2*5).",
+                   False, True, 4008, activation="relu"),
+        block_case("transformer_pre_ln_gelu_tanh",
+                   "TransformerEncoderLayer(8, 2, 16, dropout=0, activation=GELU(approximate=\"tanh\"), "
+                   "norm_first=True); x is 8 x (2*5).",
+                   True, False, 4009, activation="gelu_tanh"),
         positional_sinusoidal(),
         transformer_lm(),
     ]

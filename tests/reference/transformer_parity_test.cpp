@@ -1,6 +1,6 @@
 // PyTorch parity of TransformerBlock, PositionalEncoding and a small language model: the fixtures
 // transformer_*.txt and positional_sinusoidal.txt written by tests/reference/make_transformer_fixtures.py
-// (torch's nn.TransformerEncoderLayer(8, 2, 16, dropout=0, activation="gelu", batch_first=True),
+// (torch's nn.TransformerEncoderLayer(8, 2, 16, dropout=0, activation="gelu" / "relu" / tanh-GELU, batch_first=True),
 // norm_first True and False, float64 autograd).
 //
 // A comparison passes when max |resblocks - PyTorch| <= tol * max(1, max |PyTorch|), tol 1e-12 in
@@ -44,9 +44,15 @@ void check_block(const std::string& file, bool norm_first) {
   const Index length = shape_entry(f, 0), sequences = shape_entry(f, 1), d = shape_entry(f, 2),
               heads = shape_entry(f, 3), ff = shape_entry(f, 4);
   const bool causal = f.matrix("causal")(0, 0) != 0.0;
+  using resblocks::FeedForwardActivation;
+  const FeedForwardActivation activation =
+      !f.contains("activation")                  ? FeedForwardActivation::gelu
+      : f.matrix("activation")(0, 0) == 0.0      ? FeedForwardActivation::relu
+                                                 : FeedForwardActivation::gelu_tanh;
   INFO(file << (D == resblocks::Dynamic ? " (Dynamic d)" : " (static d)"));
   REQUIRE((D == resblocks::Dynamic || D == d));
-  TransformerBlock<S, D> block(d, heads, ff, {.norm_first = norm_first, .causal = causal});
+  // torch ran with dropout=0 in training mode: here too (the three Dropouts are the identity).
+  TransformerBlock<S, D> block(d, heads, ff, {.norm_first = norm_first, .causal = causal, .activation = activation});
   block.set_sequence_length(length);
   REQUIRE(load_parameters(block, f) == 12);
   resblocks_tests::set_fixture_mask(f, block);
@@ -66,6 +72,9 @@ void check_all_blocks() {
   check_block<S, D>("transformer_post_ln.txt", false);
   check_block<S, D>("transformer_post_ln_causal.txt", false);
   check_block<S, D>("transformer_key_padding.txt", true);
+  check_block<S, D>("transformer_pre_ln_relu.txt", true);
+  check_block<S, D>("transformer_post_ln_relu.txt", false);
+  check_block<S, D>("transformer_pre_ln_gelu_tanh.txt", true);
 }
 
 /// The fixture's tiny language model: tok_emb + pos_emb -> causal pre-LN blocks -> ln_f -> head -> mean CE.
@@ -122,13 +131,13 @@ void check_lm() {
 
 }  // namespace
 
-TEST_CASE("TransformerBlock parity: TransformerEncoderLayer pre-LN, post-LN, causal, key padding (double)",
+TEST_CASE("TransformerBlock parity: TransformerEncoderLayer pre-LN, post-LN, causal, key padding, ReLU, tanh-GELU (double)",
           "[transformer][parity]") {
   check_all_blocks<double, resblocks::Dynamic>();
   check_all_blocks<double, 8>();
 }
 
-TEST_CASE("TransformerBlock parity: TransformerEncoderLayer pre-LN, post-LN, causal, key padding (float)",
+TEST_CASE("TransformerBlock parity: TransformerEncoderLayer pre-LN, post-LN, causal, key padding, ReLU, tanh-GELU (float)",
           "[transformer][parity]") {
   check_all_blocks<float, resblocks::Dynamic>();
   check_all_blocks<float, 8>();

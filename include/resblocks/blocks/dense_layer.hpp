@@ -2,6 +2,7 @@
 /// \file
 /// \brief DenseLayer: DenseNet-BC's composite layer, BN-ReLU-Conv1×1-BN-ReLU-Conv3×3.
 
+#include "resblocks/core/batch_statistics.hpp"
 #include "resblocks/core/cached_input.hpp"
 #include "resblocks/core/gemm.hpp"
 #include "resblocks/core/image_size.hpp"
@@ -24,14 +25,6 @@
 #include <string_view>
 #include <type_traits>
 #include <vector>
-
-// The per-channel loops below run over channels inside a column; `omp simd` vectorises them at -O2
-// too (GCC's -O2 cost model leaves run-time-length loops scalar).
-#if defined(_OPENMP)
-#define RESBLOCKS_DENSE_SIMD _Pragma("omp simd")
-#else
-#define RESBLOCKS_DENSE_SIMD
-#endif
 
 namespace resblocks {
 
@@ -59,88 +52,6 @@ struct DenseScratch {
   const void* z2_owner = nullptr;  ///< the layer whose values z2 holds
 };
 
-/// A grow-only flat buffer viewed as rows × cols: the layers of a block share it without reallocating.
-template <class V>
-auto grown_view(V& storage, Index rows, Index cols) {
-  if (storage.size() < rows * cols) storage.resize(rows * cols);
-  return Eigen::Map<Eigen::Matrix<typename V::Scalar, Eigen::Dynamic, Eigen::Dynamic>>(storage.data(), rows, cols);
-}
-
-/// Columns per chunk (partition) of a pass over `rows` × `cols`: about 256 KB of float data (as
-/// BatchNorm2d's statistics partitions), the count of chunks rounded up to a multiple of 4 so that
-/// 2 or 4 threads get equal shares. Partitions are fixed by the shape, run in parallel and merged
-/// in order: the results do not depend on the thread count.
-inline Index statistics_partition(Index rows, Index cols) noexcept {
-  const Index step = std::max<Index>(16, (Index(1) << 16) / std::max<Index>(rows, 1));
-  const Index parts = (cols + step - 1) / step;
-  if (parts <= 1) return std::max<Index>(cols, 1);
-  const Index balanced = (parts + 3) / 4 * 4;
-  return (cols + balanced - 1) / balanced;
-}
-
-/// Calls f(part, c0, cols) for every partition of `columns` columns of `rows` rows, in parallel.
-template <class F>
-void for_each_statistics_partition(Index rows, Index columns, const F& f) {
-  const Index step = statistics_partition(rows, columns), parts = (columns + step - 1) / step;
-  parallel_for(parts, double(step) * double(rows) * 2.0, [&](Index p0, Index p1) {
-    for (Index p = p0; p < p1; ++p) f(p, p * step, std::min(step, columns - p * step));
-  });
-}
-
-/// Mean and sum of squared deviations from it of each row of the block x (any column stride):
-/// two passes, in double.
-template <class X>
-void partial_moments(const X& x, double* mean, double* m2) {
-  const Index rows = x.rows(), cols = x.cols(), ld = x.outerStride();
-  for (Index r = 0; r < rows; ++r) mean[r] = m2[r] = 0;
-  for (Index j = 0; j < cols; ++j) {
-    const auto* xj = x.data() + j * ld;
-    RESBLOCKS_DENSE_SIMD
-    for (Index r = 0; r < rows; ++r) mean[r] += double(xj[r]);
-  }
-  for (Index r = 0; r < rows; ++r) mean[r] /= double(cols);
-  for (Index j = 0; j < cols; ++j) {
-    const auto* xj = x.data() + j * ld;
-    RESBLOCKS_DENSE_SIMD
-    for (Index r = 0; r < rows; ++r) {
-      const double d = double(xj[r]) - mean[r];
-      m2[r] += d * d;
-    }
-  }
-}
-
-/// Merges the moments of partitions of `step` columns (partition p: mean in column 2p, m2 in
-/// 2p + 1 of `parts`) in order (Chan et al.): the mean and biased variance of all `cols` columns,
-/// into rows [r0, r0 + parts.rows()) of stats (column 0 mean, column 1 variance).
-template <class Parts>
-void merge_moments(const Parts& parts, Index cols, Index step, Eigen::MatrixXd& stats, Index r0) {
-  const Index nparts = (cols + step - 1) / step;
-  for (Index r = 0; r < parts.rows(); ++r) {
-    double mean = parts(r, 0), m2 = parts(r, 1), count = double(std::min(step, cols));
-    for (Index p = 1; p < nparts; ++p) {
-      const double nb = double(std::min(step, cols - p * step)), total = count + nb;
-      const double delta = parts(r, 2 * p) - mean;
-      mean += delta * (nb / total);
-      m2 += parts(r, 2 * p + 1) + delta * delta * (count * nb / total);
-      count = total;
-    }
-    stats(r0 + r, 0) = mean;
-    stats(r0 + r, 1) = m2 / double(cols);
-  }
-}
-
-/// Per-row mean and biased variance of x (any column stride) into rows [r0, r0 + x.rows()) of
-/// `stats`, as BatchNorm2d computes them: per partition, in parallel, merged in partition order.
-template <class X>
-void row_statistics(const X& x, Eigen::VectorXd& storage, Eigen::MatrixXd& stats, Index r0) {
-  const Index rows = x.rows(), cols = x.cols(), step = statistics_partition(rows, cols);
-  auto parts = grown_view(storage, rows, 2 * ((cols + step - 1) / step));
-  for_each_statistics_partition(rows, cols, [&](Index p, Index c0, Index n) {
-    partial_moments(x.middleCols(c0, n), parts.col(2 * p).data(), parts.col(2 * p + 1).data());
-  });
-  merge_moments(parts, cols, step, stats, r0);
-}
-
 /// out = relu(scale·x + shift) per row (channel) on one block (any column strides). The forward
 /// pass and the backward's recomputation both go through here: the same values, bit for bit.
 template <class X, class V, class Out>
@@ -152,7 +63,7 @@ void normalize_relu_block(const X& x, const V& scale, const V& shift, Out&& out)
   for (Index j = 0; j < x.cols(); ++j) {
     const S* xj = x.data() + j * ldx;
     S* oj = out.data() + j * ldo;
-    RESBLOCKS_DENSE_SIMD
+    RESBLOCKS_SIMD
     for (Index r = 0; r < rows; ++r) {
       const S v = xj[r] * a[r] + b[r];
       oj[r] = v > S(0) ? v : S(0);
@@ -173,7 +84,7 @@ void affine_backward_block(const G& g, const X& x, const V& a, const V& b, const
     const S* gj = g.data() + j * ldg;
     const S* xj = x.data() + j * ldx;
     S* oj = out.data() + j * ldo;
-    RESBLOCKS_DENSE_SIMD
+    RESBLOCKS_SIMD
     for (Index r = 0; r < rows; ++r) oj[r] = gj[r] * pa[r] + xj[r] * pb[r] + pc[r];
   }
 }
@@ -187,10 +98,10 @@ void scaled_add_block(const S* base, Index ldb, const G& g, const S* a, Out&& ou
     S* oj = out.data() + j * ldo;
     if (base) {
       const S* bj = base + j * ldb;
-      RESBLOCKS_DENSE_SIMD
+      RESBLOCKS_SIMD
       for (Index r = 0; r < rows; ++r) oj[r] = bj[r] + gj[r] * a[r];
     } else {
-      RESBLOCKS_DENSE_SIMD
+      RESBLOCKS_SIMD
       for (Index r = 0; r < rows; ++r) oj[r] = gj[r] * a[r];
     }
   }
@@ -208,7 +119,7 @@ void add_pending(const Base& base, const X& x, const V& b, const V& c, Index r0,
       const S* bj = base.data() + j * ldb;
       const S* xj = x.data() + j * ldx;
       S* oj = out.data() + j * ldo;
-      RESBLOCKS_DENSE_SIMD
+      RESBLOCKS_SIMD
       for (Index r = 0; r < rows; ++r) oj[r] = bj[r] + xj[r] * pb[r] + pc[r];
     }
   });
@@ -244,7 +155,7 @@ void masked_sums(S* g, Index ldg, const S* z, Index ldz, const S* x, Index ldx, 
     S* g3 = g2 + ldg;
     const S* z0 = z + j * ldz;
     const S* x0 = x + j * ldx;
-    RESBLOCKS_DENSE_SIMD
+    RESBLOCKS_SIMD
     for (Index r = 0; r < rows; ++r) {
       // branch-free (vectorises): g where z > 0, else 0
       const S a0 = g0[r] * S(z0[r] > S(0)), a1 = g1[r] * S(z0[r + ldz] > S(0));
@@ -262,7 +173,7 @@ void masked_sums(S* g, Index ldg, const S* z, Index ldz, const S* x, Index ldx, 
     S* gj = g + j * ldg;
     const S* zj = z + j * ldz;
     const S* xj = x + j * ldx;
-    RESBLOCKS_DENSE_SIMD
+    RESBLOCKS_SIMD
     for (Index r = 0; r < rows; ++r) {
       const S gr = gj[r] * S(zj[r] > S(0));
       gj[r] = gr;
@@ -602,36 +513,17 @@ class DenseLayer {
     f(n2.child("num_batches_tracked").view(), self.m_num_batches2);
   }
 
-  /// Per-channel scale, shift, mean and 1/√(var + ε) of one BatchNorm: from the batch statistics
-  /// `stats` (first γ.size() rows) when batch, else from the running ones.
+  /// Per-channel scale, shift, mean and 1/√(var + ε) of one BatchNorm (detail::norm_coefficients).
   void coefficients(bool batch, const Eigen::MatrixXd& stats, const Vector& gamma, const Vector& beta,
                     const Vector& running_mean, const Vector& running_var, Vector& scale, Vector& shift, Vector& mean,
                     Vector& inv_std) const {
-    const Index rows = gamma.size();
-    scale.resize(rows);
-    shift.resize(rows);
-    mean.resize(rows);
-    inv_std.resize(rows);
-    for (Index r = 0; r < rows; ++r) {
-      const double mu = batch ? stats(r, 0) : double(running_mean(r));
-      const double var = batch ? stats(r, 1) : double(running_var(r));
-      const double is = 1.0 / std::sqrt(var + m_opt.norm.eps), s = double(gamma(r)) / std::sqrt(var + m_opt.norm.eps);
-      scale(r) = S(s);
-      shift(r) = S(double(beta(r)) - mu * s);
-      mean(r) = S(mu);
-      inv_std(r) = S(is);
-    }
+    detail::norm_coefficients(batch, stats, gamma, beta, running_mean, running_var, m_opt.norm.eps, scale, shift, mean,
+                              inv_std);
   }
 
-  /// PyTorch's update: running = (1 - m)·running + m·batch, with the unbiased variance.
   void update_running(const Eigen::MatrixXd& stats, Vector& running_mean, Vector& running_var, std::int64_t& count,
                       Index columns) {
-    const double n = double(columns), mom = m_opt.norm.momentum;
-    for (Index r = 0; r < running_mean.size(); ++r) {
-      running_mean(r) = S((1 - mom) * double(running_mean(r)) + mom * stats(r, 0));
-      running_var(r) = S((1 - mom) * double(running_var(r)) + mom * stats(r, 1) * (n / (n - 1)));
-    }
-    ++count;
+    detail::update_running_statistics(stats, columns, m_opt.norm.momentum, running_mean, running_var, count);
   }
 
   /// Columns per chunk of the fused passes over the c-row input (about 256 KB of it).
@@ -685,33 +577,11 @@ class DenseLayer {
     detail::copy_columns(y, scratch.out);
   }
 
-  /// From the per-partition Σ g and Σ g·(x - mean) (columns 2p, 2p + 1 of sums), summed in order:
-  /// dβ += Σ g, dγ += Σ g·x̂, and the coefficients of dL/dx = scale·g + b·x + c. With batch
-  /// statistics dL/dx = scale·(g - mean(g) - x̂·mean(g·x̂)); with running ones, scale·g.
+  /// detail::finish_norm_backward, as the last forward normalised.
   template <class Sums>
   void finish_norm_backward(const Sums& sums, Index cols, const Vector& scale, const Vector& mean,
                             const Vector& inv_std, Vector& b, Vector& c, Vector& dgamma, Vector& dbeta) const {
-    const Index rows = scale.size(), nparts = sums.cols() / 2;
-    b.resize(rows);
-    c.resize(rows);
-    for (Index r = 0; r < rows; ++r) {
-      double sum_g = 0, sum_g_xhat = 0;
-      for (Index p = 0; p < nparts; ++p) {
-        sum_g += sums(r, 2 * p);
-        sum_g_xhat += sums(r, 2 * p + 1);
-      }
-      sum_g_xhat *= double(inv_std(r));
-      dbeta(r) += S(sum_g);
-      dgamma(r) += S(sum_g_xhat);
-      b(r) = S(0);
-      c(r) = S(0);
-      if (m_co.batch_stats) {  // as the last forward normalised
-        const double s = double(scale(r)), is = double(inv_std(r)), k3 = sum_g_xhat / double(cols),
-                     k2 = sum_g / double(cols);
-        b(r) = S(-s * is * k3);
-        c(r) = S(s * (double(mean(r)) * is * k3 - k2));
-      }
-    }
+    detail::finish_norm_backward(sums, cols, m_co.batch_stats, scale, mean, inv_std, b, c, dgamma, dbeta);
   }
 
   Index m_in, m_k;
@@ -728,11 +598,11 @@ class DenseLayer {
   Scratch m_scratch;    ///< this layer's own shared buffers, when used alone
   Eigen::MatrixXd m_stats;
   Vector m_pending_b, m_pending_c;  ///< norm1's b·x + c part of dL/dx (used alone)
-  detail::CachedInput<Input> m_x;
+  CachedInput<Input> m_x;
   Output m_y;
   Input m_dL_dx;
 };
 
 }  // namespace resblocks
 
-#undef RESBLOCKS_DENSE_SIMD
+#undef RESBLOCKS_SIMD

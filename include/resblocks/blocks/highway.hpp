@@ -289,7 +289,7 @@ class Highway {
   Gate m_gate;
   std::string_view m_h_name = "h";
   std::string_view m_t_name = "t";
-  detail::CachedInput<Input> m_x;
+  CachedInput<Input> m_x;
   const Output* m_hx = nullptr;
   Output m_t;   ///< T of the last forward
   Output m_tg;  ///< T ⊙ dL/dy, H's output gradient

@@ -60,12 +60,12 @@ void check_link(const L& layer, std::size_t index, Index& features, std::string_
 /// A GEMM layer followed by an element-wise one: Sequential runs the latter inside the former's
 /// GEMM region (forward), and the former's dL/dx GEMM feeds the latter's backward the same way.
 template <class G, class E>
-concept FusedPair = G::has_epilogue_hooks && E::is_elementwise && std::is_same_v<typename G::Output, typename E::Input>;
+concept FusedPair = HasEpilogueHooks<G> && ElementWise<E> && std::is_same_v<typename G::Output, typename E::Input>;
 
 /// An element-wise layer followed by a GEMM layer: the GEMM's dL/dx blocks feed the former's backward.
 template <class E, class G>
 concept FusedBackwardPair =
-    G::has_epilogue_hooks && E::is_elementwise && std::is_same_v<typename E::Output, typename G::Input>;
+    HasEpilogueHooks<G> && ElementWise<E> && std::is_same_v<typename E::Output, typename G::Input>;
 
 }  // namespace detail
 

@@ -1,7 +1,8 @@
 #pragma once
 /// \file
 /// \brief TransformerBlock: a Transformer encoder layer (self-attention and feed-forward sublayers,
-/// pre- or post-LayerNorm) composed from Residual, Sequential, LayerNorm, MultiHeadAttention, Linear, GELU.
+/// pre- or post-LayerNorm) composed from Residual, Sequential, LayerNorm, MultiHeadAttention, Linear,
+/// an activation (ReLU, GELU or tanh-GELU) and Dropout.
 
 #include "resblocks/blocks/residual.hpp"
 #include "resblocks/blocks/sequential.hpp"
@@ -9,10 +10,13 @@
 #include "resblocks/core/parameter_name.hpp"
 #include "resblocks/core/random.hpp"
 #include "resblocks/core/types.hpp"
+#include "resblocks/layers/activation.hpp"
+#include "resblocks/layers/dropout.hpp"
 #include "resblocks/layers/gelu.hpp"
 #include "resblocks/layers/layer_norm.hpp"
 #include "resblocks/layers/linear.hpp"
 #include "resblocks/layers/multi_head_attention.hpp"
+#include "resblocks/layers/relu.hpp"
 
 #include <Eigen/Core>
 
@@ -27,31 +31,103 @@
 
 namespace resblocks {
 
+/// The feed-forward activation of a TransformerBlock (torch's `activation="relu"`, `"gelu"`, and
+/// `nn.GELU(approximate="tanh")` passed as the activation).
+enum class FeedForwardActivation { relu, gelu, gelu_tanh };
+
+/// \brief The element-wise op of TransformerBlock's feed-forward activation, chosen at run time (one
+/// branch per packet; each form gives the same bits as ReLUOp / GELUOp).
+struct FeedForwardActivationOp {
+  static constexpr std::string_view name = "FeedForwardActivation";
+  FeedForwardActivation kind = FeedForwardActivation::gelu;
+
+  template <class T>
+  struct Value {
+    FeedForwardActivation kind;
+    [[nodiscard]] detail::GeluValueOp<T> gelu() const {
+      return {kind == FeedForwardActivation::gelu ? GELUOp::Approximate::none : GELUOp::Approximate::tanh};
+    }
+    T operator()(const T& x) const { return kind == FeedForwardActivation::relu ? (x > T(0) ? x : T(0)) : gelu()(x); }
+    template <class P>
+    P packetOp(const P& x) const {
+      if (kind == FeedForwardActivation::relu) return Eigen::internal::pmax(x, Eigen::internal::pzero(x));
+      return gelu().packetOp(x);
+    }
+  };
+  template <class T>
+  struct Grad {
+    FeedForwardActivation kind;
+    [[nodiscard]] detail::GeluGradOp<T> gelu() const {
+      return {kind == FeedForwardActivation::gelu ? GELUOp::Approximate::none : GELUOp::Approximate::tanh};
+    }
+    T operator()(const T& x, const T& g) const {
+      return kind == FeedForwardActivation::relu ? detail::ReLUGradOp{}(x, g) : gelu()(x, g);
+    }
+    template <class P>
+    P packetOp(const P& x, const P& g) const {
+      if (kind == FeedForwardActivation::relu) return detail::ReLUGradOp{}.packetOp(x, g);
+      return gelu().packetOp(x, g);
+    }
+  };
+
+  template <class X>
+  auto forward(const X& x) const {
+    return x.unaryExpr(Value<typename X::Scalar>{kind});
+  }
+  template <class X, class Y, class G>
+  auto backward(const X& x, const Y&, const G& g) const {
+    return x.binaryExpr(g, Grad<typename X::Scalar>{kind});
+  }
+};
+
+}  // namespace resblocks
+
+template <class T>
+struct Eigen::internal::functor_traits<resblocks::FeedForwardActivationOp::Value<T>> {
+  enum { Cost = 30, PacketAccess = std::is_same_v<T, float> };  // double: the scalar path, as GELU
+};
+template <class T>
+struct Eigen::internal::functor_traits<resblocks::FeedForwardActivationOp::Grad<T>> {
+  enum { Cost = 40, PacketAccess = std::is_same_v<T, float> };
+};
+
+namespace resblocks {
+
 /// \brief Settings of a TransformerBlock.
 struct TransformerOptions {
   bool norm_first = true;      ///< pre-LN `x + F(LN(x))` (torch's norm_first=True); false: post-LN `LN(x + F(x))`
   bool causal = false;         ///< token t attends to tokens <= t only
   bool with_residual = true;   ///< false: both skips removed, the sublayers' bodies chained (a "plain" block)
   double layer_norm_eps = 1e-5;  ///< LayerNorm's ε (torch's layer_norm_eps)
+  /// The feed-forward activation. Default GELU (erf), resblocks' choice so far; torch's default is ReLU.
+  FeedForwardActivation activation = FeedForwardActivation::gelu;
+  /// Dropout probability of dropout1 (after self-attention), dropout (after the activation) and
+  /// dropout2 (after linear2), where nn.TransformerEncoderLayer has them. Default 0 (torch: 0.1).
+  /// The dropout of the attention weights inside torch's self_attn is not modelled.
+  double dropout = 0.0;
 };
 
-/// \brief One Transformer encoder layer, as `torch.nn.TransformerEncoderLayer(d, heads, ff, dropout=0,
-/// activation="gelu", norm_first=..., batch_first=True)` with the same parameter names:
+/// \brief One Transformer encoder layer, as `torch.nn.TransformerEncoderLayer(d, heads, ff, dropout=...,
+/// activation=..., norm_first=..., batch_first=True)` with the same parameter names:
 /// `self_attn.in_proj_weight`, `self_attn.in_proj_bias`, `self_attn.out_proj.{weight,bias}`,
 /// `linear1.*`, `linear2.*`, `norm1.*`, `norm2.*`.
 ///
 /// It is a composition of the library's pieces, chosen at run time by TransformerOptions:
 ///
-///     pre-LN  (default): Sequential<Residual<Sequential<LN, MHA>>, Residual<Sequential<LN, Linear, GELU, Linear>>>
-///     post-LN:           Sequential<Residual<MHA>, LN, Residual<Sequential<Linear, GELU, Linear>>, LN>
+///     pre-LN  (default): Sequential<Residual<Sequential<LN, MHA, Drop>>,
+///                                   Residual<Sequential<LN, Linear, Act, Drop, Linear, Drop>>>
+///     post-LN:           Sequential<Residual<Sequential<MHA, Drop>>, LN, Residual<Sequential<Linear, Act, Drop, Linear, Drop>>, LN>
 ///     with_residual = false: the same without the Residual wrappers (the bodies chained).
+///
+/// The three Dropouts sit where nn.TransformerEncoderLayer has dropout1, dropout and dropout2; they
+/// drop only in training mode (set_training, or eval(net) / train(net)) and when options.dropout > 0.
 ///
 /// The four compositions are alternatives of one std::variant, so that norm_first and with_residual
 /// are run-time options as in torch (a program picks them from its command line without templating
 /// its training loop); each call costs one variant dispatch, nanoseconds against the block's
-/// microseconds. The skips take no memory pass of their own (Residual's fused add): the last GEMM of
-/// each body (out_proj, linear2) starts from x, and backward adds the skip's gradient in the body's
-/// first kernel (pre-LN: the LayerNorm's backward; post-LN: in_proj's and linear1's dL/dx GEMMs).
+/// microseconds. The skip's add is one element-wise pass after each body's last Dropout, and backward
+/// adds the skip's gradient in the body's first kernel (pre-LN: the LayerNorm's backward; post-LN:
+/// in_proj's and linear1's dL/dx GEMMs).
 ///
 /// Layout: rows = d_model, one column per token, token t of sequence b in column t + L·b; set the
 /// sequence length L with set_sequence_length() before the first forward. Parameters are visited in
@@ -69,17 +145,20 @@ class TransformerBlock {
   using Attention = MultiHeadAttention<S, D>;
   using Norm = LayerNorm<S, D>;
   using Linear1 = Linear<S, D, Dynamic>;
-  using Activation = GELU<S, Dynamic>;
+  using Activation = resblocks::Activation<FeedForwardActivationOp, S, Dynamic>;
   using Linear2 = Linear<S, Dynamic, D>;
-  using FeedForward = Sequential<Linear1, Activation, Linear2>;
-  using PreNormAttention = Sequential<Norm, Attention>;
-  using PreNormFeedForward = Sequential<Norm, Linear1, Activation, Linear2>;
+  using Drop = Dropout<S, D>;                ///< dropout1, dropout2
+  using InnerDrop = Dropout<S, Dynamic>;     ///< dropout (after the activation)
+  using AttentionBlock = Sequential<Attention, Drop>;
+  using FeedForward = Sequential<Linear1, Activation, InnerDrop, Linear2, Drop>;
+  using PreNormAttention = Sequential<Norm, Attention, Drop>;
+  using PreNormFeedForward = Sequential<Norm, Linear1, Activation, InnerDrop, Linear2, Drop>;
 
   /// The four compositions (see the class comment).
   using PreLn = Sequential<Residual<PreNormAttention>, Residual<PreNormFeedForward>>;
-  using PostLn = Sequential<Residual<Attention>, Norm, Residual<FeedForward>, Norm>;
+  using PostLn = Sequential<Residual<AttentionBlock>, Norm, Residual<FeedForward>, Norm>;
   using PreLnPlain = Sequential<PreNormAttention, PreNormFeedForward>;
-  using PostLnPlain = Sequential<Attention, Norm, FeedForward, Norm>;
+  using PostLnPlain = Sequential<AttentionBlock, Norm, FeedForward, Norm>;
   using Network = std::variant<PreLn, PostLn, PreLnPlain, PostLnPlain>;
 
   /// \brief Inference buffers of one caller (one set per composition; only the block's own is used).
@@ -142,6 +221,12 @@ class TransformerBlock {
   const Linear1& linear1() const noexcept { return piece<k_linear1, Linear1>(); }
   Linear2& linear2() noexcept { return piece<k_linear2, Linear2>(); }
   const Linear2& linear2() const noexcept { return piece<k_linear2, Linear2>(); }
+  Drop& dropout1() noexcept { return piece<k_dropout1, Drop>(); }
+  const Drop& dropout1() const noexcept { return piece<k_dropout1, Drop>(); }
+  InnerDrop& dropout() noexcept { return piece<k_dropout, InnerDrop>(); }
+  const InnerDrop& dropout() const noexcept { return piece<k_dropout, InnerDrop>(); }
+  Drop& dropout2() noexcept { return piece<k_dropout2, Drop>(); }
+  const Drop& dropout2() const noexcept { return piece<k_dropout2, Drop>(); }
 
   /// The composition itself (one of PreLn, PostLn, PreLnPlain, PostLnPlain).
   Network& network() noexcept { return m_net; }
@@ -169,6 +254,11 @@ class TransformerBlock {
     std::visit([](auto& net) { net.zero_grad(); }, m_net);
   }
 
+  /// Training mode (the default): the Dropouts drop (when options().dropout > 0); eval: they pass through.
+  void set_training(bool training) {
+    std::visit([&](auto& net) { net.set_training(training); }, m_net);
+  }
+
   /// Calls `f(composition)` (so for_each_leaf reaches the pieces).
   template <class F>
   void for_each_layer(F&& f) {
@@ -185,7 +275,7 @@ class TransformerBlock {
   }
 
  private:
-  enum PieceId { k_attention, k_norm1, k_norm2, k_linear1, k_linear2 };
+  enum PieceId { k_attention, k_norm1, k_norm2, k_linear1, k_linear2, k_dropout1, k_dropout, k_dropout2 };
 
   /// A Residual's body, or the layer itself (the plain compositions have no Residual).
   template <class L>
@@ -201,27 +291,41 @@ class TransformerBlock {
   static auto& piece_of(Net& net) noexcept {
     using N = std::remove_const_t<Net>;
     if constexpr (std::is_same_v<N, PreLn> || std::is_same_v<N, PreLnPlain>) {
-      auto& attn = body_of(net.template get<0>());  // Sequential<Norm, Attention>
-      auto& ff = body_of(net.template get<1>());    // Sequential<Norm, Linear1, Activation, Linear2>
+      auto& attn = body_of(net.template get<0>());  // Sequential<Norm, Attention, Drop>
+      auto& ff = body_of(net.template get<1>());    // Sequential<Norm, Linear1, Activation, InnerDrop, Linear2, Drop>
       if constexpr (Id == k_norm1)
         return attn.template get<0>();
       else if constexpr (Id == k_attention)
         return attn.template get<1>();
+      else if constexpr (Id == k_dropout1)
+        return attn.template get<2>();
       else if constexpr (Id == k_norm2)
         return ff.template get<0>();
       else if constexpr (Id == k_linear1)
         return ff.template get<1>();
-      else
+      else if constexpr (Id == k_dropout)
         return ff.template get<3>();
-    } else {  // PostLn, PostLnPlain: [Residual<]Attention[>], Norm, [Residual<]FeedForward[>], Norm
+      else if constexpr (Id == k_linear2)
+        return ff.template get<4>();
+      else
+        return ff.template get<5>();
+    } else {  // PostLn, PostLnPlain: [Residual<]AttentionBlock[>], Norm, [Residual<]FeedForward[>], Norm
+      auto& attn = body_of(net.template get<0>());  // Sequential<Attention, Drop>
+      auto& ff = body_of(net.template get<2>());    // Sequential<Linear1, Activation, InnerDrop, Linear2, Drop>
       if constexpr (Id == k_attention)
-        return body_of(net.template get<0>());
+        return attn.template get<0>();
+      else if constexpr (Id == k_dropout1)
+        return attn.template get<1>();
       else if constexpr (Id == k_norm1)
         return net.template get<1>();
       else if constexpr (Id == k_linear1)
-        return body_of(net.template get<2>()).template get<0>();
+        return ff.template get<0>();
+      else if constexpr (Id == k_dropout)
+        return ff.template get<2>();
       else if constexpr (Id == k_linear2)
-        return body_of(net.template get<2>()).template get<2>();
+        return ff.template get<3>();
+      else if constexpr (Id == k_dropout2)
+        return ff.template get<4>();
       else
         return net.template get<3>();
     }
@@ -246,12 +350,17 @@ class TransformerBlock {
     Linear1 linear1(d_model, feedforward);
     Linear2 linear2(feedforward, d_model);
     const LayerNormOptions norm{.eps = o.layer_norm_eps};
-    Activation gelu(GELUOp{}, feedforward);
+    Activation activation(FeedForwardActivationOp{o.activation}, feedforward);
+    // Each Dropout seeds its own generator from default_generator(), after the parameters.
+    Drop dropout1(o.dropout, d_model);
+    InnerDrop dropout(o.dropout, feedforward);
+    Drop dropout2(o.dropout, d_model);
     if (o.norm_first) {
-      PreNormAttention attn(Norm(d_model, norm), std::move(attention));
-      attn.set_child_names({"norm1", "self_attn"});
-      PreNormFeedForward ff(Norm(d_model, norm), std::move(linear1), std::move(gelu), std::move(linear2));
-      ff.set_child_names({"norm2", "linear1", "activation", "linear2"});
+      PreNormAttention attn(Norm(d_model, norm), std::move(attention), std::move(dropout1));
+      attn.set_child_names({"norm1", "self_attn", "dropout1"});
+      PreNormFeedForward ff(Norm(d_model, norm), std::move(linear1), std::move(activation), std::move(dropout),
+                            std::move(linear2), std::move(dropout2));
+      ff.set_child_names({"norm2", "linear1", "activation", "dropout", "linear2", "dropout2"});
       if (!o.with_residual) {
         PreLnPlain net(std::move(attn), std::move(ff));
         net.set_child_names({"", ""});
@@ -265,15 +374,18 @@ class TransformerBlock {
       net.set_child_names({"", ""});
       return Network(std::in_place_type<PreLn>, std::move(net));
     }
-    FeedForward ff(std::move(linear1), std::move(gelu), std::move(linear2));
-    ff.set_child_names({"linear1", "activation", "linear2"});
+    FeedForward ff(std::move(linear1), std::move(activation), std::move(dropout), std::move(linear2),
+                   std::move(dropout2));
+    ff.set_child_names({"linear1", "activation", "dropout", "linear2", "dropout2"});
+    AttentionBlock attn(std::move(attention), std::move(dropout1));
+    attn.set_child_names({"self_attn", "dropout1"});
     if (!o.with_residual) {
-      PostLnPlain net(std::move(attention), Norm(d_model, norm), std::move(ff), Norm(d_model, norm));
-      net.set_child_names({"self_attn", "norm1", "", "norm2"});
+      PostLnPlain net(std::move(attn), Norm(d_model, norm), std::move(ff), Norm(d_model, norm));
+      net.set_child_names({"", "norm1", "", "norm2"});
       return Network(std::in_place_type<PostLnPlain>, std::move(net));
     }
-    Residual<Attention> attn_block(std::move(attention));
-    attn_block.set_child_names("self_attn", "");
+    Residual<AttentionBlock> attn_block(std::move(attn));
+    attn_block.set_child_names("", "");
     Residual<FeedForward> ff_block(std::move(ff));
     ff_block.set_child_names("", "");
     PostLn net(std::move(attn_block), Norm(d_model, norm), std::move(ff_block), Norm(d_model, norm));

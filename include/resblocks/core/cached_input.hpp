@@ -6,11 +6,13 @@
 
 #include <string_view>
 
-namespace resblocks::detail {
+namespace resblocks {
 
-/// \brief A pointer to the last forward input. Copies and moves of a layer do not carry it over
-/// (it would point into the source's neighbours), so backward on a fresh copy throws instead of
-/// reading freed memory.
+/// \brief The reference to its last forward input that a layer keeps for backward (the Layer
+/// contract lets forward keep one). Copies and moves of a layer do not carry it over (it would point
+/// into the source's neighbours), so backward on a fresh copy throws std::logic_error naming the
+/// layer instead of reading freed memory. For user layers too: `m_x = &x;` in forward,
+/// `m_x.get(name)` in backward.
 template <class T>
 class CachedInput {
  public:
@@ -26,7 +28,7 @@ class CachedInput {
   }
   /// The cached input; throws std::logic_error naming `layer` when no forward ran.
   const T& get(std::string_view layer) const {
-    check_forward_done(layer, m_ptr != nullptr);
+    detail::check_forward_done(layer, m_ptr != nullptr);
     return *m_ptr;
   }
 
@@ -34,4 +36,4 @@ class CachedInput {
   const T* m_ptr = nullptr;
 };
 
-}  // namespace resblocks::detail
+}  // namespace resblocks

@@ -8,6 +8,8 @@
 /// kernel computes dL/dx of a stride-1 convolution (dL/dy padded by k−1−p, the flipped weights);
 /// a third kernel accumulates dL/dW. Conv2d uses them where they apply (see direct_conv_plan).
 
+#include "resblocks/core/compiled_kernels.hpp"
+
 #include <Eigen/Core>
 
 #include <algorithm>
@@ -182,5 +184,15 @@ void pad_sample(const S* src, Index h, Index w, Index c, Index pad, Index dst_h,
   }
   Row(dst + (pad + h) * row, (dst_h - pad - h) * row).setZero();
 }
+
+// The float and double instances compiled once in the compiled-kernels mode (core/compiled_kernels.hpp).
+#define RESBLOCKS_DIRECT_CONV_KERNELS(S)                                                                   \
+  RESBLOCKS_EXTERN_KERNEL(                                                                                 \
+      void direct_conv<S>(const DirectConvPlan&, const DirectConvShape&, const S*, const S*, S*))          \
+  RESBLOCKS_EXTERN_KERNEL(                                                                                 \
+      void direct_conv_weight<S>(const DirectConvPlan&, const DirectConvShape&, const S*, const S*, S*))   \
+  RESBLOCKS_EXTERN_KERNEL(void pad_sample<S>(const S*, Index, Index, Index, Index, Index, Index, S*))
+RESBLOCKS_DIRECT_CONV_KERNELS(float)
+RESBLOCKS_DIRECT_CONV_KERNELS(double)
 
 }  // namespace resblocks::detail

@@ -3,6 +3,8 @@
 /// \brief C (+)= op(A)·op(B) on Eigen's packed kernels, with a reused per-thread packing buffer
 /// (no heap allocation once warm) and a deterministic split over threads.
 
+#include "resblocks/core/block_fn.hpp"
+#include "resblocks/core/compiled_kernels.hpp"
 #include "resblocks/core/threading.hpp"
 
 #include <Eigen/Core>
@@ -67,10 +69,8 @@ struct Operand {
 /// Below this many multiply-adds a product runs on one thread.
 inline constexpr double k_gemm_grain = 1 << 19;
 
-/// A block hook that does nothing: C keeps its contents, the product is added to it.
-struct Accumulate {
-  void operator()(Index, Index, Index, Index) const noexcept {}
-};
+/// The block hook that does nothing: C keeps its contents, the product is added to it.
+inline constexpr BlockFn Accumulate{};
 
 /// C(m×n, leading dimension ldc) += op(A)·op(B), where op(A) is m×k and op(B) is k×n,
 /// TransA/TransB say whether the stored matrices are transposed.
@@ -81,9 +81,14 @@ struct Accumulate {
 /// element-wise work rides in the GEMM's parallel region instead of passes of its own.
 /// Blocking depends only on (m, n, k) and every element sums its k terms in the same order, so the
 /// result bits do not depend on the thread count.
-template <bool TransA, bool TransB, class S, class Prologue = Accumulate, class Epilogue = Accumulate>
-void gemm_accumulate(Index m, Index n, Index k, Operand<S> a, Operand<S> b, S* c, Index ldc,
-                     const Prologue& prologue = {}, const Epilogue& epilogue = {}) {
+/// The hooks are type-erased (BlockFn): one instantiation per (TransA, TransB, S) serves every caller.
+template <bool TransA, bool TransB, class S>
+void gemm_accumulate(Index m, Index n, Index k, Operand<S> a, Operand<S> b, S* c, Index ldc, BlockFn prologue = {},
+                     BlockFn epilogue = {});
+
+template <bool TransA, bool TransB, class S>
+void gemm_accumulate(Index m, Index n, Index k, Operand<S> a, Operand<S> b, S* c, Index ldc, BlockFn prologue,
+                     BlockFn epilogue) {
   if (m == 0 || n == 0) return;
   if (k == 0) {
     prologue(0, m, 0, n);
@@ -138,8 +143,8 @@ void gemm_accumulate(Index m, Index n, Index k, Operand<S> a, Operand<S> b, S* c
 /// column-major, contiguous columns); see gemm_accumulate for the hooks. Tiny products run
 /// coefficient-based (unrolled for fixed sizes), matrix-vector ones on Eigen's GEMV, everything
 /// else on gemm_accumulate — never on Eigen's own OpenMP GEMM, which allocates on every call.
-template <bool TransA, bool TransB, class Dst, class A, class B, class Prologue, class Epilogue = Accumulate>
-void gemm(Dst& dst, const A& a, const B& b, const Prologue& prologue, const Epilogue& epilogue = {}) {
+template <bool TransA, bool TransB, class Dst, class A, class B>
+void gemm_impl(Dst& dst, const A& a, const B& b, BlockFn prologue, BlockFn epilogue) {
   using S = typename Dst::Scalar;
   const Index m = dst.rows(), n = dst.cols(), k = TransA ? a.rows() : a.cols();
   eigen_assert((TransA ? a.cols() : a.rows()) == m && (TransB ? b.rows() : b.cols()) == n &&
@@ -168,6 +173,41 @@ void gemm(Dst& dst, const A& a, const B& b, const Prologue& prologue, const Epil
   }
   gemm_accumulate<TransA, TransB, S>(m, n, k, {a.data(), a.outerStride()}, {b.data(), b.outerStride()}, dst.data(),
                                      dst.outerStride(), prologue, epilogue);
+}
+
+/// A column-major matrix with any column stride, as the products of all-dynamic operands see them.
+template <class S>
+using MatrixRef = Eigen::Map<Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic>, Eigen::Unaligned, Eigen::OuterStride<>>;
+template <class S>
+using ConstMatrixRef =
+    Eigen::Map<const Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic>, Eigen::Unaligned, Eigen::OuterStride<>>;
+
+/// gemm on all-dynamic operands, seen through MatrixRef: one instantiation per (TransA, TransB, S),
+/// whatever Eigen types (matrices, maps, blocks) the callers hold.
+template <bool TransA, bool TransB, class S>
+void gemm_dynamic(MatrixRef<S> dst, ConstMatrixRef<S> a, ConstMatrixRef<S> b, BlockFn prologue, BlockFn epilogue);
+
+template <bool TransA, bool TransB, class S>
+void gemm_dynamic(MatrixRef<S> dst, ConstMatrixRef<S> a, ConstMatrixRef<S> b, BlockFn prologue, BlockFn epilogue) {
+  gemm_impl<TransA, TransB>(dst, a, b, prologue, epilogue);
+}
+
+/// The product of gemm_impl; operands whose sizes are all dynamic go through gemm_dynamic (compiled
+/// once per scalar type), those with a fixed size stay typed (unrolled coefficient-based products).
+template <bool TransA, bool TransB, class Dst, class A, class B>
+void gemm(Dst& dst, const A& a, const B& b, BlockFn prologue, BlockFn epilogue = {}) {
+  constexpr bool fixed = Dst::RowsAtCompileTime != Eigen::Dynamic || Dst::ColsAtCompileTime != Eigen::Dynamic ||
+                         A::RowsAtCompileTime != Eigen::Dynamic || A::ColsAtCompileTime != Eigen::Dynamic ||
+                         B::RowsAtCompileTime != Eigen::Dynamic || B::ColsAtCompileTime != Eigen::Dynamic;
+  if constexpr (fixed) {
+    gemm_impl<TransA, TransB>(dst, a, b, prologue, epilogue);
+  } else {
+    using S = typename Dst::Scalar;
+    gemm_dynamic<TransA, TransB, S>(
+        MatrixRef<S>(dst.data(), dst.rows(), dst.cols(), Eigen::OuterStride<>(dst.outerStride())),
+        ConstMatrixRef<S>(a.data(), a.rows(), a.cols(), Eigen::OuterStride<>(a.outerStride())),
+        ConstMatrixRef<S>(b.data(), b.rows(), b.cols(), Eigen::OuterStride<>(b.outerStride())), prologue, epilogue);
+  }
 }
 
 /// C(m×n, leading dimension ldc) += A·op(B) on the calling thread, with A (m×k) read through `lhs`,
@@ -226,10 +266,26 @@ auto assign_block(Dst& dst, const Expr& expr) {
 /// dst (+)= op(a)·op(b).
 template <bool TransA, bool TransB, class Dst, class A, class B>
 void gemm(Dst& dst, const A& a, const B& b, bool accumulate) {
-  if (accumulate)
-    gemm<TransA, TransB>(dst, a, b, Accumulate{});
-  else
-    gemm<TransA, TransB>(dst, a, b, zero_block(dst));
+  if (accumulate) {
+    gemm<TransA, TransB>(dst, a, b, Accumulate);
+  } else {
+    const auto zero = zero_block(dst);
+    gemm<TransA, TransB>(dst, a, b, zero);
+  }
 }
+
+// The float and double instances compiled once in the compiled-kernels mode (core/compiled_kernels.hpp).
+#define RESBLOCKS_GEMM_KERNELS(S, TA, TB)                                                                    \
+  RESBLOCKS_EXTERN_KERNEL(void gemm_accumulate<TA, TB, S>(Index, Index, Index, Operand<S>, Operand<S>, S*, Index, \
+                                                          BlockFn, BlockFn))                                 \
+  RESBLOCKS_EXTERN_KERNEL(void gemm_dynamic<TA, TB, S>(MatrixRef<S>, ConstMatrixRef<S>, ConstMatrixRef<S>, BlockFn, \
+                                                       BlockFn))
+#define RESBLOCKS_GEMM_KERNELS_OF(S)      \
+  RESBLOCKS_GEMM_KERNELS(S, false, false) \
+  RESBLOCKS_GEMM_KERNELS(S, false, true)  \
+  RESBLOCKS_GEMM_KERNELS(S, true, false)  \
+  RESBLOCKS_GEMM_KERNELS(S, true, true)
+RESBLOCKS_GEMM_KERNELS_OF(float)
+RESBLOCKS_GEMM_KERNELS_OF(double)
 
 }  // namespace resblocks::detail

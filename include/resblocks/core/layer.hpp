@@ -9,6 +9,9 @@
 /// - `const Output& forward(const Input& x)` computes the output into a buffer the layer owns and
 ///   caches what backward needs. It may keep a *reference* to `x`: `x` must stay alive and unchanged
 ///   until the matching backward(). Rvalues and inputs of other types are rejected at compile time.
+///   It runs in the layer's current mode, training by default (BatchNorm2d: batch statistics;
+///   Dropout: drops); `eval(net)` / `set_training(net, false)` (core/training_mode.hpp) switch a
+///   whole network to eval mode.
 /// - `const Input& backward(const Output& dL_dy)` uses the last forward's cache, returns dL/dx in a
 ///   buffer the layer owns, and **adds** dL/dθ into every parameter gradient (call zero_grad() to reset).
 /// - The returned references stay valid until the next forward/backward of the same layer.
@@ -16,31 +19,41 @@
 /// Inference:
 /// - `const Output& infer(const Input& x, Workspace& ws) const` touches no member state: one trained
 ///   network may be run by several threads at once, each with its own `Workspace`. The result lives
-///   in `ws` and equals forward(x) bit for bit.
+///   in `ws` and equals forward(x) bit for bit in the same mode — infer does not switch to eval mode
+///   by itself (call `eval(net)` before predicting), except that Dropout's infer never drops.
 ///
 /// Parameters:
 /// - `for_each_parameter(f)` calls `f(name, value, grad)` for every trainable tensor, with PyTorch
-///   `state_dict` names (`0.weight`, `body.1.bias`); a const layer gives const references.
+///   `state_dict` names (`0.weight`, `body.1.bias`); a const layer gives const references. A layer
+///   whose tensor has another shape in torch (Conv2d's weight) passes that shape as a fourth argument
+///   `const TorchShape&` to visitors that take one (core/torch_shape.hpp).
 /// - `zero_grad()` sets every gradient to zero. `in_features()` / `out_features()` give the run-time
 ///   sizes (-1 for a shape-preserving layer that takes any size, e.g. a Dynamic activation).
 ///
 /// Buffers are sized on the first call and reused: with unchanged batch size, a training or
 /// inference step performs no heap allocation.
 ///
-/// Optional, for fusing the residual add into the neighbouring kernels (see detail::forward_add):
-/// `forward_add(x, y, skip)` sets y = skip + F(x); `backward_add(dL_dy, dL_dx, skip_grad)` sets
-/// dL_dx = skip_grad + dL/dx (accumulating dL/dθ as backward does); `infer_add(x, y, skip, ws)`.
-/// Layers without them still compose: the add then takes a pass of its own.
-/// Optional, for image layers and training state (composites forward them to every child;
-/// layers without them are unaffected, see the detail helpers below):
-/// - `ImageSize set_image_size(ImageSize in)` configures the input's spatial size and returns the
-///   output's (Conv2d, pooling; a network is configured once, and again when the size changes).
-/// - `set_training(bool)` switches train/eval behaviour (BatchNorm2d: batch vs running statistics).
-/// - `for_each_buffer(f, prefix)` calls `f(name, value)` on every non-trainable state tensor
-///   (`running_mean`, `running_var`, and `num_batches_tracked` as a `std::int64_t&`).
-/// Optional, for fusing element-wise layers into GEMM epilogues (Sequential pairs them up):
-/// `has_epilogue_hooks` with forward_then/backward_then/infer_then (Linear), and `is_elementwise`
-/// with the fused_* block functions (Activation).
+/// The members above, `Scalar`, `Input`, `Output`, `InFeatures`, `OutFeatures`, `Workspace`, a
+/// `static constexpr std::string_view name` (used in error messages) and
+/// `for_each_parameter(f, prefix)` (containers name their children's parameters) are what every
+/// container needs: a type that satisfies Layer composes in Sequential, Residual, Repeat and Highway.
+///
+/// Optional protocols, each a concept below; containers use them when a layer offers them and
+/// otherwise fall back to the plain members:
+/// - FusesSkipAdd: `forward_add` / `backward_add` / `infer_add` take the residual add into the
+///   layer's own pass (see detail::forward_add).
+/// - HasEpilogueHooks: `forward_then` / `backward_then` / `infer_then` run a neighbour's element-wise
+///   work on each finished block (Linear, Conv2d, BatchNorm2d, LayerNorm; FusedLayer provides both).
+/// - ElementWise: the `fused_*` block functions of an element-wise layer (Activation), which
+///   Sequential runs inside a HasEpilogueHooks neighbour's pass.
+/// - ImageLayer: `ImageSize set_image_size(ImageSize in)` configures the input's spatial size and
+///   returns the output's (Conv2d, pooling; a network is configured once, and again when it changes).
+/// - SequenceLayer: `set_sequence_length(Index)` sets the tokens per sequence (attention).
+/// - HasTrainingMode: `set_training(bool)` switches train/eval behaviour (BatchNorm2d: batch vs
+///   running statistics).
+/// - HasBuffers: `for_each_buffer(f, prefix)` calls `f(name, value)` on every non-trainable state
+///   tensor (`running_mean`, `running_var` as vectors, `num_batches_tracked` as a `std::int64_t&`).
+/// Composites forward each protocol to every child that offers it.
 
 #include "resblocks/core/image_size.hpp"
 #include "resblocks/core/parameter_name.hpp"
@@ -53,10 +66,25 @@
 namespace resblocks {
 
 namespace detail {
-/// Stands for any callable `f(name, value, grad)` in the concept below.
+/// Stands for any callable `f(name, value, grad)` in the concepts below.
 struct ParameterVisitorArchetype {
   template <class V, class G>
   void operator()(std::string_view, V&, G&) const {}
+};
+/// Stands for any callable `f(name, value)` over buffers.
+struct BufferVisitorArchetype {
+  template <class V>
+  void operator()(std::string_view, V&) const {}
+};
+
+/// The hooks of forward_then / backward_then / infer_then that do nothing (the plain passes).
+struct NoPrepare {
+  template <class M>
+  void operator()(const M&) const noexcept {}
+};
+struct NoEpilogue {
+  template <class M>
+  void operator()(const M&, Index, Index, Index, Index) const noexcept {}
 };
 }  // namespace detail
 
@@ -75,8 +103,74 @@ concept Layer = requires(L& layer, const L& const_layer, const typename L::Input
   { layer.zero_grad() };
   { const_layer.in_features() } -> std::convertible_to<Index>;
   { const_layer.out_features() } -> std::convertible_to<Index>;
+  { L::name } -> std::convertible_to<std::string_view>;
   { layer.for_each_parameter(visit) };
   { const_layer.for_each_parameter(visit) };
+  { layer.for_each_parameter(visit, ParameterName{}) };
+  { const_layer.for_each_parameter(visit, ParameterName{}) };
+};
+
+/// The residual add fused into the layer's passes: `forward_add(x, y, skip)` sets y = skip + F(x),
+/// `backward_add(dL_dy, dL_dx, skip_grad)` sets dL_dx = skip_grad + dL/dx (accumulating dL/dθ as
+/// backward does), `infer_add(x, y, skip, ws)` is forward_add's inference twin. `skip` may be y itself.
+template <class L>
+concept FusesSkipAdd = Layer<L> && requires(L& layer, const L& const_layer, const typename L::Input& x,
+                                            typename L::Output& y, const typename L::Output& skip,
+                                            typename L::Input& dx, const typename L::Input& skip_grad,
+                                            typename L::Workspace& ws) {
+  layer.forward_add(x, y, skip);
+  layer.backward_add(skip, dx, skip_grad);
+  const_layer.infer_add(x, y, skip, ws);
+};
+
+/// Epilogue hooks: `forward_then(x, prepare, epilogue)` is forward(x) that calls `prepare(y)` once
+/// y is sized, then `epilogue(y, r0, rows, c0, cols)` on each finished block of y while it is in
+/// cache; `backward_then(dL_dy, prepare, epilogue)` and `infer_then(x, ws, prepare, epilogue)` alike
+/// on dL/dx and on the inference output.
+template <class L>
+concept HasEpilogueHooks = Layer<L> && requires(L& layer, const L& const_layer, const typename L::Input& x,
+                                                const typename L::Output& dy, typename L::Workspace& ws) {
+  { layer.forward_then(x, detail::NoPrepare{}, detail::NoEpilogue{}) } -> std::same_as<const typename L::Output&>;
+  { layer.backward_then(dy, detail::NoPrepare{}, detail::NoEpilogue{}) } -> std::same_as<const typename L::Input&>;
+  { const_layer.infer_then(x, ws, detail::NoPrepare{}, detail::NoEpilogue{}) } -> std::same_as<const typename L::Output&>;
+};
+
+/// An element-wise layer whose passes a HasEpilogueHooks neighbour runs block by block:
+/// `fused_forward_prepare(x)` then `fused_forward_block(x, r0, rows, c0, cols)` per block, result in
+/// `fused_output()`; `fused_backward_prepare` / `fused_backward_block` / `fused_grad()`;
+/// `fused_infer_prepare(x, ws)` / `fused_infer_block(x, ws, r0, rows, c0, cols)` with the result in ws.y.
+template <class L>
+concept ElementWise = Layer<L> && std::same_as<typename L::Input, typename L::Output> &&
+                      requires(L& layer, const L& const_layer, const typename L::Input& x, typename L::Workspace& ws,
+                               Index i) {
+                        layer.fused_forward_prepare(x);
+                        layer.fused_forward_block(x, i, i, i, i);
+                        { layer.fused_output() } -> std::same_as<const typename L::Output&>;
+                        layer.fused_backward_prepare(x);
+                        layer.fused_backward_block(x, i, i, i, i);
+                        { layer.fused_grad() } -> std::same_as<const typename L::Input&>;
+                        const_layer.fused_infer_prepare(x, ws);
+                        const_layer.fused_infer_block(x, ws, i, i, i, i);
+                      };
+
+/// A layer with a spatial input size (Conv2d, pooling, Flatten).
+template <class L>
+concept ImageLayer = requires(L& layer, ImageSize size) {
+  { layer.set_image_size(size) } -> std::same_as<ImageSize>;
+};
+
+/// A layer with a sequence length (attention and the containers holding it).
+template <class L>
+concept SequenceLayer = requires(L& layer, Index length) { layer.set_sequence_length(length); };
+
+/// A layer with a training and an evaluation mode.
+template <class L>
+concept HasTrainingMode = requires(L& layer, bool training) { layer.set_training(training); };
+
+/// A layer with non-trainable state (buffers).
+template <class L>
+concept HasBuffers = requires(L& layer, detail::BufferVisitorArchetype& f, const ParameterName& prefix) {
+  layer.for_each_buffer(f, prefix);
 };
 
 /// `Next` can consume `Prev`'s output: same Scalar and the same static feature count.
@@ -104,20 +198,10 @@ void for_each_leaf(L& layer, F&& f) {
 
 namespace detail {
 
-/// The hooks of forward_then / backward_then / infer_then that do nothing (the plain passes).
-struct NoPrepare {
-  template <class M>
-  void operator()(const M&) const noexcept {}
-};
-struct NoEpilogue {
-  template <class M>
-  void operator()(const M&, Index, Index, Index, Index) const noexcept {}
-};
-
 /// The layer's set_image_size(in) if it has one; otherwise the size passes through unchanged.
 template <class L>
 ImageSize propagate_image_size(L& layer, ImageSize in) {
-  if constexpr (requires { layer.set_image_size(in); })
+  if constexpr (ImageLayer<L>)
     return layer.set_image_size(in);
   else
     return in;
@@ -126,13 +210,13 @@ ImageSize propagate_image_size(L& layer, ImageSize in) {
 /// The layer's set_sequence_length(length) if it has one (attention, and the containers holding it).
 template <class L>
 void propagate_sequence_length(L& layer, Index length) {
-  if constexpr (requires { layer.set_sequence_length(length); }) layer.set_sequence_length(length);
+  if constexpr (SequenceLayer<L>) layer.set_sequence_length(length);
 }
 
 /// The layer's set_training(training) if it has one.
 template <class L>
 void propagate_training(L& layer, bool training) {
-  if constexpr (requires { layer.set_training(training); }) layer.set_training(training);
+  if constexpr (HasTrainingMode<L>) layer.set_training(training);
 }
 
 /// The layer's for_each_buffer(f, prefix) if it has one.

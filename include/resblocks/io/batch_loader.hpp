@@ -34,6 +34,16 @@ struct BatchLoaderOptions {
   /// with `crop_padding` zero pixels on every side and an H×W window is taken at a uniform offset.
   Index crop_padding = 0;
   bool horizontal_flip = false;  ///< mirror left-right with probability 0.5 (after the crop)
+  /// Sharding for data-parallel training (PyTorch's DistributedSampler): every rank shuffles the
+  /// whole dataset with the same seed and takes the epoch order's positions rank, rank + world_size,
+  /// rank + 2·world_size, …  Samples per rank: with drop_last, floor(N / world_size) (the tail of the
+  /// order is dropped); otherwise, with pad_shards, ceil(N / world_size), the order wrapping around to
+  /// its start (a few samples seen twice, every rank equally many: synchronous training), and without
+  /// pad_shards N / world_size or one more (every sample exactly once: sharded evaluation).
+  /// drop_last then also drops a rank's short last batch.
+  Index rank = 0;
+  Index world_size = 1;
+  bool pad_shards = true;
 };
 
 /// \brief Mini-batches of an ImageDataset on the image layout: images() is C × (n·H·W), column
@@ -43,7 +53,9 @@ struct BatchLoaderOptions {
 /// Usage: `for (...) { loader.start_epoch(); while (loader.next()) train(loader.images(), loader.labels()); }`
 /// (the first next() starts an epoch by itself). The dataset must outlive the loader. Deterministic:
 /// the order (Fisher–Yates) and the augmentation draw from one Generator seeded with options.seed,
-/// so a seed gives the same batches, bit for bit, on every platform. Both batch buffers (full, and
+/// so a seed gives the same batches, bit for bit, on every platform. With world_size > 1 the shuffle
+/// still draws from the shared seed (the same order on every rank) and the augmentation from a
+/// generator of its own per rank. Both batch buffers (full, and
 /// the short last one when drop_last is off) are allocated by the constructor: next() never allocates.
 template <class S>
 class BatchLoader {
@@ -53,8 +65,9 @@ class BatchLoader {
   using Scalar = S;
 
   /// Throws std::invalid_argument for batch_size < 1, std <= 0 (or not finite), a non-finite mean or
-  /// crop_padding < 0.
-  BatchLoader(const ImageDataset& data, BatchLoaderOptions o) : m_data(&data), m_options(o), m_rng(o.seed) {
+  /// crop_padding < 0, world_size < 1 or rank outside [0, world_size).
+  BatchLoader(const ImageDataset& data, BatchLoaderOptions o)
+      : m_data(&data), m_options(o), m_rng(o.seed), m_rank_rng(o.seed ^ (0x9E3779B97F4A7C15ull * std::uint64_t(o.rank + 1))) {
     const std::string where = "BatchLoader: ";
     if (o.batch_size < 1) throw std::invalid_argument(where + "batch_size must be >= 1, got " + std::to_string(o.batch_size));
     if (!(o.std > 0) || !std::isfinite(o.std))
@@ -63,7 +76,11 @@ class BatchLoader {
     if (o.crop_padding < 0)
       throw std::invalid_argument(where + "crop_padding must be >= 0, got " + std::to_string(o.crop_padding));
 
-    const Index n = data.size();
+    if (o.world_size < 1 || o.rank < 0 || o.rank >= o.world_size)
+      throw std::invalid_argument(where + "rank must be in [0, world_size) and world_size >= 1, got rank " +
+                                  std::to_string(o.rank) + ", world_size " + std::to_string(o.world_size));
+
+    const Index n = shard_size(data.size(), o);
     const Index full = n / o.batch_size;
     const Index rest = n % o.batch_size;
     m_batches = full + (rest > 0 && !o.drop_last ? 1 : 0);
@@ -72,7 +89,7 @@ class BatchLoader {
     m_full.resize(data.channels(), full > 0 ? o.batch_size * area : 0);
     m_last.resize(data.channels(), rest > 0 && !o.drop_last ? rest * area : 0);
     m_labels.resize(static_cast<std::size_t>(std::min(n, o.batch_size)));
-    m_order.resize(static_cast<std::size_t>(n));
+    m_order.resize(static_cast<std::size_t>(data.size()));
     for (int v = 0; v < 256; ++v) m_lut[static_cast<std::size_t>(v)] = static_cast<S>((v / 255.0 - o.mean) / o.std);
   }
   BatchLoader(const ImageDataset&&, BatchLoaderOptions) = delete;  // the dataset must outlive the loader
@@ -82,7 +99,7 @@ class BatchLoader {
     std::iota(m_order.begin(), m_order.end(), Index{0});
     if (m_options.shuffle)
       for (std::size_t i = m_order.size(); i > 1; --i)  // Fisher–Yates: swap i-1 with a uniform j <= i-1
-        std::swap(m_order[i - 1], m_order[static_cast<std::size_t>(below(i))]);
+        std::swap(m_order[i - 1], m_order[static_cast<std::size_t>(below(m_rng, i))]);
     m_position = 0;
     m_batch = -1;
     m_count = 0;
@@ -101,7 +118,10 @@ class BatchLoader {
     std::array<S, 256> lut;  // a local copy: the compiler need not reload it after every store
     std::copy(m_lut.begin(), m_lut.end(), lut.begin());
     for (Index j = 0; j < n; ++j) {
-      const Index i = m_order[static_cast<std::size_t>(m_position + j)];
+      // Sample k of this rank's shard is the order's position rank + k·world_size (wrapping when padded).
+      const Index in_shard = m_position + j;
+      const Index i =
+          m_order[static_cast<std::size_t>((m_options.rank + in_shard * m_options.world_size) % m_data->size())];
       m_labels[static_cast<std::size_t>(j)] = m_data->labels()[static_cast<std::size_t>(i)];
       const unsigned char* src = m_data->pixels().data() + i * bytes;
       S* dst = out.data() + j * bytes;  // the sample's H·W columns of C rows are contiguous
@@ -127,18 +147,29 @@ class BatchLoader {
   [[nodiscard]] Index batch_index() const noexcept { return m_batch; }
   /// Batches per epoch: ceil(N / batch_size), or floor with drop_last.
   [[nodiscard]] Index batches_per_epoch() const noexcept { return m_batches; }
-  /// Samples per epoch: N, or a multiple of batch_size with drop_last.
+  /// Samples per epoch (of this rank's shard): N, or a multiple of batch_size with drop_last.
   [[nodiscard]] Index samples_per_epoch() const noexcept { return m_samples; }
   /// Height and width of the images (for set_image_size on a network).
   [[nodiscard]] ImageSize image_size() const noexcept { return m_data->image_size(); }
   [[nodiscard]] const BatchLoaderOptions& options() const noexcept { return m_options; }
 
  private:
+  /// Samples in a rank's shard of `total` (see BatchLoaderOptions::rank), before drop_last's batch cut.
+  static Index shard_size(Index total, const BatchLoaderOptions& o) noexcept {
+    const Index p = o.world_size;
+    if (p == 1) return total;
+    if (o.drop_last) return total / p;
+    if (o.pad_shards) return (total + p - 1) / p;
+    return o.rank < total ? (total - o.rank + p - 1) / p : 0;
+  }
+
+  Generator& augment_rng() noexcept { return m_options.world_size > 1 ? m_rank_rng : m_rng; }
+
   /// Uniform integer in [0, bound), unbiased (rejection of the top 2^64 mod bound values).
-  std::uint64_t below(std::uint64_t bound) {
+  static std::uint64_t below(Generator& rng, std::uint64_t bound) {
     const std::uint64_t threshold = (0 - bound) % bound;
     for (;;) {
-      const std::uint64_t r = m_rng.next();
+      const std::uint64_t r = rng.next();
       if (r >= threshold) return r % bound;
     }
   }
@@ -153,10 +184,10 @@ class BatchLoader {
     Index top = 0;
     Index left = 0;
     if (p > 0) {  // torchvision draws the row offset, then the column offset
-      top = static_cast<Index>(below(static_cast<std::uint64_t>(2 * p + 1)));
-      left = static_cast<Index>(below(static_cast<std::uint64_t>(2 * p + 1)));
+      top = static_cast<Index>(below(augment_rng(), static_cast<std::uint64_t>(2 * p + 1)));
+      left = static_cast<Index>(below(augment_rng(), static_cast<std::uint64_t>(2 * p + 1)));
     }
-    const bool flip = m_options.horizontal_flip && (m_rng.next() >> 63) != 0;
+    const bool flip = m_options.horizontal_flip && (augment_rng().next() >> 63) != 0;
     const S zero = lut[0];
     // Source column sw = w + shift, or W-1-w + shift flipped; it is inside the image for w in [w0, w1).
     const Index shift = left - p;
@@ -186,7 +217,8 @@ class BatchLoader {
 
   const ImageDataset* m_data;
   BatchLoaderOptions m_options;
-  Generator m_rng;
+  Generator m_rng;        ///< the shuffle (and, on one rank, the augmentation)
+  Generator m_rank_rng;   ///< the augmentation when sharded: a stream of this rank's own
   std::array<S, 256> m_lut{};  ///< normalised value of each pixel byte
   std::vector<Index> m_order;  ///< sample order of the epoch
   Batch<S, Dynamic> m_full;    ///< C × (batch_size·H·W)

@@ -8,25 +8,28 @@
 /// then the tensors' raw little-endian row-major bytes (offsets relative to the end of the header).
 ///
 /// Names are the model's `for_each_parameter` / `for_each_buffer` names (PyTorch `state_dict` keys).
-/// A float model writes F32, a double model F64, `num_batches_tracked` is I64 with shape []. A matrix
-/// R×C is stored as [R, C] (a Linear weight is exactly torch's tensor), a column vector as [R]. A
-/// Conv2d weight is Out × (In/groups·k·k) in PyTorch's element order and is saved as such, 2-D:
-/// torch users load it with `state_dict[name].view_as(param)` (or reshape to [Out, In/groups, k, k]).
-/// Loading accepts torch's 4-D shape as is: any shape whose first dimension is R and whose element
-/// count is R·C fits an R×C tensor.
+/// A float model writes F32, a double model F64, `num_batches_tracked` is I64 with shape []. Every
+/// tensor is written in **PyTorch's own shape**, so `model.load_state_dict(safetensors.torch.load_file(path))`
+/// works unmodified: a matrix R×C as [R, C] (a Linear weight), a column vector as [R], a Conv2d
+/// weight (stored Out × (In/groups·k·k), torch's element order) as [Out, In/groups, k, k] (the layer
+/// reports that shape: core/torch_shape.hpp). Loading requires exactly that shape — or, for a
+/// tensor whose torch shape is not 2-D (a Conv2d weight), exactly the 2-D [R, C] the layer stores,
+/// as resblocks' files before 0.2 had it. Anything else is an error naming the tensor, the file, the
+/// expected and the found shape (a permuted [Out, k, k, In] weight never loads silently).
 
 #include "resblocks/core/layer.hpp"
 #include "resblocks/core/parameter_name.hpp"
+#include "resblocks/core/torch_shape.hpp"
 #include "resblocks/core/types.hpp"
 #include "resblocks/io/detail/file_io.hpp"
+#include "resblocks/io/detail/json.hpp"
 
 #include <algorithm>
 #include <bit>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
-#include <limits>
 #include <map>
-#include <set>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -46,270 +49,6 @@ struct FormatError : std::runtime_error {
 
 /// Largest header accepted (the safetensors reference implementation's limit).
 inline constexpr std::uint64_t k_max_header_bytes = 100'000'000;
-
-// --- a strict JSON reader for the header: objects, arrays, strings, integers -------------------
-
-/// \brief One JSON value. Objects keep their keys in order, their values in `items`.
-struct Json {
-  enum class Kind { object, array, string, integer };
-  Kind kind = Kind::integer;
-  std::size_t offset = 0;  ///< byte offset in the file where the value starts
-  std::int64_t integer = 0;
-  std::string text;
-  std::vector<std::string> keys;
-  std::vector<Json> items;
-
-  [[nodiscard]] const Json* find(std::string_view key) const {
-    for (std::size_t i = 0; i < keys.size(); ++i)
-      if (keys[i] == key) return &items[i];
-    return nullptr;
-  }
-};
-
-/// \brief Recursive-descent parser of RFC 8259 JSON restricted to integer numbers (no fractions,
-/// exponents, true/false/null). Errors throw FormatError with the file byte offset.
-class JsonParser {
- public:
-  /// `text` is the header; `base` the file offset of its first byte (for messages).
-  JsonParser(std::string_view text, std::size_t base) : m_text(text), m_base(base) {}
-
-  /// One value followed by nothing but whitespace.
-  Json parse_document() {
-    skip_whitespace();
-    Json value = parse_value(0);
-    skip_whitespace();
-    if (m_pos != m_text.size()) fail("unexpected " + describe() + " after the end of the JSON value");
-    return value;
-  }
-
- private:
-  static constexpr int k_max_depth = 64;
-
-  [[noreturn]] void fail(const std::string& what) const {
-    throw FormatError("malformed header JSON at byte " + std::to_string(m_base + m_pos) + ": " + what);
-  }
-  [[nodiscard]] std::string describe() const {
-    if (m_pos >= m_text.size()) return "end of the header";
-    const auto c = static_cast<unsigned char>(m_text[m_pos]);
-    if (c >= 0x20 && c < 0x7f) return std::string("character '") + char(c) + "'";
-    return "byte 0x" + hex(c, 2);
-  }
-  static std::string hex(unsigned value, int digits) {
-    std::string s(static_cast<std::size_t>(digits), '0');
-    for (int i = digits - 1; i >= 0; --i, value >>= 4) s[static_cast<std::size_t>(i)] = "0123456789abcdef"[value & 15];
-    return s;
-  }
-  [[nodiscard]] bool at_end() const noexcept { return m_pos >= m_text.size(); }
-  [[nodiscard]] char peek() const noexcept { return at_end() ? '\0' : m_text[m_pos]; }
-  void skip_whitespace() noexcept {
-    while (!at_end() && (peek() == ' ' || peek() == '\t' || peek() == '\n' || peek() == '\r')) ++m_pos;
-  }
-  void expect(char c) {
-    if (at_end() || peek() != c) fail(std::string("expected '") + c + "', got " + describe());
-    ++m_pos;
-  }
-
-  Json parse_value(int depth) {
-    if (depth > k_max_depth) fail("nested deeper than " + std::to_string(k_max_depth) + " levels");
-    const char c = peek();
-    if (c == '{') return parse_object(depth);
-    if (c == '[') return parse_array(depth);
-    if (c == '"') {
-      Json v;
-      v.kind = Json::Kind::string;
-      v.offset = m_base + m_pos;
-      v.text = parse_string();
-      return v;
-    }
-    if (c == '-' || (c >= '0' && c <= '9')) return parse_integer();
-    fail("expected a value (object, array, string or integer), got " + describe());
-  }
-
-  Json parse_object(int depth) {
-    Json v;
-    v.kind = Json::Kind::object;
-    v.offset = m_base + m_pos;
-    expect('{');
-    std::set<std::string> seen;
-    skip_whitespace();
-    if (peek() == '}') {
-      ++m_pos;
-      return v;
-    }
-    while (true) {
-      skip_whitespace();
-      if (peek() != '"') fail("expected a string key, got " + describe());
-      const std::size_t key_pos = m_pos;
-      std::string key = parse_string();
-      if (!seen.insert(key).second) {
-        m_pos = key_pos;
-        fail("duplicate key \"" + key + "\"");
-      }
-      skip_whitespace();
-      expect(':');
-      skip_whitespace();
-      v.items.push_back(parse_value(depth + 1));
-      v.keys.push_back(std::move(key));
-      skip_whitespace();
-      if (peek() == ',') {
-        ++m_pos;
-        continue;
-      }
-      if (peek() == '}') {
-        ++m_pos;
-        return v;
-      }
-      fail("expected ',' or '}' in an object, got " + describe());
-    }
-  }
-
-  Json parse_array(int depth) {
-    Json v;
-    v.kind = Json::Kind::array;
-    v.offset = m_base + m_pos;
-    expect('[');
-    skip_whitespace();
-    if (peek() == ']') {
-      ++m_pos;
-      return v;
-    }
-    while (true) {
-      skip_whitespace();
-      v.items.push_back(parse_value(depth + 1));
-      skip_whitespace();
-      if (peek() == ',') {
-        ++m_pos;
-        continue;
-      }
-      if (peek() == ']') {
-        ++m_pos;
-        return v;
-      }
-      fail("expected ',' or ']' in an array, got " + describe());
-    }
-  }
-
-  unsigned parse_hex4() {
-    unsigned value = 0;
-    for (int i = 0; i < 4; ++i) {
-      const char c = peek();
-      unsigned digit = 0;
-      if (c >= '0' && c <= '9')
-        digit = unsigned(c - '0');
-      else if (c >= 'a' && c <= 'f')
-        digit = unsigned(c - 'a' + 10);
-      else if (c >= 'A' && c <= 'F')
-        digit = unsigned(c - 'A' + 10);
-      else
-        fail("expected 4 hex digits after \\u, got " + describe());
-      value = value * 16 + digit;
-      ++m_pos;
-    }
-    return value;
-  }
-
-  static void append_utf8(std::string& out, unsigned cp) {
-    if (cp < 0x80) {
-      out += char(cp);
-    } else if (cp < 0x800) {
-      out += char(0xc0 | (cp >> 6));
-      out += char(0x80 | (cp & 0x3f));
-    } else if (cp < 0x10000) {
-      out += char(0xe0 | (cp >> 12));
-      out += char(0x80 | ((cp >> 6) & 0x3f));
-      out += char(0x80 | (cp & 0x3f));
-    } else {
-      out += char(0xf0 | (cp >> 18));
-      out += char(0x80 | ((cp >> 12) & 0x3f));
-      out += char(0x80 | ((cp >> 6) & 0x3f));
-      out += char(0x80 | (cp & 0x3f));
-    }
-  }
-
-  std::string parse_string() {
-    expect('"');
-    std::string out;
-    while (true) {
-      if (at_end()) fail("unterminated string");
-      const char c = m_text[m_pos];
-      if (c == '"') {
-        ++m_pos;
-        return out;
-      }
-      if (static_cast<unsigned char>(c) < 0x20) fail("unescaped control character (" + describe() + ") in a string");
-      if (c != '\\') {
-        out += c;
-        ++m_pos;
-        continue;
-      }
-      ++m_pos;
-      const char e = peek();
-      ++m_pos;
-      switch (e) {
-        case '"': out += '"'; break;
-        case '\\': out += '\\'; break;
-        case '/': out += '/'; break;
-        case 'b': out += '\b'; break;
-        case 'f': out += '\f'; break;
-        case 'n': out += '\n'; break;
-        case 'r': out += '\r'; break;
-        case 't': out += '\t'; break;
-        case 'u': {
-          unsigned cp = parse_hex4();
-          if (cp >= 0xdc00 && cp <= 0xdfff) {
-            m_pos -= 6;
-            fail("\\u escape is a lone low surrogate");
-          }
-          if (cp >= 0xd800 && cp <= 0xdbff) {  // a high surrogate: its low half must follow
-            if (peek() != '\\' || m_pos + 1 >= m_text.size() || m_text[m_pos + 1] != 'u')
-              fail("\\u escape: a high surrogate must be followed by a low one");
-            m_pos += 2;
-            const unsigned low = parse_hex4();
-            if (low < 0xdc00 || low > 0xdfff) {
-              m_pos -= 6;
-              fail("\\u escape: a high surrogate must be followed by a low one");
-            }
-            cp = 0x10000 + ((cp - 0xd800) << 10) + (low - 0xdc00);
-          }
-          append_utf8(out, cp);
-          break;
-        }
-        default:
-          m_pos -= 1;
-          if (at_end()) fail("unterminated string");
-          fail("invalid escape '\\" + std::string(1, e) + "' in a string");
-      }
-    }
-  }
-
-  Json parse_integer() {
-    Json v;
-    v.kind = Json::Kind::integer;
-    v.offset = m_base + m_pos;
-    const bool negative = peek() == '-';
-    if (negative) ++m_pos;
-    if (!(peek() >= '0' && peek() <= '9')) fail("expected a digit, got " + describe());
-    if (peek() == '0' && m_pos + 1 < m_text.size() && m_text[m_pos + 1] >= '0' && m_text[m_pos + 1] <= '9')
-      fail("leading zeros are not allowed in a number");
-    // Accumulate as a negative number: its range holds every int64 magnitude.
-    std::int64_t value = 0;
-    constexpr std::int64_t lowest = std::numeric_limits<std::int64_t>::min();
-    while (peek() >= '0' && peek() <= '9') {
-      const int digit = peek() - '0';
-      if (value < (lowest + digit) / 10) fail("integer out of the 64-bit range");
-      value = value * 10 - digit;
-      ++m_pos;
-    }
-    if (peek() == '.' || peek() == 'e' || peek() == 'E') fail("only integers are allowed in the header, got " + describe());
-    if (!negative && value == lowest) fail("integer out of the 64-bit range");
-    v.integer = negative ? value : -value;
-    return v;
-  }
-
-  std::string_view m_text;
-  std::size_t m_base;
-  std::size_t m_pos = 0;
-};
 
 // --- the header's tensor entries ----------------------------------------------------------------
 
@@ -339,30 +78,16 @@ inline std::string shape_text(const std::vector<std::int64_t>& shape) {
   return s + "]";
 }
 
-inline std::string json_quote(std::string_view s) {
-  std::string out = "\"";
-  for (const char c : s) {
-    const auto u = static_cast<unsigned char>(c);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (u < 0x20) {
-      static constexpr char digits[] = "0123456789abcdef";
-      out += "\\u00";
-      out += digits[u >> 4];
-      out += digits[u & 15];
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
-}
-
 /// Parses and checks the header against a data section of `data_bytes` bytes: every entry has a
 /// known dtype, a shape of non-negative integers and data_offsets [begin, end] inside the data
 /// whose length matches; no two entries overlap; `__metadata__`, if any, maps strings to strings.
 inline std::vector<Entry> parse_header(std::string_view header, std::uint64_t data_bytes) {
-  const Json root = JsonParser(header, 8).parse_document();
+  Json root;
+  try {
+    root = JsonParser(header, 8).parse_document();
+  } catch (const JsonError& e) {
+    throw FormatError(e.what());
+  }
   if (root.kind != Json::Kind::object) throw FormatError("the header is not a JSON object");
   std::vector<Entry> entries;
   for (std::size_t i = 0; i < root.keys.size(); ++i) {
@@ -477,26 +202,53 @@ void copy_row_major(Dst& value, const unsigned char* p) {
 
 // --- visiting a model -----------------------------------------------------------------------------
 
-/// Calls f(name, value) on every parameter, then every buffer (value: an Eigen matrix or an integer).
-template <class Model, class F>
-void visit_tensors(Model& model, F&& f) {
-  model.for_each_parameter([&](std::string_view name, auto& value, auto&) { f(name, value); });
-  auto buffer = [&](std::string_view name, auto& value) { f(name, value); };
-  resblocks::detail::visit_buffers(model, buffer, ParameterName{});
-}
-
-/// Rows and columns of a model tensor (1 × 1 for an integer), and whether it is a vector type.
+/// A model tensor's shapes: torch's (written by save, expected by load) and, when it differs, the
+/// 2-D matrix the layer stores (also accepted by load).
 struct TensorShape {
   Index rows = 1, cols = 1;
-  bool vector = false;  ///< a compile-time column vector, saved as [rows]
-  bool scalar = false;  ///< an integer buffer, saved as []
+  std::vector<std::int64_t> torch;   ///< [] for an integer buffer, [R] for a vector, [R, C], or the layer's TorchShape
+  std::vector<std::int64_t> stored;  ///< [R, C] when torch's shape is not 2-D, else empty
 };
 template <class V>
-TensorShape shape_of(const V& value) {
-  if constexpr (std::is_integral_v<V>)
-    return {1, 1, false, true};
-  else
-    return {value.rows(), value.cols(), V::ColsAtCompileTime == 1, false};
+TensorShape shape_of(const V& value, const TorchShape* layer_shape) {
+  TensorShape s;
+  if constexpr (!std::is_integral_v<V>) {
+    s.rows = value.rows();
+    s.cols = value.cols();
+    if (layer_shape) {
+      for (std::size_t d = 0; d < layer_shape->rank; ++d) s.torch.push_back(layer_shape->dims[d]);
+      if (layer_shape->rank != 2) s.stored = {s.rows, s.cols};
+    } else if constexpr (V::ColsAtCompileTime == 1) {
+      s.torch = {s.rows};
+    } else {
+      s.torch = {s.rows, s.cols};
+    }
+  }
+  return s;
+}
+
+/// The visitor handed to for_each_parameter: takes the layer's TorchShape when it passes one.
+template <class F>
+struct ParameterVisitor {
+  F& f;
+  template <class V, class G>
+  void operator()(std::string_view name, V& value, G&) const {
+    f(name, value, shape_of(value, nullptr));
+  }
+  template <class V, class G>
+  void operator()(std::string_view name, V& value, G&, const TorchShape& shape) const {
+    f(name, value, shape_of(value, &shape));
+  }
+};
+
+/// Calls f(name, value, TensorShape) on every parameter, then (with `buffers`) every buffer (value:
+/// an Eigen matrix or an integer).
+template <class Model, class F>
+void visit_tensors(Model& model, F&& f, bool buffers = true) {
+  model.for_each_parameter(ParameterVisitor<F>{f});
+  if (!buffers) return;
+  auto buffer = [&](std::string_view name, auto& value) { f(name, value, shape_of(value, nullptr)); };
+  resblocks::detail::visit_buffers(model, buffer, ParameterName{});
 }
 
 }  // namespace detail::safetensors
@@ -519,18 +271,17 @@ void save_safetensors(Model& model, const std::string& path) {
     std::string bytes;
   };
   std::vector<Out> tensors;
-  st::visit_tensors(model, [&](std::string_view name, auto& value) {
+  st::visit_tensors(model, [&](std::string_view name, auto& value, const st::TensorShape& s) {
     using V = std::remove_cvref_t<decltype(value)>;
     Out t;
     t.name = std::string(name);
+    t.shape = s.torch;
     if constexpr (std::is_integral_v<V>) {
       t.dtype = st::dtype_of<std::int64_t>();
       st::put(t.bytes, static_cast<std::int64_t>(value));
     } else {
       using T = typename V::Scalar;
       t.dtype = st::dtype_of<T>();
-      const auto s = st::shape_of(value);
-      t.shape = s.vector ? std::vector<std::int64_t>{s.rows} : std::vector<std::int64_t>{s.rows, s.cols};
       t.bytes.reserve(static_cast<std::size_t>(value.size()) * sizeof(T));
       for (Index r = 0; r < value.rows(); ++r)  // row-major, as torch
         for (Index c = 0; c < value.cols(); ++c) st::put(t.bytes, static_cast<T>(value(r, c)));
@@ -564,7 +315,7 @@ void save_safetensors(Model& model, const std::string& path) {
     const auto [begin, end] = offsets.at(t.name);
     // One append per piece: GCC 12 warns falsely (-Wrestrict) on chained `"…" + std::string` at -O3.
     header += ',';
-    header += st::json_quote(t.name);
+    header += resblocks::detail::json_quote(t.name);
     header += ":{\"dtype\":\"";
     header += t.dtype;
     header += "\",\"shape\":[";
@@ -591,6 +342,18 @@ void save_safetensors(Model& model, const std::string& path) {
   });
 }
 
+/// \brief What load_safetensors requires of the file.
+struct SafetensorsOptions {
+  /// Tensors in the file that the model does not have are an error (false: they are ignored).
+  bool strict = true;
+  /// Load the parameters only: buffers (BatchNorm's running statistics and `num_batches_tracked`) are
+  /// neither required nor read, and keep their values; the file's entries of those names are ignored.
+  bool parameters_only = false;
+  /// Accept `num_batches_tracked` stored as F32 or F64 (a state_dict cast to float as a whole) when
+  /// its value is an exact integer; false: only I64.
+  bool float_counters = true;
+};
+
 namespace detail::safetensors {
 
 /// Checks a file of `size` bytes against the 8-byte header length at `prefix` (nullptr: only that
@@ -610,10 +373,11 @@ std::uint64_t check_length_prefix(std::uint64_t size, const unsigned char* prefi
 
 /// The core of load_safetensors: parses `header` against a data section of `data_bytes` bytes, checks
 /// every tensor of `model` against it, and only then calls `fetch_data()` (a pointer to the data
-/// section) and copies; `fail(message)` throws. The model is unchanged unless everything fits.
+/// section), checks the values that must be integers (counters stored as floats) and copies;
+/// `fail(message)` throws. The model is unchanged unless everything fits.
 template <class Model, class FetchData, class Fail>
-void load_checked(Model& model, std::string_view header, std::uint64_t data_bytes, FetchData&& fetch_data, bool strict,
-                  Fail&& fail) {
+void load_checked(Model& model, std::string_view header, std::uint64_t data_bytes, FetchData&& fetch_data,
+                  const SafetensorsOptions& options, Fail&& fail) {
   namespace st = detail::safetensors;
   std::vector<st::Entry> entries;
   try {
@@ -627,43 +391,57 @@ void load_checked(Model& model, std::string_view header, std::uint64_t data_byte
   // Check the model's tensors against the entries; collect every problem before failing.
   std::vector<std::string> problems, missing;
   std::map<std::string, int> seen;
-  st::visit_tensors(model, [&](std::string_view view, const auto& value) {  // reads only
-    using V = std::remove_cvref_t<decltype(value)>;
-    const std::string name(view);
-    if (seen[name]++ == 1) problems.push_back("the model has two tensors named '" + name + "'");
-    const auto it = index.find(name);
-    if (it == index.end()) {
-      missing.push_back(name);
-      return;
-    }
-    st::Entry& e = entries[it->second];
-    e.used = true;
-    const auto s = st::shape_of(value);
-    const std::string what = "tensor '" + name + "': ";
-    if constexpr (std::is_integral_v<V>) {
-      if (e.dtype != "I64") problems.push_back(what + "dtype " + e.dtype + ", expected I64");
-    } else if (e.dtype != "F32" && e.dtype != "F64") {
-      problems.push_back(what + "dtype " + e.dtype + ", expected F32 or F64");
-    }
-    const auto count = static_cast<std::uint64_t>(s.rows * s.cols);
-    const bool fits = e.elements == count && (e.shape.empty() ? count == 1 : e.shape[0] == s.rows);
-    if (!fits) {
-      const std::string expected = s.scalar   ? std::string("[]")
-                                   : s.vector ? st::shape_text({s.rows})
-                                              : st::shape_text({s.rows, s.cols});
-      problems.push_back(what + "shape " + st::shape_text(e.shape) + " does not fit the model's " + expected +
-                         (s.scalar ? std::string()
-                                   : " (nor a shape with first dimension " + std::to_string(s.rows) + " and " +
-                                         std::to_string(count) + " elements)"));
-    }
-  });
+  std::vector<const st::Entry*> float_counters;  // integer buffers stored as F32/F64, in visit order
+  st::visit_tensors(
+      model,
+      [&](std::string_view view, const auto& value, const st::TensorShape& s) {  // reads only
+        using V = std::remove_cvref_t<decltype(value)>;
+        const std::string name(view);
+        if (seen[name]++ == 1) problems.push_back("the model has two tensors named '" + name + "'");
+        const auto it = index.find(name);
+        if (it == index.end()) {
+          missing.push_back(name);
+          return;
+        }
+        st::Entry& e = entries[it->second];
+        e.used = true;
+        const std::string what = "tensor '" + name + "': ";
+        const bool float_dtype = e.dtype == "F32" || e.dtype == "F64";
+        if constexpr (std::is_integral_v<V>) {
+          if (e.dtype != "I64" && !(options.float_counters && float_dtype))
+            problems.push_back(what + "dtype " + e.dtype + ", expected I64" +
+                               (float_dtype ? " (or allow F32/F64 with SafetensorsOptions::float_counters)" : ""));
+        } else if (!float_dtype) {
+          problems.push_back(what + "dtype " + e.dtype + ", expected F32 or F64");
+        }
+        if (e.shape != s.torch && (s.stored.empty() || e.shape != s.stored)) {
+          problems.push_back(what + "shape " + st::shape_text(e.shape) + ", expected " + st::shape_text(s.torch) +
+                             (s.stored.empty() ? std::string() : " (or the stored " + st::shape_text(s.stored) + ")"));
+          return;
+        }
+        if constexpr (std::is_integral_v<V>) {
+          if (float_dtype && options.float_counters) float_counters.push_back(&e);  // value checked once read
+        }
+      },
+      !options.parameters_only);
   auto join = [](const std::vector<std::string>& names) {
     std::string s;
     for (const auto& n : names) s += (s.empty() ? "" : ", ") + n;
     return s;
   };
-  if (!missing.empty()) problems.insert(problems.begin(), "missing tensors: " + join(missing));
-  if (strict) {
+  if (!missing.empty())
+    problems.insert(problems.begin(), "missing tensors: " + join(missing) +
+                                          (options.parameters_only ? std::string()
+                                                                   : std::string(" (parameters only: set "
+                                                                                 "SafetensorsOptions::parameters_only)")));
+  if (options.strict) {
+    if (options.parameters_only) {  // the file's buffers are expected, just not read
+      auto buffer = [&](std::string_view view, const auto&) {
+        const auto it = index.find(std::string(view));
+        if (it != index.end()) entries[it->second].used = true;
+      };
+      resblocks::detail::visit_buffers(model, buffer, ParameterName{});
+    }
     std::vector<std::string> unexpected;
     for (const st::Entry& e : entries)
       if (!e.used) unexpected.push_back(e.name);
@@ -671,25 +449,45 @@ void load_checked(Model& model, std::string_view header, std::uint64_t data_byte
       problems.push_back("unexpected tensors (not in the model; load with strict = false to ignore them): " +
                          join(unexpected));
   }
-  if (!problems.empty()) {
+  auto fail_all = [&] {
     std::string all;
     for (const auto& p : problems) all += (all.empty() ? "" : "; ") + p;
     fail(all);
-  }
+  };
+  if (!problems.empty()) fail_all();
 
-  // Everything fits: fetch the data, copy (row-major file order into R×C).
+  // Everything fits: fetch the data, check the float counters' values, copy (row-major file order into R×C).
   const unsigned char* data = fetch_data();
-  st::visit_tensors(model, [&](std::string_view view, auto& value) {
-    using V = std::remove_cvref_t<decltype(value)>;
-    const st::Entry& e = entries[index.at(std::string(view))];
-    const unsigned char* p = data + e.begin;
-    if constexpr (std::is_integral_v<V>)
-      value = static_cast<V>(st::read_element<std::int64_t>(p, 0));  // dtype I64, checked above
-    else if (e.dtype == "F32")
-      st::copy_row_major<float>(value, p);
+  std::vector<std::int64_t> counters;
+  for (const st::Entry* e : float_counters) {  // one element, by the shape check
+    const unsigned char* p = data + e->begin;
+    const double v = e->dtype == "F32" ? double(st::read_element<float>(p, 0)) : st::read_element<double>(p, 0);
+    if (!(std::isfinite(v) && v == std::trunc(v) && v >= -0x1p63 && v < 0x1p63))
+      problems.push_back("tensor '" + e->name + "': value " + std::to_string(v) + " in dtype " + e->dtype +
+                         " is not an integer (expected I64, or an exactly integral float)");
     else
-      st::copy_row_major<double>(value, p);
-  });
+      counters.push_back(static_cast<std::int64_t>(v));
+  }
+  if (!problems.empty()) fail_all();
+  std::size_t counter = 0;
+  st::visit_tensors(
+      model,
+      [&](std::string_view view, auto& value, const st::TensorShape&) {
+        using V = std::remove_cvref_t<decltype(value)>;
+        const st::Entry& e = entries[index.at(std::string(view))];
+        const unsigned char* p = data + e.begin;
+        if constexpr (std::is_integral_v<V>) {
+          if (e.dtype == "I64")
+            value = static_cast<V>(st::read_element<std::int64_t>(p, 0));
+          else
+            value = static_cast<V>(counters[counter++]);  // checked above
+        } else if (e.dtype == "F32") {
+          st::copy_row_major<float>(value, p);
+        } else {
+          st::copy_row_major<double>(value, p);
+        }
+      },
+      !options.parameters_only);
 }
 
 }  // namespace detail::safetensors
@@ -697,15 +495,15 @@ void load_checked(Model& model, std::string_view header, std::uint64_t data_byte
 /// Reads a safetensors image in memory (`file`: the bytes of a file written by save_safetensors, or
 /// of PyTorch's state_dict in safetensors form; e.g. weights embedded in the program) into `model`'s
 /// parameters and buffers; `source` names it in messages. Every tensor of the model must be in it
-/// with dtype F32 or F64 (converted to the model's scalar; I64 for `num_batches_tracked`) and a
-/// fitting shape ([R, C] or [R] as saved, or any shape with first dimension R and R·C elements, e.g.
-/// torch's 4-D conv weight). With `strict`, tensors the model does not have are an error too.
+/// with dtype F32 or F64 (converted to the model's scalar; I64 for `num_batches_tracked`, or see
+/// `float_counters`) and torch's shape (or the 2-D shape the layer stores; see the file comment).
+/// Options: see SafetensorsOptions (defaults: strict, parameters and buffers).
 ///
 /// Everything is validated first (header length, JSON syntax, every entry's dtype, shape and
 /// data_offsets, no overlaps, then the model's tensors); only then are values copied, so on any
 /// error (std::runtime_error naming the source and every problem found) the model is unchanged.
 template <class Model>
-void load_safetensors(Model& model, std::span<const std::byte> file, bool strict = true,
+void load_safetensors(Model& model, std::span<const std::byte> file, const SafetensorsOptions& options = {},
                       std::string_view source = "<memory>") {
   namespace st = detail::safetensors;
   const std::string path(source);
@@ -717,15 +515,23 @@ void load_safetensors(Model& model, std::span<const std::byte> file, bool strict
   const std::uint64_t header_bytes = st::check_length_prefix(file.size(), bytes, fail);
   const std::uint64_t data_bytes = file.size() - 8 - header_bytes;
   st::load_checked(model, text.substr(8, static_cast<std::size_t>(header_bytes)), data_bytes,
-                   [&] { return bytes + 8 + header_bytes; }, strict, fail);
+                   [&] { return bytes + 8 + header_bytes; }, options, fail);
 }
 
-/// load_safetensors from the file `path` (see above). The file is checked before it is read: it must
-/// be a regular file (a directory, a FIFO or a device is refused without opening it); the 8-byte
-/// length and the header are read and validated against the file's size first, and only then the
-/// data, so a corrupt or foreign file fails naming `path` without reading (or allocating) its size.
+/// load_safetensors from memory with only SafetensorsOptions::strict set.
 template <class Model>
-void load_safetensors(Model& model, const std::string& path, bool strict = true) {
+void load_safetensors(Model& model, std::span<const std::byte> file, bool strict,
+                      std::string_view source = "<memory>") {
+  load_safetensors(model, file, SafetensorsOptions{.strict = strict}, source);
+}
+
+/// load_safetensors from the file `path` (written by save_safetensors, or PyTorch's state_dict in
+/// safetensors form; see above). The file is checked before it is read: it must be a regular file
+/// (a directory, a FIFO or a device is refused without opening it); the 8-byte length and the header
+/// are read and validated against the file's size first, and only then the data, so a corrupt or
+/// foreign file fails naming `path` without reading (or allocating) its size.
+template <class Model>
+void load_safetensors(Model& model, const std::string& path, const SafetensorsOptions& options = {}) {
   namespace st = detail::safetensors;
   detail::CheckedFile in(path, "load_safetensors");
   const std::uint64_t size = in.size();
@@ -736,10 +542,19 @@ void load_safetensors(Model& model, const std::string& path, bool strict = true)
   const std::uint64_t header_bytes = st::check_length_prefix(size, length, fail);
   const std::string header = in.read_string(header_bytes);
   std::string data;  // read only once the header and the model's tensors are checked
-  st::load_checked(model, header, size - 8 - header_bytes, [&] {
-    data = in.read_string(size - 8 - header_bytes);
-    return reinterpret_cast<const unsigned char*>(data.data());
-  }, strict, fail);
+  st::load_checked(
+      model, header, size - 8 - header_bytes,
+      [&] {
+        data = in.read_string(size - 8 - header_bytes);
+        return reinterpret_cast<const unsigned char*>(data.data());
+      },
+      options, fail);
+}
+
+/// load_safetensors with only SafetensorsOptions::strict set (the signature before the options).
+template <class Model>
+void load_safetensors(Model& model, const std::string& path, bool strict) {
+  load_safetensors(model, path, SafetensorsOptions{.strict = strict});
 }
 
 }  // namespace resblocks

@@ -27,7 +27,6 @@ class Activation {
   using Input = Batch<S, N>;
   using Output = Batch<S, N>;
   static constexpr std::string_view name = Op::name;
-  static constexpr bool is_elementwise = true;  ///< offers the fused_* block interface
 
   struct Workspace {
     Output y;
@@ -106,7 +105,7 @@ class Activation {
 
   Op m_op;
   Index m_features;
-  detail::CachedInput<Input> m_x;
+  CachedInput<Input> m_x;
   Output m_y;
   Input m_dL_dx;
 };

@@ -136,7 +136,7 @@ class AvgPool2d {
   Index m_channels;
   ImageSize m_in{};
   ImageSize m_out{};
-  detail::CachedInput<Input> m_x;
+  CachedInput<Input> m_x;
   Index m_samples = 0;                 // the last forward's sample count and image sizes
   ImageSize m_fwd_in{}, m_fwd_out{};
   Output m_y;

@@ -110,7 +110,7 @@ class Flatten {
 
   Index m_channels;
   ImageSize m_in{};
-  detail::CachedInput<Input> m_x;
+  CachedInput<Input> m_x;
   Index m_area = 0;  // the last forward's H·W
   Output m_y;
   Input m_dL_dx;

@@ -2,6 +2,9 @@
 /// \file
 /// \brief LayerNorm: normalisation over the features of each column (each sample or token).
 
+#include "resblocks/core/block_fn.hpp"
+#include "resblocks/core/compiled_kernels.hpp"
+#include "resblocks/core/fused_layer.hpp"
 #include "resblocks/core/layer.hpp"
 #include "resblocks/core/parameter_name.hpp"
 #include "resblocks/core/shape_error.hpp"
@@ -42,21 +45,18 @@ struct LayerNormOptions {
 /// parallel; γ's and β's gradients are summed over fixed column partitions merged in order (in
 /// double), so the bits do not depend on the thread count.
 template <class S = float, int Features = Dynamic>
-class LayerNorm {
+class LayerNorm : public FusedLayer<LayerNorm<S, Features>, S, Features, Features> {
+  using Base = FusedLayer<LayerNorm<S, Features>, S, Features, Features>;
+  friend Base;
+
  public:
-  using Scalar = S;
-  static constexpr int InFeatures = Features;
-  static constexpr int OutFeatures = Features;
-  using Input = Batch<S, Features>;
-  using Output = Batch<S, Features>;
+  using typename Base::Input;
+  using typename Base::Output;
   using Vector = detail::ParamVector<S, Features>;
   static constexpr std::string_view name = "LayerNorm";
-  static constexpr bool has_epilogue_hooks = true;  ///< offers forward_then / backward_then / infer_then
 
   /// \brief Inference buffers of one caller.
-  struct Workspace {
-    Output y;
-  };
+  struct Workspace : detail::FusedWorkspace<S, Features> {};
 
   /// Static feature count: `LayerNorm<float, 256> ln;`.
   explicit LayerNorm(LayerNormOptions options = {})
@@ -88,65 +88,6 @@ class LayerNorm {
   const Output& normalized() const noexcept { return m_xhat; }
   const Eigen::Matrix<S, Eigen::Dynamic, 1>& inv_std() const noexcept { return m_inv_std; }
 
-  const Output& forward(const Input& x) {
-    forward_then(x, detail::NoPrepare{}, detail::NoEpilogue{});
-    return m_y;
-  }
-  const Output& forward(Input&&) = delete;  // the contract: forward takes no temporaries
-
-  /// forward(x), then `epilogue(y, r0, rows, c0, cols)` on each finished block of y (in cache);
-  /// `prepare(y)` runs first, once, after y is sized.
-  template <class Prepare, class Epilogue>
-  const Output& forward_then(const Input& x, const Prepare& prepare, const Epilogue& epilogue) {
-    train_forward(x, m_y, Zero{}, prepare, epilogue);
-    return m_y;
-  }
-
-  /// y = skip + LayerNorm(x), in the normalising pass.
-  template <class Skip>
-  void forward_add(const Input& x, Output& y, const Skip& skip) {
-    train_forward(x, y, skip, detail::NoPrepare{}, detail::NoEpilogue{});
-  }
-
-  const Input& backward(const Output& dL_dy) {
-    backward_into(dL_dy, m_dL_dx, Zero{}, detail::NoPrepare{}, detail::NoEpilogue{});
-    return m_dL_dx;
-  }
-
-  /// backward(dL_dy), then `epilogue(dL_dx, r0, rows, c0, cols)` on each finished block of dL/dx.
-  template <class Prepare, class Epilogue>
-  const Input& backward_then(const Output& dL_dy, const Prepare& prepare, const Epilogue& epilogue) {
-    backward_into(dL_dy, m_dL_dx, Zero{}, prepare, epilogue);
-    return m_dL_dx;
-  }
-
-  /// dL_dx = skip_grad + dL/dx, in the same pass.
-  template <class SkipGrad>
-  void backward_add(const Output& dL_dy, Input& dL_dx, const SkipGrad& skip_grad) {
-    backward_into(dL_dy, dL_dx, skip_grad, detail::NoPrepare{}, detail::NoEpilogue{});
-  }
-
-  const Output& infer(const Input& x, Workspace& ws) const {
-    infer_then(x, ws, detail::NoPrepare{}, detail::NoEpilogue{});
-    return ws.y;
-  }
-
-  template <class Prepare, class Epilogue>
-  const Output& infer_then(const Input& x, Workspace& ws, const Prepare& prepare, const Epilogue& epilogue) const {
-    detail::check_input_features(name, in_features(), x);
-    ws.y.resize(x.rows(), x.cols());
-    prepare(std::as_const(ws.y));
-    normalize(x, ws.y, nullptr, ws.y, Zero{}, epilogue);  // x̂ goes into y, then y = γ x̂ + β in place
-    return ws.y;
-  }
-
-  template <class Skip>
-  void infer_add(const Input& x, Output& y, const Skip& skip, Workspace&) const {
-    detail::check_input_features(name, in_features(), x);
-    y.resize(x.rows(), x.cols());
-    normalize(x, y, nullptr, y, skip, detail::NoEpilogue{});
-  }
-
   void zero_grad() {
     m_dL_dweight.setZero();
     m_dL_dbias.setZero();
@@ -164,7 +105,6 @@ class LayerNorm {
   }
 
  private:
-  struct Zero {};
 
   /// Columns per partition of the parameter-gradient sums: fixed, so the bits do not depend on threads.
   static constexpr Index k_part_columns = 32;
@@ -174,87 +114,33 @@ class LayerNorm {
     return std::max<Index>(1, (Index(1) << 13) / std::max<Index>(rows, 1));
   }
 
-  template <class Skip, class Prepare, class Epilogue>
-  void train_forward(const Input& x, Output& y, const Skip& skip, const Prepare& prepare, const Epilogue& epilogue) {
+  // The kernels FusedLayer runs (see there).
+  Index forward_begin(const Input& x) {
     detail::check_input_features(name, in_features(), x);
     m_xhat.resize(x.rows(), x.cols());
     m_inv_std.resize(x.cols());
-    y.resize(x.rows(), x.cols());
-    prepare(std::as_const(y));
+    return x.cols();
+  }
+  void forward_kernel(const Input& x, Output& y, const Output* skip, detail::BlockFn epilogue) {
     normalize(x, m_xhat, m_inv_std.data(), y, skip, epilogue);
     m_forward_done = true;
   }
-
-  /// Per column j: μ, σ, xhat_j = (x_j − μ)/σ (and inv_std[j] = 1/σ when given), then
-  /// y_j = γ ⊙ xhat_j + β (+ skip_j) read back from xhat, which may be y itself (inference):
-  /// forward and infer run this same code, so their results agree bit for bit.
-  template <class Skip, class Epilogue>
-  void normalize(const Input& x, Output& xhat, S* inv_std, Output& y, const Skip& skip, const Epilogue& epilogue) const {
-    const Index rows = x.rows(), block = column_block(rows);
-    const S count = S(rows);
-    detail::parallel_for(x.cols(), double(rows) * 8.0, [&](Index c0, Index c1) {
-      for (Index b = c0; b < c1; b += block) {
-        const Index e = std::min(b + block, c1);
-        for (Index j = b; j < e; ++j) {
-          const auto xj = x.col(j).array();
-          const S mean = xj.sum() / count;
-          const S var = (xj - mean).square().sum() / count;
-          const S rstd = S(1.0 / std::sqrt(double(var) + m_opt.eps));
-          if (inv_std) inv_std[j] = rstd;
-          xhat.col(j).array() = (xj - mean) * rstd;
-          if constexpr (std::is_same_v<Skip, Zero>)
-            y.col(j).array() = xhat.col(j).array() * m_weight.array() + m_bias.array();
-          else
-            y.col(j).array() = xhat.col(j).array() * m_weight.array() + m_bias.array() + skip.col(j).array();
-        }
-        epilogue(std::as_const(y), 0, rows, b, e - b);
-      }
-    });
+  Index infer_begin(const Input& x, Workspace&) const {
+    detail::check_input_features(name, in_features(), x);
+    return x.cols();
   }
-
-  template <class SkipGrad, class Prepare, class Epilogue>
-  void backward_into(const Output& dL_dy, Input& dL_dx, const SkipGrad& skip_grad, const Prepare& prepare,
-                     const Epilogue& epilogue) {
+  void infer_kernel(const Input& x, Output& y, const Output* skip, detail::BlockFn epilogue, Workspace&) const {
+    normalize(x, y, nullptr, y, skip, epilogue);  // x̂ goes into y, then y = γ x̂ + β (+ skip) in place
+  }
+  Index backward_begin(const Output& dL_dy) const {
     detail::check_forward_done(name, m_forward_done);
     detail::check_output_gradient(name, m_xhat.rows(), m_xhat.cols(), dL_dy);
-    const Index rows = m_xhat.rows(), cols = m_xhat.cols();
-    const Index parts = (cols + k_part_columns - 1) / k_part_columns;
-    m_parts.resize(rows, 2 * parts);
-    dL_dx.resize(rows, cols);
-    prepare(std::as_const(dL_dx));
-    const S count = S(rows);
-    detail::parallel_for(parts, double(k_part_columns) * double(rows) * 12.0, [&](Index p0, Index p1) {
-      for (Index p = p0; p < p1; ++p) {
-        const Index c0 = p * k_part_columns, c1 = std::min(cols, c0 + k_part_columns);
-        auto sum_dy = m_parts.col(2 * p).array();         // Σ dy over the partition's columns
-        auto sum_dy_xhat = m_parts.col(2 * p + 1).array();  // Σ dy ⊙ x̂
-        sum_dy.setZero();
-        sum_dy_xhat.setZero();
-        for (Index j = c0; j < c1; ++j) {
-          const auto dy = dL_dy.col(j).array();
-          const auto xh = m_xhat.col(j).array();
-          const auto g = dy * m_weight.array();
-          const S mean_g = g.sum() / count, mean_g_xhat = (g * xh).sum() / count;
-          if constexpr (std::is_same_v<SkipGrad, Zero>)
-            dL_dx.col(j).array() = m_inv_std(j) * ((g - mean_g) - xh * mean_g_xhat);
-          else
-            dL_dx.col(j).array() = m_inv_std(j) * ((g - mean_g) - xh * mean_g_xhat) + skip_grad.col(j).array();
-          sum_dy += dy;
-          sum_dy_xhat += dy * xh;
-        }
-        epilogue(std::as_const(dL_dx), 0, rows, c0, c1 - c0);
-      }
-    });
-    for (Index r = 0; r < rows; ++r) {  // partitions merged in order, in double
-      double db = 0, dw = 0;
-      for (Index p = 0; p < parts; ++p) {
-        db += double(m_parts(r, 2 * p));
-        dw += double(m_parts(r, 2 * p + 1));
-      }
-      m_dL_dbias(r) += S(db);
-      m_dL_dweight(r) += S(dw);
-    }
+    return m_xhat.cols();
   }
+  void backward_kernel(const Output& dL_dy, Input& dL_dx, const Input* skip_grad, detail::BlockFn epilogue);
+
+  void normalize(const Input& x, Output& xhat, S* inv_std, Output& y, const Output* skip,
+                 detail::BlockFn epilogue) const;
 
   LayerNormOptions m_opt;
   Vector m_weight, m_bias, m_dL_dweight, m_dL_dbias;
@@ -262,8 +148,80 @@ class LayerNorm {
   Eigen::Matrix<S, Eigen::Dynamic, 1> m_inv_std;  ///< 1/σ per column of the last forward
   Eigen::Matrix<S, Features, Eigen::Dynamic> m_parts;
   bool m_forward_done = false;
-  Output m_y;
-  Input m_dL_dx;
 };
+
+/// Per column j: μ, σ, xhat_j = (x_j − μ)/σ (and inv_std[j] = 1/σ when given), then
+/// y_j = γ ⊙ xhat_j + β (+ skip_j) read back from xhat, which may be y itself (inference):
+/// forward and infer run this same code, so their results agree bit for bit.
+template <class S, int Features>
+void LayerNorm<S, Features>::normalize(const Input& x, Output& xhat, S* inv_std, Output& y, const Output* skip,
+                                       detail::BlockFn epilogue) const {
+  const Index rows = x.rows(), block = column_block(rows);
+  const S count = S(rows);
+  detail::parallel_for(x.cols(), double(rows) * 8.0, [&](Index c0, Index c1) {
+    for (Index b = c0; b < c1; b += block) {
+      const Index e = std::min(b + block, c1);
+      for (Index j = b; j < e; ++j) {
+        const auto xj = x.col(j).array();
+        const S mean = xj.sum() / count;
+        const S var = (xj - mean).square().sum() / count;
+        const S rstd = S(1.0 / std::sqrt(double(var) + m_opt.eps));
+        if (inv_std) inv_std[j] = rstd;
+        xhat.col(j).array() = (xj - mean) * rstd;
+        if (skip)
+          y.col(j).array() = xhat.col(j).array() * m_weight.array() + m_bias.array() + skip->col(j).array();
+        else
+          y.col(j).array() = xhat.col(j).array() * m_weight.array() + m_bias.array();
+      }
+      epilogue(0, rows, b, e - b);
+    }
+  });
+}
+
+/// dL/dx per column (+ skip_grad); γ's and β's gradients over fixed partitions merged in order.
+template <class S, int Features>
+void LayerNorm<S, Features>::backward_kernel(const Output& dL_dy, Input& dL_dx, const Input* skip_grad,
+                                             detail::BlockFn epilogue) {
+  const Index rows = m_xhat.rows(), cols = m_xhat.cols();
+  const Index parts = (cols + k_part_columns - 1) / k_part_columns;
+  m_parts.resize(rows, 2 * parts);
+  const S count = S(rows);
+  detail::parallel_for(parts, double(k_part_columns) * double(rows) * 12.0, [&](Index p0, Index p1) {
+    for (Index p = p0; p < p1; ++p) {
+      const Index c0 = p * k_part_columns, c1 = std::min(cols, c0 + k_part_columns);
+      auto sum_dy = m_parts.col(2 * p).array();         // Σ dy over the partition's columns
+      auto sum_dy_xhat = m_parts.col(2 * p + 1).array();  // Σ dy ⊙ x̂
+      sum_dy.setZero();
+      sum_dy_xhat.setZero();
+      for (Index j = c0; j < c1; ++j) {
+        const auto dy = dL_dy.col(j).array();
+        const auto xh = m_xhat.col(j).array();
+        const auto g = dy * m_weight.array();
+        const S mean_g = g.sum() / count, mean_g_xhat = (g * xh).sum() / count;
+        if (skip_grad)
+          dL_dx.col(j).array() = m_inv_std(j) * ((g - mean_g) - xh * mean_g_xhat) + skip_grad->col(j).array();
+        else
+          dL_dx.col(j).array() = m_inv_std(j) * ((g - mean_g) - xh * mean_g_xhat);
+        sum_dy += dy;
+        sum_dy_xhat += dy * xh;
+      }
+      epilogue(0, rows, c0, c1 - c0);
+    }
+  });
+  for (Index r = 0; r < rows; ++r) {  // partitions merged in order, in double
+    double db = 0, dw = 0;
+    for (Index p = 0; p < parts; ++p) {
+      db += double(m_parts(r, 2 * p));
+      dw += double(m_parts(r, 2 * p + 1));
+    }
+    m_dL_dbias(r) += S(db);
+    m_dL_dweight(r) += S(dw);
+  }
+}
+
+
+// Compiled once in the compiled-kernels mode (core/compiled_kernels.hpp).
+RESBLOCKS_EXTERN_KERNEL(class LayerNorm<float>)
+RESBLOCKS_EXTERN_KERNEL(class LayerNorm<double>)
 
 }  // namespace resblocks

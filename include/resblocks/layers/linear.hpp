@@ -2,7 +2,8 @@
 /// \file
 /// \brief Linear: y = W x + b, one GEMM over the whole batch (a 1×1 convolution on image columns).
 
-#include "resblocks/core/cached_input.hpp"
+#include "resblocks/core/compiled_kernels.hpp"
+#include "resblocks/core/fused_layer.hpp"
 #include "resblocks/core/gemm.hpp"
 #include "resblocks/core/layer.hpp"
 #include "resblocks/core/parameter_name.hpp"
@@ -20,22 +21,19 @@ namespace resblocks {
 /// \brief Fully connected layer `y = W x + b` (bias optional), as PyTorch's `nn.Linear`:
 /// `weight` is Out×In, `bias` has Out entries, both initialised U(-1/√In, 1/√In).
 template <class S = float, int In = Dynamic, int Out = Dynamic>
-class Linear {
+class Linear : public FusedLayer<Linear<S, In, Out>, S, In, Out> {
+  using Base = FusedLayer<Linear<S, In, Out>, S, In, Out>;
+  friend Base;
+
  public:
-  using Scalar = S;
-  static constexpr int InFeatures = In;
-  static constexpr int OutFeatures = Out;
-  using Input = Batch<S, In>;
-  using Output = Batch<S, Out>;
+  using typename Base::Input;
+  using typename Base::Output;
   using Weight = detail::ParamMatrix<S, Out, In>;
   using Bias = detail::ParamVector<S, Out>;
   static constexpr std::string_view name = "Linear";
-  static constexpr bool has_epilogue_hooks = true;  ///< offers forward_then / backward_then / infer_then
 
   /// \brief Inference buffers of one caller.
-  struct Workspace {
-    Output y;
-  };
+  struct Workspace : detail::FusedWorkspace<S, Out> {};
 
   /// Static sizes: `Linear<float, 32, 64> fc;` or `fc(false)` for no bias.
   explicit Linear(bool bias = true)
@@ -73,69 +71,6 @@ class Linear {
   const Weight& weight_grad() const noexcept { return m_dL_dweight; }
   const Bias& bias_grad() const noexcept { return m_dL_dbias; }
 
-  const Output& forward(const Input& x) {
-    forward_add(x, m_y, Output::Zero(out_features(), x.cols()));
-    return m_y;
-  }
-  const Output& forward(Input&&) = delete;  // forward keeps a reference to its input
-
-  /// forward(x), then `epilogue(y, r0, rows, c0, cols)` on each finished block of y inside the
-  /// GEMM's parallel region (Sequential uses it to apply a following activation while in cache).
-  /// `prepare(y)` runs first, once, after y is sized.
-  template <class Prepare, class Epilogue>
-  const Output& forward_then(const Input& x, const Prepare& prepare, const Epilogue& epilogue) {
-    detail::check_input_features(name, in_features(), x);
-    m_x = &x;
-    compute(x, m_y, Output::Zero(out_features(), x.cols()), prepare, epilogue);
-    return m_y;
-  }
-
-  /// infer(x, ws) with the hooks of forward_then.
-  template <class Prepare, class Epilogue>
-  const Output& infer_then(const Input& x, Workspace& ws, const Prepare& prepare, const Epilogue& epilogue) const {
-    detail::check_input_features(name, in_features(), x);
-    compute(x, ws.y, Output::Zero(out_features(), x.cols()), prepare, epilogue);
-    return ws.y;
-  }
-
-  /// y = skip + W x + b: the skip initialises the GEMM's accumulator.
-  template <class Skip>
-  void forward_add(const Input& x, Output& y, const Skip& skip) {
-    detail::check_input_features(name, in_features(), x);
-    m_x = &x;
-    compute(x, y, skip);
-  }
-
-  const Input& backward(const Output& dL_dy) {
-    backward_into(dL_dy, m_dL_dx, nullptr_skip{});
-    return m_dL_dx;
-  }
-
-  /// backward(dL_dy), then `epilogue(dL_dx, r0, rows, c0, cols)` on each finished block of dL/dx
-  /// (Sequential applies a preceding activation's backward there); `prepare(dL_dx)` runs first.
-  template <class Prepare, class Epilogue>
-  const Input& backward_then(const Output& dL_dy, const Prepare& prepare, const Epilogue& epilogue) {
-    backward_into(dL_dy, m_dL_dx, nullptr_skip{}, prepare, epilogue);
-    return m_dL_dx;
-  }
-
-  /// dL_dx = skip_grad + Wᵀ dL_dy (skip_grad initialises the GEMM's accumulator).
-  template <class SkipGrad>
-  void backward_add(const Output& dL_dy, Input& dL_dx, const SkipGrad& skip_grad) {
-    backward_into(dL_dy, dL_dx, skip_grad);
-  }
-
-  const Output& infer(const Input& x, Workspace& ws) const {
-    infer_add(x, ws.y, Output::Zero(out_features(), x.cols()), ws);
-    return ws.y;
-  }
-
-  template <class Skip>
-  void infer_add(const Input& x, Output& y, const Skip& skip, Workspace&) const {
-    detail::check_input_features(name, in_features(), x);
-    compute(x, y, skip);
-  }
-
   void zero_grad() {
     m_dL_dweight.setZero();
     if (m_has_bias) m_dL_dbias.setZero();
@@ -153,51 +88,78 @@ class Linear {
   }
 
  private:
-  struct nullptr_skip {};
-
-  /// y = skip + b + W x: each thread writes skip + b into its block of y, then accumulates W x on it.
-  template <class Skip, class Prepare = detail::NoPrepare, class Epilogue = detail::NoEpilogue>
-  void compute(const Input& x, Output& y, const Skip& skip, const Prepare& prepare = {},
-               const Epilogue& epilogue = {}) const {
-    y.resize(out_features(), x.cols());
-    prepare(std::as_const(y));
-    detail::gemm<false, false>(
-        y, m_weight, x,
-        [&](Index r0, Index rows, Index c0, Index cols) {
-          if (m_has_bias)
-            y.block(r0, c0, rows, cols) = skip.block(r0, c0, rows, cols).colwise() + m_bias.segment(r0, rows);
-          else
-            y.block(r0, c0, rows, cols) = skip.block(r0, c0, rows, cols);
-        },
-        [&](Index r0, Index rows, Index c0, Index cols) { epilogue(std::as_const(y), r0, rows, c0, cols); });
+  // The kernels FusedLayer runs (see there).
+  Index forward_begin(const Input& x) const {
+    detail::check_input_features(name, in_features(), x);
+    return x.cols();
   }
-
-  template <class SkipGrad, class Prepare = detail::NoPrepare, class Epilogue = detail::NoEpilogue>
-  void backward_into(const Output& dL_dy, Input& dL_dx, const SkipGrad& skip_grad, const Prepare& prepare = {},
-                     const Epilogue& epilogue = {}) {
-    const Input& x = m_x.get(name);
-    detail::check_output_gradient(name, out_features(), x.cols(), dL_dy);
-    // dL/dW += dL_dy xᵀ; the thread owning column 0 of a row block adds that block's bias gradient.
-    detail::gemm<false, true>(m_dL_dweight, dL_dy, x, [&](Index r0, Index rows, Index c0, Index) {
-      if (m_has_bias && c0 == 0) m_dL_dbias.segment(r0, rows) += dL_dy.middleRows(r0, rows).rowwise().sum();
-    });
-    dL_dx.resize(in_features(), dL_dy.cols());
-    prepare(std::as_const(dL_dx));
-    auto then = [&](Index r0, Index rows, Index c0, Index cols) { epilogue(std::as_const(dL_dx), r0, rows, c0, cols); };
-    if constexpr (std::is_same_v<SkipGrad, nullptr_skip>)
-      detail::gemm<true, false>(dL_dx, m_weight, dL_dy, detail::zero_block(dL_dx), then);
-    else
-      detail::gemm<true, false>(dL_dx, m_weight, dL_dy, detail::assign_block(dL_dx, skip_grad), then);
+  void forward_kernel(const Input& x, Output& y, const Output* skip, detail::BlockFn epilogue) const {
+    compute(x, y, skip, epilogue);
   }
+  Index infer_begin(const Input& x, Workspace&) const { return forward_begin(x); }
+  void infer_kernel(const Input& x, Output& y, const Output* skip, detail::BlockFn epilogue, Workspace&) const {
+    compute(x, y, skip, epilogue);
+  }
+  Index backward_begin(const Output& dL_dy) const;
+  void backward_kernel(const Output& dL_dy, Input& dL_dx, const Input* skip_grad, detail::BlockFn epilogue);
+
+  void compute(const Input& x, Output& y, const Output* skip, detail::BlockFn epilogue) const;
 
   Weight m_weight;
   Bias m_bias;
   Weight m_dL_dweight;
   Bias m_dL_dbias;
   bool m_has_bias;
-  detail::CachedInput<Input> m_x;
-  Output m_y;
-  Input m_dL_dx;
 };
+
+/// y = skip + b + W x: each thread writes skip + b into its block of y, then accumulates W x on it.
+template <class S, int In, int Out>
+void Linear<S, In, Out>::compute(const Input& x, Output& y, const Output* skip, detail::BlockFn epilogue) const {
+  detail::gemm<false, false>(
+      y, m_weight, x,
+      [&](Index r0, Index rows, Index c0, Index cols) {
+        auto block = y.block(r0, c0, rows, cols);
+        if (skip && m_has_bias)
+          block = skip->block(r0, c0, rows, cols).colwise() + m_bias.segment(r0, rows);
+        else if (skip)
+          block = skip->block(r0, c0, rows, cols);
+        else if (m_has_bias)
+          block.colwise() = m_bias.segment(r0, rows);
+        else
+          block.setZero();
+      },
+      epilogue);
+}
+
+template <class S, int In, int Out>
+Index Linear<S, In, Out>::backward_begin(const Output& dL_dy) const {
+  const Input& x = this->cached_input();
+  detail::check_output_gradient(name, out_features(), x.cols(), dL_dy);
+  return x.cols();
+}
+
+/// dL/dW += dL_dy xᵀ (the thread owning column 0 of a row block adds that block's bias gradient);
+/// dL_dx = skip_grad + Wᵀ dL_dy, skip_grad initialising the GEMM's accumulator.
+template <class S, int In, int Out>
+void Linear<S, In, Out>::backward_kernel(const Output& dL_dy, Input& dL_dx, const Input* skip_grad,
+                                         detail::BlockFn epilogue) {
+  const Input& x = this->cached_input();
+  detail::gemm<false, true>(m_dL_dweight, dL_dy, x, [&](Index r0, Index rows, Index c0, Index) {
+    if (m_has_bias && c0 == 0) m_dL_dbias.segment(r0, rows) += dL_dy.middleRows(r0, rows).rowwise().sum();
+  });
+  detail::gemm<true, false>(
+      dL_dx, m_weight, dL_dy,
+      [&](Index r0, Index rows, Index c0, Index cols) {
+        if (skip_grad)
+          dL_dx.block(r0, c0, rows, cols) = skip_grad->block(r0, c0, rows, cols);
+        else
+          dL_dx.block(r0, c0, rows, cols).setZero();
+      },
+      epilogue);
+}
+
+// Compiled once in the compiled-kernels mode (core/compiled_kernels.hpp).
+RESBLOCKS_EXTERN_KERNEL(class Linear<float>)
+RESBLOCKS_EXTERN_KERNEL(class Linear<double>)
 
 }  // namespace resblocks

@@ -146,7 +146,7 @@ class MaxPool2d {
   Index m_channels;
   ImageSize m_in{};
   ImageSize m_out{};
-  detail::CachedInput<Input> m_x;
+  CachedInput<Input> m_x;
   Index m_samples = 0;
   Output m_y;
   Batch<Index, C> m_argmax;  // input column of each output's maximum (last forward)

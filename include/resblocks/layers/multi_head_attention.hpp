@@ -419,7 +419,7 @@ class MultiHeadAttention {
   Eigen::Matrix<S, Eigen::Dynamic, 1> m_keep;  ///< 1 for a key that may be attended to, 0 for padding
   Index m_mask_rows = -1;                      ///< the mask's rows when given as a matrix, else -1
   bool m_has_mask = false;
-  detail::CachedInput<Input> m_x;
+  CachedInput<Input> m_x;
   Workspace m_fwd;  ///< forward's buffers: Q, K, V, P and O stay for backward
   Output m_dL_dattn;
   Batch<S, QkvRows> m_dL_dqkv;

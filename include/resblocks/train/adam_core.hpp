@@ -2,8 +2,8 @@
 /// \file
 /// \brief The update shared by Adam and AdamW (torch.optim.Adam / AdamW's single-tensor code).
 
-#include "resblocks/train/option_check.hpp"
 #include "resblocks/train/optimizer_state.hpp"
+#include "resblocks/train/option_check.hpp"
 
 #include <cmath>
 #include <string_view>

@@ -3,8 +3,8 @@
 /// \brief clip_grad_norm: rescales all gradients of a model so that their joint norm is at most
 /// max_norm, as torch.nn.utils.clip_grad_norm_.
 
-#include "resblocks/train/option_check.hpp"
 #include "resblocks/train/optimizer_state.hpp"
+#include "resblocks/train/option_check.hpp"
 
 #include <cmath>
 #include <sstream>

@@ -3,8 +3,8 @@
 /// \brief Sgd: stochastic gradient descent with momentum, dampening, Nesterov and weight decay,
 /// as torch.optim.SGD (plus SGDW's decoupled weight decay).
 
-#include "resblocks/train/option_check.hpp"
 #include "resblocks/train/optimizer_state.hpp"
+#include "resblocks/train/option_check.hpp"
 
 #include <cmath>
 #include <functional>

@@ -1,0 +1,176 @@
+#pragma once
+/// \file
+/// \brief The batch-normalisation kernels BatchNorm2d and DenseLayer share: per-channel statistics
+/// over fixed column partitions merged in order, the normalisation coefficients, the running-statistics
+/// update, and the per-channel sums of the backward pass.
+
+#include "resblocks/core/threading.hpp"
+
+#include <Eigen/Core>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+// The per-channel loops below run over channels inside a column; `omp simd` vectorises them at -O2
+// too (GCC's -O2 cost model leaves run-time-length loops scalar).
+#if defined(_OPENMP)
+#define RESBLOCKS_SIMD _Pragma("omp simd")
+#else
+#define RESBLOCKS_SIMD
+#endif
+
+namespace resblocks::detail {
+
+using Eigen::Index;
+
+/// A grow-only flat buffer viewed as rows × cols: the layers of a block share it without reallocating.
+template <class V>
+auto grown_view(V& storage, Index rows, Index cols) {
+  if (storage.size() < rows * cols) storage.resize(rows * cols);
+  return Eigen::Map<Eigen::Matrix<typename V::Scalar, Eigen::Dynamic, Eigen::Dynamic>>(storage.data(), rows, cols);
+}
+
+/// Columns per chunk (partition) of a pass over `rows` × `cols`: about 256 KB of float data (as
+/// BatchNorm2d's statistics partitions), the count of chunks rounded up to a multiple of 4 so that
+/// 2 or 4 threads get equal shares. Partitions are fixed by the shape, run in parallel and merged
+/// in order: the results do not depend on the thread count.
+inline Index statistics_partition(Index rows, Index cols) noexcept {
+  const Index step = std::max<Index>(16, (Index(1) << 16) / std::max<Index>(rows, 1));
+  const Index parts = (cols + step - 1) / step;
+  if (parts <= 1) return std::max<Index>(cols, 1);
+  const Index balanced = (parts + 3) / 4 * 4;
+  return (cols + balanced - 1) / balanced;
+}
+
+/// Calls f(part, c0, cols) for every partition of `columns` columns of `rows` rows, in parallel.
+template <class F>
+void for_each_statistics_partition(Index rows, Index columns, const F& f) {
+  const Index step = statistics_partition(rows, columns), parts = (columns + step - 1) / step;
+  parallel_for(parts, double(step) * double(rows) * 2.0, [&](Index p0, Index p1) {
+    for (Index p = p0; p < p1; ++p) f(p, p * step, std::min(step, columns - p * step));
+  });
+}
+
+/// Mean and sum of squared deviations from it of each row of the block x (any column stride):
+/// two passes, in double.
+template <class X>
+void partial_moments(const X& x, double* mean, double* m2) {
+  const Index rows = x.rows(), cols = x.cols(), ld = x.outerStride();
+  for (Index r = 0; r < rows; ++r) mean[r] = m2[r] = 0;
+  for (Index j = 0; j < cols; ++j) {
+    const auto* xj = x.data() + j * ld;
+    RESBLOCKS_SIMD
+    for (Index r = 0; r < rows; ++r) mean[r] += double(xj[r]);
+  }
+  for (Index r = 0; r < rows; ++r) mean[r] /= double(cols);
+  for (Index j = 0; j < cols; ++j) {
+    const auto* xj = x.data() + j * ld;
+    RESBLOCKS_SIMD
+    for (Index r = 0; r < rows; ++r) {
+      const double d = double(xj[r]) - mean[r];
+      m2[r] += d * d;
+    }
+  }
+}
+
+/// Merges the moments of partitions of `step` columns (partition p: mean in column 2p, m2 in
+/// 2p + 1 of `parts`) in order (Chan et al.): the mean and biased variance of all `cols` columns,
+/// into rows [r0, r0 + parts.rows()) of stats (column 0 mean, column 1 variance).
+template <class Parts>
+void merge_moments(const Parts& parts, Index cols, Index step, Eigen::MatrixXd& stats, Index r0) {
+  const Index nparts = (cols + step - 1) / step;
+  for (Index r = 0; r < parts.rows(); ++r) {
+    double mean = parts(r, 0), m2 = parts(r, 1), count = double(std::min(step, cols));
+    for (Index p = 1; p < nparts; ++p) {
+      const double nb = double(std::min(step, cols - p * step)), total = count + nb;
+      const double delta = parts(r, 2 * p) - mean;
+      mean += delta * (nb / total);
+      m2 += parts(r, 2 * p + 1) + delta * delta * (count * nb / total);
+      count = total;
+    }
+    stats(r0 + r, 0) = mean;
+    stats(r0 + r, 1) = m2 / double(cols);
+  }
+}
+
+/// Per-row mean and biased variance of x (any column stride) into rows [r0, r0 + x.rows()) of
+/// `stats`, as BatchNorm2d computes them: per partition, in parallel, merged in partition order.
+template <class X>
+void row_statistics(const X& x, Eigen::VectorXd& storage, Eigen::MatrixXd& stats, Index r0) {
+  const Index rows = x.rows(), cols = x.cols(), step = statistics_partition(rows, cols);
+  auto parts = grown_view(storage, rows, 2 * ((cols + step - 1) / step));
+  for_each_statistics_partition(rows, cols, [&](Index p, Index c0, Index n) {
+    partial_moments(x.middleCols(c0, n), parts.col(2 * p).data(), parts.col(2 * p + 1).data());
+  });
+  merge_moments(parts, cols, step, stats, r0);
+}
+
+/// Per-channel coefficients of y = scale·x + shift, with the mean and 1/√(var + ε) they come from:
+/// the batch statistics `stats` (rows of mean, biased variance) when `batch`, else the running ones.
+template <class V>
+void norm_coefficients(bool batch, const Eigen::MatrixXd& stats, const V& gamma, const V& beta, const V& running_mean,
+                       const V& running_var, double eps, V& scale, V& shift, V& mean, V& inv_std) {
+  using S = typename V::Scalar;
+  const Index rows = gamma.size();
+  scale.resize(rows);
+  shift.resize(rows);
+  mean.resize(rows);
+  inv_std.resize(rows);
+  for (Index r = 0; r < rows; ++r) {
+    const double mu = batch ? stats(r, 0) : double(running_mean(r));
+    const double var = batch ? stats(r, 1) : double(running_var(r));
+    const double is = 1.0 / std::sqrt(var + eps), s = double(gamma(r)) / std::sqrt(var + eps);
+    scale(r) = S(s);
+    shift(r) = S(double(beta(r)) - mu * s);
+    mean(r) = S(mu);
+    inv_std(r) = S(is);
+  }
+}
+
+/// PyTorch's update from the batch statistics of `columns` values per channel:
+/// running = (1 − momentum)·running + momentum·batch, with the unbiased variance; count += 1.
+template <class V>
+void update_running_statistics(const Eigen::MatrixXd& stats, Index columns, double momentum, V& running_mean,
+                               V& running_var, std::int64_t& count) {
+  using S = typename V::Scalar;
+  const double n = double(columns);
+  for (Index r = 0; r < running_mean.size(); ++r) {
+    running_mean(r) = S((1 - momentum) * double(running_mean(r)) + momentum * stats(r, 0));
+    running_var(r) = S((1 - momentum) * double(running_var(r)) + momentum * stats(r, 1) * (n / (n - 1)));
+  }
+  ++count;
+}
+
+/// The end of a BatchNorm backward over `cols` values per channel, from per-partition sums (partition p:
+/// Σ g in column 2p, Σ g·(x − mean) in 2p + 1 of `sums`), merged in order: dβ += Σ g, dγ += Σ g·x̂,
+/// and the coefficients of dL/dx = scale·g + b·x + c (b = c = 0 when the pass used running statistics,
+/// where dL/dx = scale·g).
+template <class Sums, class V>
+void finish_norm_backward(const Sums& sums, Index cols, bool batch, const V& scale, const V& mean, const V& inv_std,
+                          V& b, V& c, V& dgamma, V& dbeta) {
+  using S = typename V::Scalar;
+  const Index rows = scale.size(), nparts = sums.cols() / 2;
+  b.resize(rows);
+  c.resize(rows);
+  for (Index r = 0; r < rows; ++r) {
+    double sum_g = 0, sum_g_xhat = 0;
+    for (Index p = 0; p < nparts; ++p) {
+      sum_g += sums(r, 2 * p);
+      sum_g_xhat += sums(r, 2 * p + 1);
+    }
+    sum_g_xhat *= double(inv_std(r));
+    dbeta(r) += S(sum_g);
+    dgamma(r) += S(sum_g_xhat);
+    b(r) = S(0);
+    c(r) = S(0);
+    if (batch) {  // the mean and variance depend on x: dx = scale·(g − mean(g) − x̂·mean(g·x̂))
+      const double s = double(scale(r)), is = double(inv_std(r)), k3 = sum_g_xhat / double(cols),
+                   k2 = sum_g / double(cols);
+      b(r) = S(-s * is * k3);
+      c(r) = S(s * (double(mean(r)) * is * k3 - k2));
+    }
+  }
+}
+
+}  // namespace resblocks::detail
