@@ -6,6 +6,7 @@
 //   depth_experiment --kind conv  # ResNet-20 vs ResNet-56 and their plain twins (longer)
 //
 // Writes --csv (model,depth,epoch,train_loss,test_acc,grad_norm_first_layer) and --plot (SVG).
+#include "common/checks.hpp"
 #include "common/command_line.hpp"
 #include "common/progress_bar.hpp"
 #include "common/svg_chart.hpp"
@@ -18,6 +19,7 @@
 #include <cstdio>
 #include <exception>
 #include <fstream>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -39,14 +41,14 @@ MlpNet make_mlp(Index depth, Index width, bool plain, ImageSize image) {
                                 std::to_string(depth));
   const Index pixels = image.height * image.width;
   auto block = [&](Index) {
-    return MlpBlock(Residual<MlpBranch, Shortcut<float>>(
-                        MlpBranch(Linear<float>(width, width, false), BatchNorm2d<float>(width), ReLU<float>(),
-                                  Linear<float>(width, width, false), BatchNorm2d<float>(width)),
-                        Shortcut<float>(width, width, 1, plain ? ShortcutKind::none : ShortcutKind::identity)),
-                    ReLU<float>());
+    return MlpBlock{Residual<MlpBranch, Shortcut<float>>{
+                        MlpBranch{Linear<float>(width, width, false), BatchNorm2d<float>(width), ReLU<float>(),
+                                  Linear<float>(width, width, false), BatchNorm2d<float>(width)},
+                        Shortcut<float>(width, width, 1, plain ? ShortcutKind::none : ShortcutKind::identity)},
+                    ReLU<float>()};
   };
-  MlpNet net(Flatten<float>(1), Linear<float>(pixels, width, false), BatchNorm2d<float>(width), ReLU<float>(),
-             Repeat<MlpBlock>((depth - 2) / 2, block), Linear<float>(width, 10));
+  MlpNet net{Flatten<float>(1), Linear<float>(pixels, width, false), BatchNorm2d<float>(width), ReLU<float>(),
+             Repeat<MlpBlock>((depth - 2) / 2, block), Linear<float>(width, 10)};
   // PyTorch's default Linear init; every hidden Linear feeds a BatchNorm, so its scale does not matter.
   net.set_image_size(image);
   return net;
@@ -61,14 +63,14 @@ using HighwayNet = Sequential<Flatten<float>, Linear<float>, BatchNorm2d<float>,
 HighwayNet make_highway(Index depth, Index width, ImageSize image) {
   if (depth < 3) throw std::invalid_argument("--kind mlp: highway depths must be >= 3, got " + std::to_string(depth));
   const Index pixels = image.height * image.width;
-  HighwayNet net(Flatten<float>(1), Linear<float>(pixels, width, false), BatchNorm2d<float>(width), ReLU<float>(),
+  HighwayNet net{Flatten<float>(1), Linear<float>(pixels, width, false), BatchNorm2d<float>(width), ReLU<float>(),
                  Repeat<HighwayLayer>(depth - 2,
                                       [&](Index) {
                                         return HighwayLayer(Sequential<Linear<float>, ReLU<float>>(
                                                                 Linear<float>(width, width), ReLU<float>()),
                                                             width);
                                       }),
-                 Linear<float>(width, 10));
+                 Linear<float>(width, 10)};
   net.set_image_size(image);
   return net;
 }
@@ -87,16 +89,17 @@ int main(int argc, char** argv) try {
   examples::CommandLine cl(argc, argv,
                            "Plain vs residual (and, for mlp, highway) networks, shallow vs deep, on Fashion-MNIST (He et al. 2016, Fig. 1).");
   const std::string kind = cl.get_string("--kind", "mlp", "mlp (fully connected) or conv (CIFAR-style ResNets)");
-  const long epochs = cl.get_int("--epochs", 0, "epochs per model (0: 6 for mlp, 3 for conv)");
-  long shallow = cl.get_int("--shallow", 0, "shallow depth (0: 8 for mlp, 20 for conv)");
-  long deep = cl.get_int("--deep", 0, "deep depth (0: 64 for mlp, 56 for conv)");
-  const long width = cl.get_int("--width", 64, "width of the mlp layers");
-  const long batch = cl.get_int("--batch", 128, "mini-batch size");
-  const double lr = cl.get_double("--lr", 0.05, "peak learning rate (SGD, Nesterov momentum 0.9, warm-up, cosine)");
+  const long epochs = cl.get_int("--epochs", 0, "epochs per model (0: 6 for mlp, 3 for conv)", 0, 10'000);
+  long shallow = cl.get_int("--shallow", 0, "shallow depth (0: 8 for mlp, 20 for conv)", 0, 1'000);
+  long deep = cl.get_int("--deep", 0, "deep depth (0: 64 for mlp, 56 for conv)", 0, 1'000);
+  const long width = cl.get_int("--width", 64, "width of the mlp layers", 1, 4'096);
+  const long batch = cl.get_int("--batch", 128, "mini-batch size (at most the number of training images)", 1, 1'000'000'000);
+  const double lr =
+      cl.get_double("--lr", 0.05, "peak learning rate (SGD, Nesterov momentum 0.9, warm-up, cosine)", 1e-9, 10);
   const long hw = static_cast<long>(std::thread::hardware_concurrency());
-  const long threads = cl.get_int("--threads", hw > 0 ? hw : 1, "threads");
-  const auto seed = static_cast<std::uint64_t>(cl.get_int("--seed", 1, "seed"));
-  const long limit = cl.get_int("--limit", 0, "train on the first N images only (0: all)");
+  const long threads = cl.get_int("--threads", hw > 0 ? hw : 1, "threads", 1, 1'024);
+  const auto seed = static_cast<std::uint64_t>(cl.get_int("--seed", 1, "seed", 0, std::numeric_limits<long>::max()));
+  const long limit = cl.get_int("--limit", 0, "train on the first N images only (0: all)", 0, 1'000'000'000);
   const std::string data = cl.get_string("--data", "/usr/share/datasets/fashion-mnist", "directory of the IDX files");
   const std::string csv_path = cl.get_string("--csv", "depth_experiment.csv", "results (CSV)");
   const std::string plot_path = cl.get_string("--plot", "depth_experiment.svg", "plot (SVG)");
@@ -106,14 +109,22 @@ int main(int argc, char** argv) try {
   const long n_epochs = epochs > 0 ? epochs : conv ? 3 : 6;
   if (shallow == 0) shallow = conv ? 20 : 8;
   if (deep == 0) deep = conv ? 56 : 64;
-  if (conv) CifarResNet<float>::blocks_per_stage(shallow), CifarResNet<float>::blocks_per_stage(deep);
-  if (batch < 1 || width < 1 || !(lr > 0) || limit < 0) throw std::invalid_argument("--batch, --width, --lr must be positive");
+  for (const long depth : {shallow, deep}) {  // every depth checked before the data is read
+    if (conv)
+      examples::check_depth(depth, depth == shallow ? "--shallow" : "--deep");
+    else if (depth < 4 || depth % 2 != 0)
+      throw std::invalid_argument("--kind mlp: depths must be even and >= 4 (2 + 2 per block), got " +
+                                  std::to_string(depth));
+  }
+  examples::check_outputs({{"--csv", csv_path}, {"--plot", plot_path}});
   set_num_threads(static_cast<int>(threads));
 
-  ImageDataset train = load_mnist(data, MnistSplit::train);
-  const ImageDataset test = load_mnist(data, MnistSplit::test);
+  constexpr int classes = 10;
+  ImageDataset train = load_mnist(data, MnistSplit::train, classes);
+  const ImageDataset test = load_mnist(data, MnistSplit::test, classes);
   if (limit > 0) train = train.head(limit);
-  const auto [mean, std] = train.pixel_mean_std();
+  examples::check_data(train, test, batch, classes, "--data " + data);
+  const auto [mean, std] = examples::pixel_mean_std(train, "--data " + data);
   const ImageSize image{train.height(), train.width()};
 
   std::ofstream csv(csv_path);
@@ -132,10 +143,10 @@ int main(int argc, char** argv) try {
     BatchLoader<float> train_batches(train, {.batch_size = batch, .shuffle = true, .drop_last = true, .seed = seed,
                                              .mean = mean, .std = std});
     BatchLoader<float> test_batches(test, {.batch_size = 250, .shuffle = false, .mean = mean, .std = std});
-    Sgd opt(net, {.lr = lr, .momentum = 0.9, .nesterov = true, .weight_decay = 5e-4});
+    Sgd opt(net, {.lr = lr, .momentum = 0.9, .nesterov = true, .weight_decay = 5e-4, .check_finite = true});
     const long per_epoch = static_cast<long>(train_batches.batches_per_epoch()), total = n_epochs * per_epoch;
     const long warmup = std::max<long>(1, std::min<long>(per_epoch / 2, total / 10));
-    const LinearWarmup schedule(CosineAnnealingLr(lr, total - warmup), warmup, 0.1);
+    const LinearWarmup schedule(CosineAnnealingLr(lr, std::max<long>(1, total - warmup)), warmup, 0.1);
     CrossEntropyLoss<float> loss;
     typename std::remove_reference_t<decltype(net)>::Workspace ws;
     Run run{model, depth, {}, {}};
@@ -163,7 +174,7 @@ int main(int argc, char** argv) try {
       loss_panel.series.back().points.emplace_back(epoch, e.loss);
       acc_panel.series.back().points.emplace_back(epoch, acc);
       grad_panel.series.back().points.emplace_back(epoch, e.grad_norm_first);
-      chart.save(plot_path);
+      examples::save_plot(chart, plot_path, "depth_experiment");
       run.epochs.push_back(e);
       run.test_acc.push_back(acc);
     }

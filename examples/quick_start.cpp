@@ -14,7 +14,8 @@ int main() {
   using Net = Sequential<Linear<float, 2, D>, Repeat<Block>, Linear<float, D, 1>>;
 
   manual_seed(42);
-  Net net(Linear<float, 2, D>(), Repeat<Block>(4), Linear<float, D, 1>());
+  // Braces: the layers are built (and draw their initial weights) left to right with every compiler.
+  Net net{Linear<float, 2, D>(), Repeat<Block>(4), Linear<float, D, 1>()};
 
   // A batch is a matrix: rows are features, columns are samples.
   const Index n = 256;

@@ -1,7 +1,10 @@
 #pragma once
 // CommandLine: the examples' `--name value` / `--flag` parser, with --help and clear errors.
+#include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -42,18 +45,27 @@ class CommandLine {
     return it->second;
   }
 
-  long get_int(const std::string& name, long fallback, const std::string& help) {
+  /// An integer flag in [lo, hi]: anything else (not a number, or out of range, overflow included) is
+  /// an error naming the flag, the value and the range.
+  long get_int(const std::string& name, long fallback, const std::string& help,
+               long lo = std::numeric_limits<long>::min(), long hi = std::numeric_limits<long>::max()) {
     document(name, "N", std::to_string(fallback), help);
     const auto it = m_values.find(name);
     if (it == m_values.end()) return fallback;
     m_used.push_back(name);
     char* end = nullptr;
+    errno = 0;
     const long v = std::strtol(it->second.c_str(), &end, 10);
     if (it->second.empty() || *end != '\0') throw std::invalid_argument(name + " needs an integer, got '" + it->second + "'");
+    if (errno == ERANGE || v < lo || v > hi)
+      throw std::invalid_argument(name + " " + it->second + " is out of range: it must be between " + std::to_string(lo) +
+                                  " and " + std::to_string(hi));
     return v;
   }
 
-  double get_double(const std::string& name, double fallback, const std::string& help) {
+  /// A finite number flag in [lo, hi]; anything else is an error naming the flag, the value and the range.
+  double get_double(const std::string& name, double fallback, const std::string& help,
+                    double lo = -std::numeric_limits<double>::max(), double hi = std::numeric_limits<double>::max()) {
     char text[32];
     std::snprintf(text, sizeof text, "%g", fallback);
     document(name, "X", text, help);
@@ -63,6 +75,11 @@ class CommandLine {
     char* end = nullptr;
     const double v = std::strtod(it->second.c_str(), &end);
     if (it->second.empty() || *end != '\0') throw std::invalid_argument(name + " needs a number, got '" + it->second + "'");
+    if (!std::isfinite(v) || v < lo || v > hi) {
+      char range[96];
+      std::snprintf(range, sizeof range, "between %g and %g", lo, hi);
+      throw std::invalid_argument(name + " " + it->second + " is out of range: it must be a finite number " + range);
+    }
     return v;
   }
 

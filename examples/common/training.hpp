@@ -33,7 +33,9 @@ double first_grad_norm(const Net& net) {
 }
 
 /// One epoch: for every batch, forward, cross-entropy, backward, `opt.step`, learning rate from
-/// `schedule(step)` (step counts batches across epochs). Throws when the loss stops being finite.
+/// `schedule(step)` (step counts batches across epochs). With the optimizer's check_finite (the
+/// non-finite guard), throws std::runtime_error naming the step when the loss stops being finite,
+/// before the backward pass and the update (and the optimizer refuses a non-finite gradient).
 template <class Net, class Optimizer, class Schedule>
 EpochStats train_epoch(Net& net, resblocks::BatchLoader<float>& loader, resblocks::CrossEntropyLoss<float>& loss,
                        Optimizer& opt, const Schedule& schedule, long& step, ProgressBar& bar, const std::string& label) {
@@ -49,9 +51,10 @@ EpochStats train_epoch(Net& net, resblocks::BatchLoader<float>& loader, resblock
     opt.set_lr(schedule(step++));
     const auto& logits = net.forward(loader.images());
     const double l = loss.forward(logits, loader.labels());
-    if (!std::isfinite(l))
-      throw std::runtime_error(label + ": the training loss became " + std::to_string(l) + " at batch " +
-                               std::to_string(batches + 1) + " (diverged: try a smaller --lr)");
+    if (opt.options().check_finite && !std::isfinite(l))
+      throw std::runtime_error(label + ": the training loss became " + std::to_string(l) + " at step " +
+                               std::to_string(step) + " (batch " + std::to_string(batches + 1) +
+                               "); the weights were not updated (diverged: try a smaller --lr)");
     net.zero_grad();
     net.backward(loss.backward());
     grad_sum += first_grad_norm(net);

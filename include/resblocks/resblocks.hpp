@@ -54,6 +54,7 @@
 #include "resblocks/testing/gradient_check.hpp"
 #include "resblocks/train/adam.hpp"
 #include "resblocks/train/adam_w.hpp"
+#include "resblocks/train/buffer_checkpoint.hpp"
 #include "resblocks/train/clip_grad_norm.hpp"
 #include "resblocks/train/cosine_annealing_lr.hpp"
 #include "resblocks/train/cross_entropy_loss.hpp"

@@ -3,6 +3,8 @@
 
 #include <resblocks/io/idx_file.hpp>
 
+#include <sys/stat.h>
+
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -120,6 +122,13 @@ TEST_CASE("read_idx: missing, unreadable, directory and empty files", "[io][idx]
     WARN("running with the rights to read a mode-000 file (root?): the unreadable-file case is not checked");
   else
     require_idx_error(locked, "cannot open");
+}
+
+TEST_CASE("read_idx: a FIFO is refused without blocking", "[io][idx][error]") {
+  rbtest::TempDir dir;
+  const std::string fifo = dir.file("pipe");
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  require_idx_error(fifo, "FIFO");
 }
 
 TEST_CASE("read_idx: bad headers", "[io][idx][error]") {

@@ -11,6 +11,7 @@
 #include <vector>
 
 using namespace resblocks;
+namespace fs = std::filesystem;
 using rbtest::Bytes;
 using rbtest::idx_bytes;
 using rbtest::require_runtime_error;
@@ -50,6 +51,24 @@ TEST_CASE("ImageDataset: from_idx with (N, H, W) images, gzipped", "[io][dataset
       for (int w = 0; w < 5; ++w) REQUIRE(d.image(n)[w + 5 * h] == pixel(n, h, w, 0));
   REQUIRE_THROWS_AS(d.image(4), std::out_of_range);
   REQUIRE_THROWS_AS(d.label(-1), std::out_of_range);
+}
+
+TEST_CASE("ImageDataset: labels outside the class count are refused at load, naming file, index and value",
+          "[io][dataset]") {
+  rbtest::TempDir dir;
+  rbtest::write_raw(dir.file("img"), idx_bytes(0x08, {5, 2, 2}, nhwc(5, 2, 2, 1)));
+  rbtest::write_raw(dir.file("lab"), idx_bytes(0x08, {5}, {3, 0, 9, 12, 200}));
+  require_runtime_error([&] { (void)ImageDataset::from_idx(dir.file("img"), dir.file("lab"), 10); },
+                        {dir.file("lab"), "label 3 is 12", "0..9"});
+  REQUIRE(ImageDataset::from_idx(dir.file("img"), dir.file("lab")).classes() == 201);  // 0: any label
+  // load_mnist expects 10 classes.
+  fs::create_directory(dir.path() / "mnist");
+  rbtest::write_raw(dir.file("mnist/train-images-idx3-ubyte"), idx_bytes(0x08, {5, 2, 2}, nhwc(5, 2, 2, 1)));
+  rbtest::write_raw(dir.file("mnist/train-labels-idx1-ubyte"), idx_bytes(0x08, {5}, {3, 0, 9, 1, 10}));
+  require_runtime_error([&] { (void)load_mnist(dir.file("mnist"), MnistSplit::train); },
+                        {"train-labels-idx1-ubyte", "label 4 is 10", "0..9"});
+  REQUIRE(load_mnist(dir.file("mnist"), MnistSplit::train, 11).classes() == 11);
+  REQUIRE_THROWS_WITH(ImageDataset(1, 1, 1, {0, 1, 2}, {0, 7, 2}, 5), rbtest::contains("label 1 is 7, outside 0..4"));
 }
 
 TEST_CASE("ImageDataset: from_idx with (N, H, W, C) images stores channels last", "[io][dataset]") {

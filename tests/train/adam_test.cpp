@@ -188,3 +188,17 @@ TEST_CASE("Adam: set_lr takes effect from the next step", "[adam]") {
   REQUIRE((b.weight - after_one).isApprox(0.5 * (a.weight - after_one), 1e-14));
   REQUIRE(opt_a.steps() == 2);
 }
+
+TEST_CASE("Adam, AdamW: check_finite refuses a non-finite gradient before anything moves", "[adam]") {
+  TinyModel<double> model;
+  model.weight.setConstant(1.0);
+  model.dL_dweight.setConstant(std::numeric_limits<double>::quiet_NaN());
+  const auto weight = model.weight;
+  Adam adam(model, {.check_finite = true});
+  REQUIRE_THROWS_WITH(adam.step(model), rbtest::contains("resblocks::Adam: step 1:") &&
+                                            rbtest::contains("'fc.weight' holds NaN"));
+  AdamW adam_w(model, {.check_finite = true});
+  REQUIRE_THROWS_WITH(adam_w.step(model), rbtest::contains("resblocks::AdamW: step 1:"));
+  REQUIRE(model.weight == weight);
+  REQUIRE(adam.steps() == 0);
+}

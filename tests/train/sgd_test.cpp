@@ -4,6 +4,7 @@
 #include <resblocks/layers/linear.hpp>
 #include <resblocks/train/sgd.hpp>
 
+#include <cmath>
 #include <limits>
 #include <stdexcept>
 #include <string>
@@ -211,4 +212,26 @@ TEST_CASE("Sgd: trains a Linear layer through its for_each_parameter", "[sgd]") 
   const Eigen::VectorXd db = dy.rowwise().sum();
   REQUIRE(fc.weight().isApprox(w0 - 0.1 * (dW + 0.01 * w0), 1e-14));
   REQUIRE(fc.bias().isApprox(b0 - 0.1 * db, 1e-14));
+}
+
+TEST_CASE("Sgd: check_finite refuses a non-finite gradient before anything moves, naming the step", "[sgd]") {
+  TinyModel<double> model;
+  model.weight.setConstant(1.0);
+  model.dL_dweight.setConstant(0.5);
+  Sgd opt(model, {.lr = 0.1, .momentum = 0.9, .check_finite = true});
+  opt.step(model);
+  const auto weight = model.weight;
+  model.dL_dgain(1) = std::numeric_limits<double>::quiet_NaN();
+  REQUIRE_THROWS_WITH(opt.step(model), rbtest::contains("resblocks::Sgd: step 2:") &&
+                                           rbtest::contains("'norm.weight' holds NaN") &&
+                                           rbtest::contains("no parameter was changed"));
+  REQUIRE(model.weight == weight);
+  REQUIRE(opt.steps() == 1);
+  model.dL_dgain(1) = std::numeric_limits<double>::infinity();
+  REQUIRE_THROWS_WITH(opt.step(model), rbtest::contains("holds an infinity"));
+
+  Sgd unguarded(model, {.lr = 0.1});  // off by default, as torch: the NaN spreads
+  model.dL_dgain(1) = std::numeric_limits<double>::quiet_NaN();
+  unguarded.step(model);
+  REQUIRE(std::isnan(model.gain(1)));
 }

@@ -31,13 +31,13 @@ class BasicBlock : public Sequential<Residual<BasicBranch<S>, Shortcut<S>>, ReLU
   static constexpr Index expansion = 1;  ///< output channels per `channels`
 
   BasicBlock(Index in_channels, Index channels, Index stride = 1, const BlockOptions& o = {})
-      : Base(Residual<BasicBranch<S>, Shortcut<S>>(
-                 BasicBranch<S>(Conv2d<S>(in_channels, channels, 3, {.stride = stride, .padding = 1, .bias = false}),
+      : Base{Residual<BasicBranch<S>, Shortcut<S>>{
+                 BasicBranch<S>{Conv2d<S>(in_channels, channels, 3, {.stride = stride, .padding = 1, .bias = false}),
                                 BatchNorm2d<S>(channels), ReLU<S>(),
-                                Conv2d<S>(channels, channels, 3, {.padding = 1, .bias = false}), BatchNorm2d<S>(channels)),
+                                Conv2d<S>(channels, channels, 3, {.padding = 1, .bias = false}), BatchNorm2d<S>(channels)},
                  Shortcut<S>(in_channels, channels, stride,
-                             detail::shortcut_kind(in_channels, channels, stride, o, false))),
-             ReLU<S>()) {
+                             detail::shortcut_kind(in_channels, channels, stride, o, false))},
+             ReLU<S>()} {
     this->set_child_names({"", ""});
     residual().set_child_names("", "downsample");
     branch().set_child_names({"conv1", "bn1", "", "conv2", "bn2"});

@@ -32,16 +32,16 @@ class Bottleneck : public Sequential<Residual<BottleneckBranch<S>, Shortcut<S>>,
   static constexpr Index expansion = 4;
 
   Bottleneck(Index in_channels, Index channels, Index stride = 1, const BlockOptions& o = {})
-      : Base(Residual<BottleneckBranch<S>, Shortcut<S>>(
-                 BottleneckBranch<S>(Conv2d<S>(in_channels, channels, 1, {.bias = false}), BatchNorm2d<S>(channels),
+      : Base{Residual<BottleneckBranch<S>, Shortcut<S>>{
+                 BottleneckBranch<S>{Conv2d<S>(in_channels, channels, 1, {.bias = false}), BatchNorm2d<S>(channels),
                                      ReLU<S>(),
                                      Conv2d<S>(channels, channels, 3, {.stride = stride, .padding = 1, .bias = false}),
                                      BatchNorm2d<S>(channels), ReLU<S>(),
                                      Conv2d<S>(channels, channels * expansion, 1, {.bias = false}),
-                                     BatchNorm2d<S>(channels * expansion)),
+                                     BatchNorm2d<S>(channels * expansion)},
                  Shortcut<S>(in_channels, channels * expansion, stride,
-                             detail::shortcut_kind(in_channels, channels * expansion, stride, o, false))),
-             ReLU<S>()) {
+                             detail::shortcut_kind(in_channels, channels * expansion, stride, o, false))},
+             ReLU<S>()} {
     this->set_child_names({"", ""});
     residual().set_child_names("", "downsample");
     branch().set_child_names({"conv1", "bn1", "", "conv2", "bn2", "", "conv3", "bn3"});

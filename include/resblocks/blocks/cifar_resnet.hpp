@@ -62,11 +62,11 @@ class CifarResNet : public Sequential<Conv2d<S>, BatchNorm2d<S>, ReLU<S>, Repeat
 
  private:
   CifarResNet(const CifarResNetOptions& o, Index n)
-      : Base(Conv2d<S>(o.in_channels, o.width, 3, {.padding = 1, .bias = false}), BatchNorm2d<S>(o.width), ReLU<S>(),
+      : Base{Conv2d<S>(o.in_channels, o.width, 3, {.padding = 1, .bias = false}), BatchNorm2d<S>(o.width), ReLU<S>(),
              detail::resnet_stage<BasicBlock<S>>(o.width, o.width, n, 1, block_options(o)),
              detail::resnet_stage<BasicBlock<S>>(o.width, 2 * o.width, n, 2, block_options(o)),
              detail::resnet_stage<BasicBlock<S>>(2 * o.width, 4 * o.width, n, 2, block_options(o)), GlobalAvgPool<S>(),
-             Linear<S>(4 * o.width, o.classes)) {
+             Linear<S>(4 * o.width, o.classes)} {
     this->set_child_names({"conv1", "bn1", "", "layer1", "layer2", "layer3", "", "fc"});
     detail::torchvision_init(*this);
     this->set_image_size(o.image);

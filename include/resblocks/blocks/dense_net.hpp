@@ -107,13 +107,13 @@ class DenseNet : public Sequential<Conv2d<S>, DenseBlock<S>, Transition<S>, Dens
 
  private:
   DenseNet(const DenseNetOptions& o, const Plan& p)
-      : Base(Conv2d<S>(o.in_channels, 2 * o.growth_rate, 3, {.padding = 1, .bias = false}),
+      : Base{Conv2d<S>(o.in_channels, 2 * o.growth_rate, 3, {.padding = 1, .bias = false}),
              DenseBlock<S>(p.in[0], o.growth_rate, p.layers[0], layer_options(o)),
              Transition<S>(p.in[0] + p.layers[0] * o.growth_rate, p.transition_out[0]),
              DenseBlock<S>(p.in[1], o.growth_rate, p.layers[1], layer_options(o)),
              Transition<S>(p.in[1] + p.layers[1] * o.growth_rate, p.transition_out[1]),
              DenseBlock<S>(p.in[2], o.growth_rate, p.layers[2], layer_options(o)), BatchNorm2d<S>(p.features),
-             ReLU<S>(), GlobalAvgPool<S>(), Linear<S>(p.features, o.classes)) {
+             ReLU<S>(), GlobalAvgPool<S>(), Linear<S>(p.features, o.classes)} {
     this->set_child_names({"features.conv0", "features.denseblock1", "features.transition1", "features.denseblock2",
                            "features.transition2", "features.denseblock3", "features.norm5", "", "", "classifier"});
     torchvision_init(default_generator());

@@ -31,13 +31,13 @@ class PreActBottleneck : public Residual<PreActBottleneckBranch<S>, Shortcut<S>>
   static constexpr Index expansion = 4;
 
   PreActBottleneck(Index in_channels, Index channels, Index stride = 1, const BlockOptions& o = {})
-      : Base(PreActBottleneckBranch<S>(
+      : Base{PreActBottleneckBranch<S>{
                  BatchNorm2d<S>(in_channels), ReLU<S>(), Conv2d<S>(in_channels, channels, 1, {.bias = false}),
                  BatchNorm2d<S>(channels), ReLU<S>(),
                  Conv2d<S>(channels, channels, 3, {.stride = stride, .padding = 1, .bias = false}),
-                 BatchNorm2d<S>(channels), ReLU<S>(), Conv2d<S>(channels, channels * expansion, 1, {.bias = false})),
+                 BatchNorm2d<S>(channels), ReLU<S>(), Conv2d<S>(channels, channels * expansion, 1, {.bias = false})},
              Shortcut<S>(in_channels, channels * expansion, stride,
-                         detail::shortcut_kind(in_channels, channels * expansion, stride, o, true))) {
+                         detail::shortcut_kind(in_channels, channels * expansion, stride, o, true))} {
     this->set_child_names("", "downsample");
     branch().set_child_names({"bn1", "", "conv1", "bn2", "", "conv2", "bn3", "", "conv3"});
     if (o.zero_init_residual) branch().template get<6>().weight().setZero();

@@ -69,12 +69,12 @@ class ResNet : public Sequential<Conv2d<typename Block::Scalar>, BatchNorm2d<typ
 
   /// `layers`: blocks per stage, e.g. {2, 2, 2, 2} for ResNet-18.
   ResNet(const std::array<Index, 4>& layers, const ResNetOptions& o = {})
-      : Base(Conv2d<S>(o.in_channels, 64, 7, {.stride = 2, .padding = 3, .bias = false}), BatchNorm2d<S>(64), ReLU<S>(),
+      : Base{Conv2d<S>(o.in_channels, 64, 7, {.stride = 2, .padding = 3, .bias = false}), BatchNorm2d<S>(64), ReLU<S>(),
              MaxPool2d<S>(3, 2, 1), detail::resnet_stage<Block>(64, 64, layers[0], 1, block_options(o)),
              detail::resnet_stage<Block>(64 * Block::expansion, 128, layers[1], 2, block_options(o)),
              detail::resnet_stage<Block>(128 * Block::expansion, 256, layers[2], 2, block_options(o)),
              detail::resnet_stage<Block>(256 * Block::expansion, 512, layers[3], 2, block_options(o)), GlobalAvgPool<S>(),
-             Linear<S>(512 * Block::expansion, o.classes)) {
+             Linear<S>(512 * Block::expansion, o.classes)} {
     this->set_child_names({"conv1", "bn1", "", "", "layer1", "layer2", "layer3", "layer4", "", "fc"});
     detail::torchvision_init(*this);
     this->set_image_size(o.image);

@@ -101,6 +101,10 @@ class Sequential {
   {
     check_links();
   }
+  /// Takes the layers. Build them in braces, `Net net{Linear(...), ReLU(), Linear(...)}`: list
+  /// initialisation constructs them left to right, so they draw their initial weights from the
+  /// generator in that order with every compiler; in parentheses the order is unspecified (GCC and
+  /// Clang differ) and so are the weights a seed gives.
   explicit Sequential(Ls... layers) : m_layers(std::move(layers)...) { check_links(); }
 
   template <std::size_t I>

@@ -4,6 +4,7 @@
 /// link resblocks::io).
 
 #include "resblocks/core/types.hpp"
+#include "resblocks/io/detail/file_io.hpp"
 
 #include <zlib.h>
 
@@ -14,6 +15,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <limits>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <system_error>
@@ -92,11 +94,8 @@ inline std::string hex_byte(unsigned v) {
 /// failure throws std::runtime_error "read_idx: '<path>': <problem>".
 class IdxReader {
  public:
-  explicit IdxReader(const std::string& path) : m_path(path) {
-    std::error_code ec;
-    const auto status = std::filesystem::status(path, ec);
-    if (!std::filesystem::exists(status)) fail("no such file");
-    if (std::filesystem::is_directory(status)) fail("is a directory, not a file");
+  /// Checks first that `path` is a regular file (a directory, FIFO or device is refused unopened).
+  explicit IdxReader(const std::string& path) : m_path(path), m_size(regular_file_size(path, "read_idx")) {
     m_file = gzopen(path.c_str(), "rb");
     if (m_file == nullptr) fail("cannot open the file for reading: " + std::generic_category().message(errno));
     gzbuffer(m_file, 1u << 17);
@@ -119,6 +118,9 @@ class IdxReader {
     }
     return total;
   }
+
+  /// The size of the file on disk (compressed, for a gzipped one).
+  [[nodiscard]] std::uint64_t file_size() const noexcept { return m_size; }
 
   /// True when the file is not gzipped (valid after the first read).
   [[nodiscard]] bool plain() const { return gzdirect(m_file) != 0; }
@@ -148,6 +150,7 @@ class IdxReader {
   }
 
   std::string m_path;
+  std::uint64_t m_size = 0;
   gzFile m_file = nullptr;
 };
 
@@ -202,19 +205,22 @@ inline IdxArray read_idx(const std::string& path) {
   std::size_t have = 0;
   bool sized = false;  // a plain file at least as long as the header says: allocate the payload at once
   if (in.plain()) {
-    std::error_code ec;
-    const auto file_size = static_cast<std::size_t>(std::filesystem::file_size(path, ec));
-    if (!ec && file_size < header + declared)
+    const std::uint64_t file_size = in.file_size();
+    if (file_size < header + declared)
       in.fail("truncated: expected " + std::to_string(declared) + " bytes of data, got " +
               std::to_string(file_size - header));
-    sized = !ec;
+    sized = true;
   }
   std::vector<unsigned char>& data = array.data;
   while (have < declared) {
     if (have == data.size()) {
       const std::size_t next = sized ? declared : std::min(declared, std::max(2 * have, std::size_t{1} << 20));
-      data.reserve(next);  // exactly next: no doubling past the declared size
-      data.resize(next);
+      try {
+        data.reserve(next);  // exactly next: no doubling past the declared size
+        data.resize(next);
+      } catch (const std::bad_alloc&) {
+        in.fail("not enough memory for the " + std::to_string(declared) + " bytes of data the header declares");
+      }
     }
     const std::size_t got = in.read(data.data() + have, data.size() - have);
     have += got;

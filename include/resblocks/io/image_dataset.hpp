@@ -42,21 +42,24 @@ class ImageDataset {
       throw std::invalid_argument(where + std::to_string(m_pixels.size()) + " pixel bytes for " +
                                   std::to_string(count) + " labels, expected " + std::to_string(count) + " images of " +
                                   std::to_string(image_bytes()) + " bytes");
+    if (classes < 0) throw std::invalid_argument(where + "classes must be >= 0 (0: max label + 1)");
     int max_label = -1;
-    for (const int l : m_labels) {
-      if (l < 0) throw std::invalid_argument(where + "negative label " + std::to_string(l));
+    for (std::size_t i = 0; i < m_labels.size(); ++i) {
+      const int l = m_labels[i];
+      if (l < 0 || (classes > 0 && l >= classes))
+        throw std::invalid_argument(where + "label " + std::to_string(i) + " is " + std::to_string(l) + ", outside " +
+                                    (classes > 0 ? "0.." + std::to_string(classes - 1) + " (" + std::to_string(classes) +
+                                                       " classes)"
+                                                 : std::string("the non-negative numbers")));
       max_label = std::max(max_label, l);
     }
-    if (classes < 0) throw std::invalid_argument(where + "classes must be >= 0 (0: max label + 1)");
-    if (classes > 0 && max_label >= classes)
-      throw std::invalid_argument(where + "label " + std::to_string(max_label) + " is not below classes = " +
-                                  std::to_string(classes));
     m_classes = classes > 0 ? classes : max_label + 1;
   }
 
   /// Images from an IDX file of unsigned bytes with dims (N, H, W) (one channel) or (N, H, W, C), labels
-  /// from one with dims (N), unsigned bytes. Throws std::runtime_error naming the file and the problem.
-  static ImageDataset from_idx(const std::string& images_path, const std::string& labels_path) {
+  /// from one with dims (N), unsigned bytes, each below `classes` (0: any; then classes() = max + 1).
+  /// Throws std::runtime_error naming the file and the problem (for a label: its index and value).
+  static ImageDataset from_idx(const std::string& images_path, const std::string& labels_path, int classes = 0) {
     IdxArray images = read_idx(images_path);
     const IdxArray labels = read_idx(labels_path);
     auto fail = [](const std::string& path, const std::string& problem) {
@@ -79,10 +82,17 @@ class ImageDataset {
     if (labels.dims[0] != images.dims[0])
       fail(labels_path, std::to_string(labels.dims[0]) + " labels but '" + images_path + "' holds " +
                             std::to_string(images.dims[0]) + " images");
+    if (classes < 0) throw std::invalid_argument("ImageDataset::from_idx: classes must be >= 0, got " + std::to_string(classes));
+    if (classes > 0)
+      for (std::size_t i = 0; i < labels.data.size(); ++i)
+        if (labels.data[i] >= classes)
+          fail(labels_path, "label " + std::to_string(i) + " is " + std::to_string(labels.data[i]) + ", outside 0.." +
+                                std::to_string(classes - 1) + " (the data set has " + std::to_string(classes) +
+                                " classes): a corrupt or foreign labels file?");
     const Index channels = images.dims.size() == 4 ? images.dims[3] : 1;
     // Row-major (N, H, W, C) is already the channels-last order of a stored image.
     return ImageDataset(channels, images.dims[1], images.dims[2], std::move(images.data),
-                        std::vector<int>(labels.data.begin(), labels.data.end()));
+                        std::vector<int>(labels.data.begin(), labels.data.end()), classes);
   }
 
   [[nodiscard]] Index size() const noexcept { return static_cast<Index>(m_labels.size()); }
@@ -152,9 +162,10 @@ enum class MnistSplit { train, test };
 
 /// Loads MNIST or Fashion-MNIST (same file names) from `dir`: `train-images-idx3-ubyte` and
 /// `train-labels-idx1-ubyte` (or `t10k-...` for the test split), each plain or with `.gz`; the
-/// dotted spelling `train-images.idx3-ubyte` is also accepted. Throws std::runtime_error listing
-/// the files it looked for when one is missing.
-inline ImageDataset load_mnist(const std::string& dir, MnistSplit split) {
+/// dotted spelling `train-images.idx3-ubyte` is also accepted. Every label must be below `classes`
+/// (10 for MNIST and Fashion-MNIST), checked at load. Throws std::runtime_error listing the files it
+/// looked for when one is missing, naming the file, the index and the value of a bad label.
+inline ImageDataset load_mnist(const std::string& dir, MnistSplit split, int classes = 10) {
   const std::string prefix = split == MnistSplit::train ? "train" : "t10k";
   auto find = [&](const std::string& what, const std::string& idx) {
     const std::filesystem::path base(dir);
@@ -170,7 +181,7 @@ inline ImageDataset load_mnist(const std::string& dir, MnistSplit split) {
   };
   const std::string images = find("images", "idx3");
   const std::string labels = find("labels", "idx1");
-  return ImageDataset::from_idx(images, labels);
+  return ImageDataset::from_idx(images, labels, classes);
 }
 
 }  // namespace resblocks

@@ -21,22 +21,19 @@
 #include "resblocks/core/parameter_name.hpp"
 #include "resblocks/core/torch_shape.hpp"
 #include "resblocks/core/types.hpp"
+#include "resblocks/io/detail/file_io.hpp"
 #include "resblocks/io/detail/json.hpp"
 
 #include <algorithm>
-#include <atomic>
 #include <bit>
-#include <chrono>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
-#include <filesystem>
-#include <fstream>
 #include <map>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
-#include <system_error>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -258,9 +255,12 @@ void visit_tensors(Model& model, F&& f, bool buffers = true) {
 
 /// Writes every parameter and buffer of `model` to `path` in the safetensors format (see the file
 /// comment for names, dtypes and shapes; `__metadata__` is {"format": "pt"}). The file is written
-/// to a temporary file in the same directory, flushed and renamed over `path`, so `path` never
-/// holds a partial file. Throws std::runtime_error naming the path on any failure (the temporary
-/// file is removed), std::invalid_argument when two tensors share a name.
+/// to a temporary file beside the real target (a symlink is followed and keeps pointing at the new
+/// file), with the old file's permissions (a new file: 0666 less the umask), synced to disk and
+/// renamed over it, then the directory is synced: `path` never holds a partial file, and a power
+/// loss after the call returns cannot lose it. Throws std::runtime_error naming the path on any
+/// failure (the temporary file is removed, the old file kept), std::invalid_argument when two
+/// tensors share a name.
 template <class Model>
 void save_safetensors(Model& model, const std::string& path) {
   namespace st = detail::safetensors;
@@ -334,40 +334,12 @@ void save_safetensors(Model& model, const std::string& path) {
   std::string length;
   st::put(length, static_cast<std::uint64_t>(header.size()));
 
-  // A temporary file beside the target, renamed over it once complete.
-  namespace fs = std::filesystem;
-  static std::atomic<unsigned long long> counter{0};
-  const fs::path target(path);
-  const auto stamp = static_cast<unsigned long long>(std::chrono::steady_clock::now().time_since_epoch().count());
-  fs::path temp = target;
-  temp += ".tmp" + std::to_string(stamp) + "_" + std::to_string(counter.fetch_add(1));
-  auto fail = [&](const std::string& what) {
-    std::error_code ignored;
-    fs::remove(temp, ignored);
-    throw std::runtime_error("save_safetensors: '" + path + "': " + what);
-  };
-  {
-    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
-    if (!out) {
-      std::error_code ec;
-      const bool dir = fs::is_directory(target.parent_path().empty() ? fs::path(".") : target.parent_path(), ec);
-      throw std::runtime_error("save_safetensors: '" + path + "': cannot create a file there" +
-                               (dir ? std::string() : std::string(" (the directory does not exist)")));
-    }
-    out.write(length.data(), static_cast<std::streamsize>(length.size()));
-    out.write(header.data(), static_cast<std::streamsize>(header.size()));
-    for (const std::size_t i : data_order) {
-      if (!out) break;
-      out.write(tensors[i].bytes.data(), static_cast<std::streamsize>(tensors[i].bytes.size()));
-    }
-    out.flush();
-    if (!out) fail("writing the temporary file " + temp.string() + " failed (disk full?)");
-    out.close();
-    if (out.fail()) fail("closing the temporary file " + temp.string() + " failed");
-  }
-  std::error_code ec;
-  fs::rename(temp, target, ec);
-  if (ec) fail("cannot replace the file with the temporary one: " + ec.message());
+  // A temporary file beside the (symlink-resolved) target, synced and renamed over it once complete.
+  detail::atomic_replace(path, "save_safetensors", [&](auto&& sink) {
+    sink(length.data(), length.size());
+    sink(header.data(), header.size());
+    for (const std::size_t i : data_order) sink(tensors[i].bytes.data(), tensors[i].bytes.size());
+  });
 }
 
 /// \brief What load_safetensors requires of the file.
@@ -382,47 +354,34 @@ struct SafetensorsOptions {
   bool float_counters = true;
 };
 
-/// Reads `path` (written by save_safetensors, or PyTorch's state_dict in safetensors form) into
-/// `model`'s parameters and buffers. Every tensor of the model must be in the file with dtype F32 or
-/// F64 (converted to the model's scalar; I64 for `num_batches_tracked`, or see `float_counters`) and
-/// torch's shape (or the 2-D shape the layer stores; see the file comment). Options: see
-/// SafetensorsOptions (defaults: strict, parameters and buffers).
-///
-/// The whole file is validated first (header length, JSON syntax, every entry's dtype, shape and
-/// data_offsets, no overlaps, then the model's tensors); only then are values copied, so on any
-/// error (std::runtime_error naming the path and every problem found) the model is unchanged.
-template <class Model>
-void load_safetensors(Model& model, const std::string& path, const SafetensorsOptions& options = {}) {
-  namespace st = detail::safetensors;
-  auto fail = [&](const std::string& what) { throw std::runtime_error("load_safetensors: '" + path + "': " + what); };
+namespace detail::safetensors {
 
-  std::string file;
-  {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) fail("cannot open the file");
-    in.seekg(0, std::ios::end);
-    const std::streamoff size = in.tellg();
-    if (size < 0) fail("cannot determine the file size");
-    in.seekg(0, std::ios::beg);
-    file.resize(static_cast<std::size_t>(size));
-    in.read(file.data(), static_cast<std::streamsize>(size));
-    if (!in || in.gcount() != static_cast<std::streamsize>(size)) fail("read error");
-  }
-  if (file.size() < 8)
-    fail("the file has " + std::to_string(file.size()) + " bytes, fewer than the 8 of the header length");
-  const auto* bytes = reinterpret_cast<const unsigned char*>(file.data());
-  const std::uint64_t header_bytes = st::get_bits<std::uint64_t>(bytes);
-  if (header_bytes > file.size() - 8)
-    fail("the header length " + std::to_string(header_bytes) + " is larger than the " +
-         std::to_string(file.size() - 8) + " bytes that follow it (truncated or not a safetensors file)");
-  if (header_bytes > st::k_max_header_bytes)
+/// Checks a file of `size` bytes against the 8-byte header length at `prefix` (nullptr: only that
+/// the file holds 8 bytes); returns the header length. `fail(message)` throws.
+template <class Fail>
+std::uint64_t check_length_prefix(std::uint64_t size, const unsigned char* prefix, Fail&& fail) {
+  if (size < 8) fail("the file has " + std::to_string(size) + " bytes, fewer than the 8 of the header length");
+  if (prefix == nullptr) return 0;
+  const std::uint64_t header_bytes = get_bits<std::uint64_t>(prefix);
+  if (header_bytes > size - 8)
+    fail("the header length " + std::to_string(header_bytes) + " is larger than the " + std::to_string(size - 8) +
+         " bytes that follow it (truncated or not a safetensors file)");
+  if (header_bytes > k_max_header_bytes)
     fail("the header length " + std::to_string(header_bytes) + " exceeds the 100 MB limit");
-  const std::uint64_t data_bytes = file.size() - 8 - header_bytes;
-  const unsigned char* data = bytes + 8 + header_bytes;
+  return header_bytes;
+}
 
+/// The core of load_safetensors: parses `header` against a data section of `data_bytes` bytes, checks
+/// every tensor of `model` against it, and only then calls `fetch_data()` (a pointer to the data
+/// section), checks the values that must be integers (counters stored as floats) and copies;
+/// `fail(message)` throws. The model is unchanged unless everything fits.
+template <class Model, class FetchData, class Fail>
+void load_checked(Model& model, std::string_view header, std::uint64_t data_bytes, FetchData&& fetch_data,
+                  const SafetensorsOptions& options, Fail&& fail) {
+  namespace st = detail::safetensors;
   std::vector<st::Entry> entries;
   try {
-    entries = st::parse_header(std::string_view(file).substr(8, static_cast<std::size_t>(header_bytes)), data_bytes);
+    entries = st::parse_header(header, data_bytes);
   } catch (const st::FormatError& e) {
     fail(e.what());
   }
@@ -432,7 +391,7 @@ void load_safetensors(Model& model, const std::string& path, const SafetensorsOp
   // Check the model's tensors against the entries; collect every problem before failing.
   std::vector<std::string> problems, missing;
   std::map<std::string, int> seen;
-  std::vector<std::int64_t> counters;  // integer buffers' values read from float entries, in visit order
+  std::vector<const st::Entry*> float_counters;  // integer buffers stored as F32/F64, in visit order
   st::visit_tensors(
       model,
       [&](std::string_view view, const auto& value, const st::TensorShape& s) {  // reads only
@@ -461,15 +420,7 @@ void load_safetensors(Model& model, const std::string& path, const SafetensorsOp
           return;
         }
         if constexpr (std::is_integral_v<V>) {
-          if (float_dtype && options.float_counters) {  // one element, by the shape check
-            const unsigned char* p = data + e.begin;
-            const double v = e.dtype == "F32" ? double(st::read_element<float>(p, 0)) : st::read_element<double>(p, 0);
-            if (!(std::isfinite(v) && v == std::trunc(v) && v >= -0x1p63 && v < 0x1p63))
-              problems.push_back(what + "value " + std::to_string(v) + " in dtype " + e.dtype +
-                                 " is not an integer (expected I64, or an exactly integral float)");
-            else
-              counters.push_back(static_cast<std::int64_t>(v));
-          }
+          if (float_dtype && options.float_counters) float_counters.push_back(&e);  // value checked once read
         }
       },
       !options.parameters_only);
@@ -498,13 +449,26 @@ void load_safetensors(Model& model, const std::string& path, const SafetensorsOp
       problems.push_back("unexpected tensors (not in the model; load with strict = false to ignore them): " +
                          join(unexpected));
   }
-  if (!problems.empty()) {
+  auto fail_all = [&] {
     std::string all;
     for (const auto& p : problems) all += (all.empty() ? "" : "; ") + p;
     fail(all);
-  }
+  };
+  if (!problems.empty()) fail_all();
 
-  // Everything fits: copy (row-major file order into R×C).
+  // Everything fits: fetch the data, check the float counters' values, copy (row-major file order into R×C).
+  const unsigned char* data = fetch_data();
+  std::vector<std::int64_t> counters;
+  for (const st::Entry* e : float_counters) {  // one element, by the shape check
+    const unsigned char* p = data + e->begin;
+    const double v = e->dtype == "F32" ? double(st::read_element<float>(p, 0)) : st::read_element<double>(p, 0);
+    if (!(std::isfinite(v) && v == std::trunc(v) && v >= -0x1p63 && v < 0x1p63))
+      problems.push_back("tensor '" + e->name + "': value " + std::to_string(v) + " in dtype " + e->dtype +
+                         " is not an integer (expected I64, or an exactly integral float)");
+    else
+      counters.push_back(static_cast<std::int64_t>(v));
+  }
+  if (!problems.empty()) fail_all();
   std::size_t counter = 0;
   st::visit_tensors(
       model,
@@ -524,6 +488,67 @@ void load_safetensors(Model& model, const std::string& path, const SafetensorsOp
         }
       },
       !options.parameters_only);
+}
+
+}  // namespace detail::safetensors
+
+/// Reads a safetensors image in memory (`file`: the bytes of a file written by save_safetensors, or
+/// of PyTorch's state_dict in safetensors form; e.g. weights embedded in the program) into `model`'s
+/// parameters and buffers; `source` names it in messages. Every tensor of the model must be in it
+/// with dtype F32 or F64 (converted to the model's scalar; I64 for `num_batches_tracked`, or see
+/// `float_counters`) and torch's shape (or the 2-D shape the layer stores; see the file comment).
+/// Options: see SafetensorsOptions (defaults: strict, parameters and buffers).
+///
+/// Everything is validated first (header length, JSON syntax, every entry's dtype, shape and
+/// data_offsets, no overlaps, then the model's tensors); only then are values copied, so on any
+/// error (std::runtime_error naming the source and every problem found) the model is unchanged.
+template <class Model>
+void load_safetensors(Model& model, std::span<const std::byte> file, const SafetensorsOptions& options = {},
+                      std::string_view source = "<memory>") {
+  namespace st = detail::safetensors;
+  const std::string path(source);
+  auto fail = [&](const std::string& what) { throw std::runtime_error("load_safetensors: '" + path + "': " + what); };
+
+  st::check_length_prefix(file.size(), nullptr, fail);
+  const auto* bytes = reinterpret_cast<const unsigned char*>(file.data());
+  const std::string_view text(reinterpret_cast<const char*>(file.data()), file.size());
+  const std::uint64_t header_bytes = st::check_length_prefix(file.size(), bytes, fail);
+  const std::uint64_t data_bytes = file.size() - 8 - header_bytes;
+  st::load_checked(model, text.substr(8, static_cast<std::size_t>(header_bytes)), data_bytes,
+                   [&] { return bytes + 8 + header_bytes; }, options, fail);
+}
+
+/// load_safetensors from memory with only SafetensorsOptions::strict set.
+template <class Model>
+void load_safetensors(Model& model, std::span<const std::byte> file, bool strict,
+                      std::string_view source = "<memory>") {
+  load_safetensors(model, file, SafetensorsOptions{.strict = strict}, source);
+}
+
+/// load_safetensors from the file `path` (written by save_safetensors, or PyTorch's state_dict in
+/// safetensors form; see above). The file is checked before it is read: it must be a regular file
+/// (a directory, a FIFO or a device is refused without opening it); the 8-byte length and the header
+/// are read and validated against the file's size first, and only then the data, so a corrupt or
+/// foreign file fails naming `path` without reading (or allocating) its size.
+template <class Model>
+void load_safetensors(Model& model, const std::string& path, const SafetensorsOptions& options = {}) {
+  namespace st = detail::safetensors;
+  detail::CheckedFile in(path, "load_safetensors");
+  const std::uint64_t size = in.size();
+  auto fail = [&](const std::string& what) { in.fail(what); };
+  st::check_length_prefix(size, nullptr, fail);
+  unsigned char length[8] = {};
+  in.read(length, 8);
+  const std::uint64_t header_bytes = st::check_length_prefix(size, length, fail);
+  const std::string header = in.read_string(header_bytes);
+  std::string data;  // read only once the header and the model's tensors are checked
+  st::load_checked(
+      model, header, size - 8 - header_bytes,
+      [&] {
+        data = in.read_string(size - 8 - header_bytes);
+        return reinterpret_cast<const unsigned char*>(data.data());
+      },
+      options, fail);
 }
 
 /// load_safetensors with only SafetensorsOptions::strict set (the signature before the options).

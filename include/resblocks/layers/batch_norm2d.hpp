@@ -47,6 +47,9 @@ struct BatchNormOptions {
 /// Statistics are summed over fixed column partitions in parallel and merged in order (Chan's
 /// formula, in double; core/batch_statistics.hpp, shared with DenseLayer), so the bits do not depend
 /// on the thread count.
+///
+/// A network's training forward() that throws after this layer ran leaves its running statistics
+/// updated: train/buffer_checkpoint.hpp (BufferCheckpoint) says what changes and how to undo it.
 template <class S = float, int C = Dynamic>
 class BatchNorm2d : public FusedLayer<BatchNorm2d<S, C>, S, C, C> {
   using Base = FusedLayer<BatchNorm2d<S, C>, S, C, C>;

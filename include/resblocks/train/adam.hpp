@@ -21,6 +21,9 @@ struct AdamOptions {
   bool amsgrad = false;
   /// Which parameters (by name) get weight decay; empty: all. Asked once, at construction.
   std::function<bool(std::string_view)> decay = {};
+  /// The non-finite guard: before a step touches anything, check every gradient and throw
+  /// std::runtime_error naming the step and the parameter when one holds a NaN or an infinity.
+  bool check_finite = false;
 };
 
 /// \brief torch.optim.Adam on the parameters of a model, in place (the formula is on

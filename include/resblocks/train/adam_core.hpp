@@ -43,6 +43,7 @@ class AdamCore {
   /// One step with the settings `o` (AdamOptions or AdamWOptions).
   template <ParameterVisitable Model, class Options>
   void step(Model& model, const Options& o) {
+    if (o.check_finite) m_state.check_finite_gradients(model, m_steps + 1);
     const double t = static_cast<double>(m_steps + 1);
     const double bias_correction1 = 1 - std::pow(o.beta1, t);
     const double bias_correction2 = 1 - std::pow(o.beta2, t);

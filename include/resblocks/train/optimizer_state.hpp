@@ -95,6 +95,22 @@ class OptimizerState {
     });
   }
 
+  /// The non-finite guard (the optimizers' `check_finite` option): throws std::runtime_error naming
+  /// the optimizer, `step` (1-based) and the first parameter whose gradient holds a NaN or an
+  /// infinity, before any parameter or state changes. One read of every gradient; allocates nothing.
+  template <ParameterVisitable Model>
+  void check_finite_gradients(Model& model, Index step) const {
+    model.for_each_parameter([&](std::string_view name, const auto&, const auto& grad) {
+      const auto g = flat_array(grad);
+      if (g.isFinite().all()) return;
+      const bool nan = g.isNaN().any();
+      throw std::runtime_error("resblocks::" + std::string(m_optimizer) + ": step " + std::to_string(step) +
+                               ": the gradient of '" + std::string(name) + "' holds " + (nan ? "NaN" : "an infinity") +
+                               ", so no parameter was changed (a non-finite loss or input? a too large learning "
+                               "rate? turn the check off with check_finite = false)");
+    });
+  }
+
   /// Throws std::invalid_argument unless `model` visits the same parameters (count, names, sizes).
   template <ParameterVisitable Model>
   void check(Model& model) const {

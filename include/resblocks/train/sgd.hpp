@@ -26,6 +26,9 @@ struct SgdOptions {
   bool decoupled_weight_decay = false;
   /// Which parameters (by name) get weight decay; empty: all. Asked once, at construction.
   std::function<bool(std::string_view)> decay = {};
+  /// The non-finite guard: before a step touches anything, check every gradient and throw
+  /// std::runtime_error naming the step and the parameter when one holds a NaN or an infinity.
+  bool check_finite = false;
 };
 
 /// \brief torch.optim.SGD on the parameters of a model, in place. Per parameter p with gradient g:
@@ -49,9 +52,11 @@ class Sgd {
 
   /// One update of every parameter of `model` from its gradient (which the step leaves unchanged).
   /// Throws std::invalid_argument, before changing anything, when `model` no longer visits the
-  /// parameters the optimizer was built for. Allocates nothing.
+  /// parameters the optimizer was built for; with check_finite, std::runtime_error (naming the step)
+  /// on a non-finite gradient, before changing anything. Allocates nothing.
   template <ParameterVisitable Model>
   void step(Model& model) {
+    if (m_options.check_finite) m_state.check_finite_gradients(model, m_steps + 1);
     const S lr = static_cast<S>(m_options.lr);
     const S weight_decay = static_cast<S>(m_options.weight_decay);
     const S shrink = static_cast<S>(1 - m_options.lr * m_options.weight_decay);
