@@ -193,6 +193,9 @@ void for_each_part_by_thread(Index nparts, Index threads, const F& f) {
 
 }  // namespace detail
 
+template <class S>
+class DenseBlock;
+
 /// \brief DenseNet-BC's composite layer (Huang et al. 2017), as torchvision's `_DenseLayer`:
 /// `conv2(relu(norm2(conv1(relu(norm1(x))))))`, conv1 1×1 to bn_size·k channels, conv2 3×3
 /// (padding 1) to k channels, both without bias. Input c × (N·H·W), output k × (N·H·W).
@@ -207,7 +210,7 @@ void for_each_part_by_thread(Index nparts, Index threads, const F& f) {
 /// conv1, and backward recomputes it the same way, fusing norm2's and norm1's backward and conv1's
 /// two products into that chunk loop. relu(norm2(h)) and conv2's output live in a DenseScratch that
 /// a DenseBlock shares among its layers; backward recomputes the former from h when another layer
-/// wrote it since. The `*_view` functions are the DenseBlock's entry points: they read x as a
+/// wrote it since. The private `*_view` functions are the DenseBlock's (a friend) entry points: they read x as a
 /// strided block of the block's feature buffer and write the k output rows straight into it.
 /// Sums over columns run on fixed partitions merged in order: 1 and 2 threads give the same bits.
 /// (The ReLU backward multiplies by the mask, so a non-finite gradient at a zeroed input gives NaN
@@ -333,6 +336,42 @@ class DenseLayer {
     return ws.y;
   }
 
+
+  /// Scalars of activation storage the layer itself keeps (conv1's output h).
+  [[nodiscard]] Index kept_activations() const noexcept { return m_h.size(); }
+
+  void zero_grad() {
+    m_dgamma1.setZero();
+    m_dbeta1.setZero();
+    m_dw1.setZero();
+    m_dgamma2.setZero();
+    m_dbeta2.setZero();
+    m_conv2.zero_grad();
+  }
+
+  template <class F>
+  void for_each_parameter(F&& f, const ParameterName& prefix = {}) {
+    visit_parameters(*this, f, prefix);
+  }
+  template <class F>
+  void for_each_parameter(F&& f, const ParameterName& prefix = {}) const {
+    visit_parameters(*this, f, prefix);
+  }
+
+  /// `f(name, value)` on the BatchNorm buffers (`norm1.running_mean`, …, `norm2.num_batches_tracked`).
+  template <class F>
+  void for_each_buffer(F&& f, const ParameterName& prefix = {}) {
+    visit_buffers(*this, f, prefix);
+  }
+  template <class F>
+  void for_each_buffer(F&& f, const ParameterName& prefix = {}) const {
+    visit_buffers(*this, f, prefix);
+  }
+
+ private:
+  template <class>
+  friend class DenseBlock;
+
   /// \name DenseBlock's entry points
   /// x is c × P (a row block of the block's feature buffer), `x_stats` its channels' batch mean
   /// (column 0) and biased variance (column 1) in its first c rows (read in training mode only).
@@ -433,38 +472,6 @@ class DenseLayer {
   }
   /// @}
 
-  /// Scalars of activation storage the layer itself keeps (conv1's output h).
-  [[nodiscard]] Index kept_activations() const noexcept { return m_h.size(); }
-
-  void zero_grad() {
-    m_dgamma1.setZero();
-    m_dbeta1.setZero();
-    m_dw1.setZero();
-    m_dgamma2.setZero();
-    m_dbeta2.setZero();
-    m_conv2.zero_grad();
-  }
-
-  template <class F>
-  void for_each_parameter(F&& f, const ParameterName& prefix = {}) {
-    visit_parameters(*this, f, prefix);
-  }
-  template <class F>
-  void for_each_parameter(F&& f, const ParameterName& prefix = {}) const {
-    visit_parameters(*this, f, prefix);
-  }
-
-  /// `f(name, value)` on the BatchNorm buffers (`norm1.running_mean`, …, `norm2.num_batches_tracked`).
-  template <class F>
-  void for_each_buffer(F&& f, const ParameterName& prefix = {}) {
-    visit_buffers(*this, f, prefix);
-  }
-  template <class F>
-  void for_each_buffer(F&& f, const ParameterName& prefix = {}) const {
-    visit_buffers(*this, f, prefix);
-  }
-
- private:
   static Index checked_bottleneck(Index in, Index k, const DenseLayerOptions& o) {
     auto require = [](bool ok, const std::string& what) {
       if (!ok) throw std::invalid_argument("DenseLayer: " + what);

@@ -14,7 +14,7 @@
 #include "resblocks/layers/global_avg_pool.hpp"
 #include "resblocks/layers/linear.hpp"
 #include "resblocks/layers/relu.hpp"
-#include "resblocks/train/initializers.hpp"
+#include "resblocks/core/initializers.hpp"
 
 #include <array>
 #include <cmath>

@@ -16,7 +16,7 @@
 #include "resblocks/layers/linear.hpp"
 #include "resblocks/layers/max_pool2d.hpp"
 #include "resblocks/layers/relu.hpp"
-#include "resblocks/train/initializers.hpp"
+#include "resblocks/core/initializers.hpp"
 
 #include <array>
 #include <string_view>

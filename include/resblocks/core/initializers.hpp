@@ -1,0 +1,92 @@
+#pragma once
+/// \file
+/// \brief He/Kaiming initialisation as torch.nn.init computes it (gain, fan_in/fan_out, normal/uniform).
+
+#include "resblocks/core/random.hpp"
+#include "resblocks/core/types.hpp"
+
+#include <cmath>
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+namespace resblocks {
+
+/// Which fan sets the variance: fan_in keeps forward activations' variance, fan_out the gradients'.
+enum class FanMode { fan_in, fan_out };
+
+/// The non-linearity that follows the initialised layer (its gain, as torch.nn.init.calculate_gain).
+enum class Nonlinearity { linear, relu, leaky_relu, tanh, sigmoid };
+
+/// torch.nn.init.calculate_gain: 1, √2, √(2/(1+slope²)), 5/3, 1.
+inline double calculate_gain(Nonlinearity nonlinearity, double negative_slope = 0.01) {
+  switch (nonlinearity) {
+    case Nonlinearity::relu:
+      return std::sqrt(2.0);
+    case Nonlinearity::leaky_relu:
+      return std::sqrt(2.0 / (1.0 + negative_slope * negative_slope));
+    case Nonlinearity::tanh:
+      return 5.0 / 3.0;
+    default:
+      return 1.0;
+  }
+}
+
+/// \brief Settings of kaiming_normal / kaiming_uniform (torch's defaults: a = 0, fan_in, leaky_relu,
+/// which with a = 0 is ReLU's gain √2). torchvision's ResNets use fan_out with relu for convolutions.
+struct KaimingOptions {
+  FanMode mode = FanMode::fan_in;
+  Nonlinearity nonlinearity = Nonlinearity::leaky_relu;
+  double a = 0.0;  ///< negative slope of the leaky ReLU
+};
+
+namespace detail {
+inline double kaiming_std(Index fan_in, Index fan_out, const KaimingOptions& o) {
+  const Index fan = o.mode == FanMode::fan_in ? fan_in : fan_out;
+  if (fan <= 0) throw std::invalid_argument("kaiming init: the fan must be > 0, got " + std::to_string(fan));
+  return calculate_gain(o.nonlinearity, o.a) / std::sqrt(static_cast<double>(fan));
+}
+}  // namespace detail
+
+/// Fills `w` from N(0, std²), std = gain/√fan (torch.nn.init.kaiming_normal_).
+template <class Matrix>
+void kaiming_normal(Matrix& w, Index fan_in, Index fan_out, const KaimingOptions& o, Generator& g) {
+  using S = typename Matrix::Scalar;
+  const double std = detail::kaiming_std(fan_in, fan_out, o);
+  for (Index j = 0; j < w.cols(); ++j)
+    for (Index i = 0; i < w.rows(); ++i) w(i, j) = static_cast<S>(std * g.normal());
+}
+
+/// Fills `w` from U(-b, b), b = gain·√(3/fan) (torch.nn.init.kaiming_uniform_).
+template <class Matrix>
+void kaiming_uniform(Matrix& w, Index fan_in, Index fan_out, const KaimingOptions& o, Generator& g) {
+  fill_uniform(w, std::sqrt(3.0) * detail::kaiming_std(fan_in, fan_out, o), g);
+}
+
+namespace detail {
+/// {fan_in, fan_out} of a layer's weight: a Conv2d's own (with the kernel area), else in/out features.
+template <class L>
+std::pair<Index, Index> layer_fans(const L& layer) {
+  if constexpr (requires { layer.fan_in(); })
+    return {layer.fan_in(), layer.fan_out()};
+  else
+    return {layer.in_features(), layer.out_features()};
+}
+}  // namespace detail
+
+/// Kaiming-normal initialisation of a layer's `weight` (Conv2d or Linear: anything with weight(),
+/// fan_in() and fan_out(), or in_features()/out_features() for a Linear); the bias is left alone.
+template <class L>
+void kaiming_normal(L& layer, const KaimingOptions& o = {}, Generator& g = default_generator()) {
+  const auto [fan_in, fan_out] = detail::layer_fans(layer);
+  kaiming_normal(layer.weight(), fan_in, fan_out, o, g);
+}
+
+/// Kaiming-uniform initialisation of a layer's `weight` (see the kaiming_normal overload).
+template <class L>
+void kaiming_uniform(L& layer, const KaimingOptions& o = {}, Generator& g = default_generator()) {
+  const auto [fan_in, fan_out] = detail::layer_fans(layer);
+  kaiming_uniform(layer.weight(), fan_in, fan_out, o, g);
+}
+
+}  // namespace resblocks
