@@ -1,11 +1,14 @@
-// The depth experiment (He et al. 2016, Fig. 1 and 6): plain and residual networks of a shallow and a
-// deep depth, trained with the same budget on Fashion-MNIST. Without skips the deep network trains
-// worse than the shallow one; with them depth helps. `--kind mlp` adds Highway networks (gated skips).
+// The depth experiment (He et al. 2016, Fig. 1 and 6): plain and residual networks of several depths,
+// trained with the same budget on Fashion-MNIST. Without skips the deep network trains worse than the
+// shallow one; with them depth helps. `--kind mlp` adds Highway networks (gated skips).
 //
-//   depth_experiment --kind mlp   # fully connected, 8 vs 64 layers of width 64 (minutes)
-//   depth_experiment --kind conv  # ResNet-20 vs ResNet-56 and their plain twins (longer)
+//   depth_experiment --kind mlp                         # fully connected, 8 vs 64 layers of width 64 (minutes)
+//   depth_experiment --kind conv --depths 20,56,110     # CIFAR ResNets and their plain twins (hours)
+//   depth_experiment --kind preact --depths 1202 --batch 32 --limit 3000 --epochs 1 --steps-csv s.csv
+//                                                       # ResNet v2 (pre-activation) at 1000+ layers
 //
-// Writes --csv (model,depth,epoch,train_loss,test_acc,grad_norm_first_layer) and --plot (SVG).
+// Writes --csv (model,depth,epoch,train_loss,test_acc,grad_norm_first_layer,seconds,peak_rss_mb), --plot
+// (SVG: solid residual, dashed plain, one colour per depth) and, with --steps-csv, every step's loss.
 #include "common/checks.hpp"
 #include "common/command_line.hpp"
 #include "common/progress_bar.hpp"
@@ -17,13 +20,17 @@
 #include <resblocks/resblocks.hpp>
 
 #include <cstdio>
+#include <algorithm>
 #include <exception>
 #include <fstream>
 #include <limits>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
+
+#include <sys/resource.h>
 
 using namespace resblocks;
 
@@ -35,17 +42,20 @@ using MlpBlock = Sequential<Residual<MlpBranch, Shortcut<float>>, ReLU<float>>;
 /// flatten - linear(784, w) - bn - relu - (depth-2)/2 blocks - linear(w, 10): `depth` Linear layers.
 using MlpNet = Sequential<Flatten<float>, Linear<float>, BatchNorm2d<float>, ReLU<float>, Repeat<MlpBlock>, Linear<float>>;
 
-MlpNet make_mlp(Index depth, Index width, bool plain, ImageSize image) {
+MlpNet make_mlp(Index depth, Index width, bool plain, bool zero_init_residual, ImageSize image) {
   if (depth < 4 || depth % 2 != 0)
     throw std::invalid_argument("--kind mlp: depths must be even and >= 4 (2 + 2 per block), got " +
                                 std::to_string(depth));
   const Index pixels = image.height * image.width;
   auto block = [&](Index) {
-    return MlpBlock{Residual<MlpBranch, Shortcut<float>>{
+    MlpBlock b{Residual<MlpBranch, Shortcut<float>>{
                         MlpBranch{Linear<float>(width, width, false), BatchNorm2d<float>(width), ReLU<float>(),
                                   Linear<float>(width, width, false), BatchNorm2d<float>(width)},
                         Shortcut<float>(width, width, 1, plain ? ShortcutKind::none : ShortcutKind::identity)},
                     ReLU<float>()};
+    // Zero-init: the branch's last BN γ = 0, so every block starts as relu(x), the identity on its input.
+    if (zero_init_residual) b.get<0>().body().get<4>().weight().setZero();
+    return b;
   };
   MlpNet net{Flatten<float>(1), Linear<float>(pixels, width, false), BatchNorm2d<float>(width), ReLU<float>(),
              Repeat<MlpBlock>((depth - 2) / 2, block), Linear<float>(width, 10)};
@@ -82,67 +92,131 @@ struct Run {
   std::vector<double> test_acc;
 };
 
+/// Peak resident memory of this process so far, in MB (the models run one after another).
+double peak_rss_mb() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_maxrss) / 1024.0;  // Linux: kilobytes
+}
+
+/// "8,64" → {8, 64}; throws naming `flag` on anything else.
+std::vector<long> parse_depths(const std::string& text, const std::string& flag) {
+  std::vector<long> out;
+  std::size_t at = 0;
+  while (at <= text.size()) {
+    const std::size_t comma = std::min(text.find(',', at), text.size());
+    const std::string item = text.substr(at, comma - at);
+    std::size_t used = 0;
+    long v = 0;
+    try {
+      v = std::stol(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (item.empty() || used != item.size() || v < 1)
+      throw std::invalid_argument(flag + " must be a comma-separated list of positive depths, got '" + text + "'");
+    out.push_back(v);
+    at = comma + 1;
+  }
+  return out;
+}
+
+std::vector<std::string> parse_models(const std::string& text, bool conv) {
+  std::vector<std::string> out;
+  std::size_t at = 0;
+  while (at <= text.size()) {
+    const std::size_t comma = std::min(text.find(',', at), text.size());
+    std::string item = text.substr(at, comma - at);
+    if (item != "plain" && item != "residual" && (item != "highway" || conv))
+      throw std::invalid_argument("--models: '" + item + "' is not one of plain, residual" +
+                                  (conv ? " (highway is fully connected only: --kind mlp)" : ", highway"));
+    out.push_back(std::move(item));
+    at = comma + 1;
+  }
+  return out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) try {
   std::printf("%s\n", build_info().c_str());  // version, Eigen, SIMD instruction sets, threads
   examples::CommandLine cl(argc, argv,
-                           "Plain vs residual (and, for mlp, highway) networks, shallow vs deep, on Fashion-MNIST (He et al. 2016, Fig. 1).");
-  const std::string kind = cl.get_string("--kind", "mlp", "mlp (fully connected) or conv (CIFAR-style ResNets)");
-  const long epochs = cl.get_int("--epochs", 0, "epochs per model (0: 6 for mlp, 3 for conv)", 0, 10'000);
-  long shallow = cl.get_int("--shallow", 0, "shallow depth (0: 8 for mlp, 20 for conv)", 0, 1'000);
-  long deep = cl.get_int("--deep", 0, "deep depth (0: 64 for mlp, 56 for conv)", 0, 1'000);
-  const long width = cl.get_int("--width", 64, "width of the mlp layers", 1, 4'096);
+                           "Plain vs residual (and, for mlp, highway) networks of several depths on Fashion-MNIST (He et al. 2016, Fig. 1 and 6).");
+  const std::string kind =
+      cl.get_string("--kind", "mlp", "mlp (fully connected), conv (CIFAR ResNets) or preact (pre-activation CIFAR ResNets)");
+  const long epochs = cl.get_int("--epochs", 0, "epochs per model (0: 6 for mlp, 3 for conv and preact)", 0, 10'000);
+  const std::string depths_text =
+      cl.get_string("--depths", "", "comma-separated depths (default 8,64 for mlp; 20,56 for conv and preact)");
+  const std::string models_text =
+      cl.get_string("--models", "", "comma-separated: plain, residual, highway (default all that apply)");
+  const bool zero_init = cl.get_flag("--zero-init-residual", "each block's last BatchNorm γ starts at 0 (the block starts as its skip)");
+  const long width = cl.get_int("--width", 0, "width: of the mlp layers (0: 64); of the first conv stage (0: 16)", 0, 4'096);
   const long batch = cl.get_int("--batch", 128, "mini-batch size (at most the number of training images)", 1, 1'000'000'000);
   const double lr =
-      cl.get_double("--lr", 0.05, "peak learning rate (SGD, Nesterov momentum 0.9, warm-up, cosine)", 1e-9, 10);
+      cl.get_double("--lr", 0.05, "peak learning rate (SGD, Nesterov momentum 0.9, warm-up from lr/10, cosine)", 1e-9, 10);
   const long hw = static_cast<long>(std::thread::hardware_concurrency());
   const long threads = cl.get_int("--threads", hw > 0 ? hw : 1, "threads", 1, 1'024);
   const auto seed = static_cast<std::uint64_t>(cl.get_int("--seed", 1, "seed", 0, std::numeric_limits<long>::max()));
   const long limit = cl.get_int("--limit", 0, "train on the first N images only (0: all)", 0, 1'000'000'000);
+  const long test_limit = cl.get_int("--test-limit", 0, "evaluate on the first N test images only (0: all)", 0, 1'000'000'000);
   const std::string data = cl.get_string("--data", "/usr/share/datasets/fashion-mnist", "directory of the IDX files");
-  const std::string csv_path = cl.get_string("--csv", "depth_experiment.csv", "results (CSV)");
+  const std::string csv_path = cl.get_string("--csv", "depth_experiment.csv", "results per epoch (CSV)");
   const std::string plot_path = cl.get_string("--plot", "depth_experiment.svg", "plot (SVG)");
+  const std::string steps_path = cl.get_string("--steps-csv", "", "every step's loss and first-layer gradient norm (CSV; empty: none)");
   if (!cl.finish()) return 0;
-  const bool conv = kind == "conv";
-  if (!conv && kind != "mlp") throw std::invalid_argument("--kind must be mlp or conv, got '" + kind + "'");
+  const bool conv = kind == "conv" || kind == "preact";
+  if (!conv && kind != "mlp") throw std::invalid_argument("--kind must be mlp, conv or preact, got '" + kind + "'");
   const long n_epochs = epochs > 0 ? epochs : conv ? 3 : 6;
-  if (shallow == 0) shallow = conv ? 20 : 8;
-  if (deep == 0) deep = conv ? 56 : 64;
-  for (const long depth : {shallow, deep}) {  // every depth checked before the data is read
+  const std::vector<long> depths = parse_depths(depths_text.empty() ? (conv ? "20,56" : "8,64") : depths_text, "--depths");
+  const std::vector<std::string> models =
+      parse_models(models_text.empty() ? (conv ? "plain,residual" : "plain,residual,highway") : models_text, conv);
+  for (const long depth : depths) {  // every depth checked before the data is read
     if (conv)
-      examples::check_depth(depth, depth == shallow ? "--shallow" : "--deep");
+      examples::check_depth(depth, "--depths");
     else if (depth < 4 || depth % 2 != 0)
       throw std::invalid_argument("--kind mlp: depths must be even and >= 4 (2 + 2 per block), got " +
                                   std::to_string(depth));
   }
-  examples::check_outputs({{"--csv", csv_path}, {"--plot", plot_path}});
+  std::vector<std::pair<std::string, std::string>> outputs{{"--csv", csv_path}, {"--plot", plot_path}};
+  if (!steps_path.empty()) outputs.emplace_back("--steps-csv", steps_path);
+  examples::check_outputs(outputs);
   set_num_threads(static_cast<int>(threads));
 
   constexpr int classes = 10;
   ImageDataset train = load_mnist(data, MnistSplit::train, classes);
-  const ImageDataset test = load_mnist(data, MnistSplit::test, classes);
+  ImageDataset test = load_mnist(data, MnistSplit::test, classes);
   if (limit > 0) train = train.head(limit);
+  if (test_limit > 0) test = test.head(test_limit);
   examples::check_data(train, test, batch, classes, "--data " + data);
   const auto [mean, std] = examples::pixel_mean_std(train, "--data " + data);
   const ImageSize image{train.height(), train.width()};
 
   std::ofstream csv(csv_path);
   if (!csv) throw std::runtime_error("cannot write " + csv_path);
-  csv << "model,depth,epoch,train_loss,test_acc,grad_norm_first_layer\n";
-  examples::SvgChart chart(std::string("Depth experiment (") + (conv ? "CIFAR-style ResNets" : "fully connected") +
-                           ", Fashion-MNIST): plain vs residual" + (conv ? ", " : " vs highway, ") + std::to_string(shallow) + " vs " +
-                           std::to_string(deep) + " layers");
+  csv << "model,depth,epoch,train_loss,test_acc,grad_norm_first_layer,seconds,peak_rss_mb\n";
+  std::ofstream steps_csv;
+  if (!steps_path.empty()) {
+    steps_csv.open(steps_path);
+    if (!steps_csv) throw std::runtime_error("cannot write " + steps_path);
+    steps_csv << "model,depth,step,train_loss,grad_norm_first_layer\n";
+  }
+  std::string title = "Depth experiment (";
+  title += kind == "mlp" ? "fully connected" : kind == "conv" ? "CIFAR-style ResNets" : "pre-activation ResNets";
+  title += ", Fashion-MNIST";
+  if (zero_init) title += ", zero-init residual";
+  title += "): solid residual, dashed plain";
+  examples::SvgChart chart(title);
   auto& loss_panel = chart.add_panel("training loss", "epoch", "cross-entropy", true);
-  auto& acc_panel = chart.add_panel("test accuracy", "epoch", "accuracy");
+  auto& err_panel = chart.add_panel("test error", "epoch", "error", true);
   auto& grad_panel = chart.add_panel("first layer's gradient", "epoch", "mean ||dL/dW1||", true);
   std::vector<Run> runs;
   examples::ProgressBar bar;
 
-  auto train_model = [&](auto& net, const std::string& model, long depth) {
+  auto train_model = [&](auto& net, const std::string& model, long depth, std::size_t depth_index) {
     BatchLoader<float> train_batches(train, {.batch_size = batch, .shuffle = true, .drop_last = true, .seed = seed,
                                              .mean = mean, .std = std});
-    BatchLoader<float> test_batches(test, {.batch_size = 250, .shuffle = false, .mean = mean, .std = std});
+    BatchLoader<float> test_batches(test, {.batch_size = std::min<long>(250, test.size()), .shuffle = false,
+                                           .mean = mean, .std = std});
     Sgd opt(net, {.lr = lr, .momentum = 0.9, .nesterov = true, .weight_decay = 5e-4, .check_finite = true});
     const long per_epoch = static_cast<long>(train_batches.batches_per_epoch()), total = n_epochs * per_epoch;
     const long warmup = std::max<long>(1, std::min<long>(per_epoch / 2, total / 10));
@@ -150,29 +224,37 @@ int main(int argc, char** argv) try {
     CrossEntropyLoss<float> loss;
     typename std::remove_reference_t<decltype(net)>::Workspace ws;
     Run run{model, depth, {}, {}};
-    // One colour per depth, dashed for the plain network.
-    const bool dashed = model.rfind("plain", 0) == 0;
-    const int colour = (depth == shallow ? 0 : 1) + (model == "highway" ? 2 : 0);
-    for (auto* panel : {&loss_panel, &acc_panel, &grad_panel})
+    // One colour per depth (highway: shifted), dashed for the plain network.
+    const bool dashed = model == "plain";
+    const int colour = static_cast<int>(depth_index) + (model == "highway" ? 4 : 0);
+    for (auto* panel : {&loss_panel, &err_panel, &grad_panel})
       panel->series.push_back({model + "-" + std::to_string(depth), {}, dashed, colour});
+    examples::StepLog log;
+    if (steps_csv.is_open())
+      log = [&](long step, double l, double grad) {
+        steps_csv << model << ',' << depth << ',' << step << ',' << l << ',' << grad << '\n';
+      };
     long step = 0;
     for (long epoch = 1; epoch <= n_epochs; ++epoch) {
       const std::string label = model + "-" + std::to_string(depth) + " epoch " + std::to_string(epoch);
       examples::EpochStats e;
       try {
-        e = examples::train_epoch(net, train_batches, loss, opt, schedule, step, bar, label);
+        e = examples::train_epoch(net, train_batches, loss, opt, schedule, step, bar, label, log);
       } catch (const std::runtime_error& diverged) {  // a diverged model is a result too: record it, go on
         std::printf("%s\n", diverged.what());
         break;
       }
       const double acc = examples::evaluate(net, test_batches, ws);
-      std::printf("%s: train %.1f s, loss %.4f, test acc %.4f, grad norm first layer %.3g\n", label.c_str(), e.seconds,
-                  e.loss, acc, e.grad_norm_first);
+      const double rss = peak_rss_mb();
+      std::printf("%s: train %.1f s, loss %.4f, test acc %.4f, grad norm first layer %.3g, peak RSS %.0f MB\n",
+                  label.c_str(), e.seconds, e.loss, acc, e.grad_norm_first, rss);
       std::fflush(stdout);
-      csv << model << ',' << depth << ',' << epoch << ',' << e.loss << ',' << acc << ',' << e.grad_norm_first << '\n'
+      csv << model << ',' << depth << ',' << epoch << ',' << e.loss << ',' << acc << ',' << e.grad_norm_first << ','
+          << e.seconds << ',' << rss << '\n'
           << std::flush;
+      steps_csv << std::flush;
       loss_panel.series.back().points.emplace_back(epoch, e.loss);
-      acc_panel.series.back().points.emplace_back(epoch, acc);
+      err_panel.series.back().points.emplace_back(epoch, 1.0 - acc);
       grad_panel.series.back().points.emplace_back(epoch, e.grad_norm_first);
       examples::save_plot(chart, plot_path, "depth_experiment");
       run.epochs.push_back(e);
@@ -181,21 +263,29 @@ int main(int argc, char** argv) try {
     runs.push_back(run);
   };
 
-  for (const long depth : {shallow, deep})
-    for (const std::string model : {"plain", "residual", "highway"}) {
+  const Index w = width > 0 ? width : conv ? 16 : 64;
+  for (std::size_t d = 0; d < depths.size(); ++d)
+    for (const std::string& model : models) {
+      const long depth = depths[d];
       const bool plain = model == "plain";
       manual_seed(seed);
-      if (model == "highway") {  // fully connected only: there is no convolutional highway network here
-        if (conv) continue;
-        HighwayNet net = make_highway(depth, width, image);
-        train_model(net, model, depth);
+      if (model == "highway") {
+        HighwayNet net = make_highway(depth, w, image);
+        train_model(net, model, depth, d);
       } else if (conv) {
-        CifarResNet<float> net({.depth = depth, .in_channels = 1, .classes = 10, .width = 16, .image = image,
-                                .downsample = ShortcutKind::projection, .plain = plain, .input_gradient = false});
-        train_model(net, model, depth);
+        const CifarResNetOptions o{.depth = depth, .in_channels = 1, .classes = 10, .width = w, .image = image,
+                                   .downsample = ShortcutKind::projection, .plain = plain,
+                                   .zero_init_residual = zero_init && !plain, .input_gradient = false};
+        if (kind == "preact") {
+          CifarPreActResNet<float> net(o);
+          train_model(net, model, depth, d);
+        } else {
+          CifarResNet<float> net(o);
+          train_model(net, model, depth, d);
+        }
       } else {
-        MlpNet net = make_mlp(depth, width, plain, image);
-        train_model(net, model, depth);
+        MlpNet net = make_mlp(depth, w, plain, zero_init && !plain, image);
+        train_model(net, model, depth, d);
       }
     }
 

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <stdexcept>
 #include <string>
 
@@ -21,6 +22,9 @@ struct EpochStats {
   double grad_norm_first = 0;  ///< mean ‖dL/dW‖ of the network's first weight over the epoch
   long images = 0;
 };
+
+/// Called after every step with the step number (from 1, across epochs), its loss and ‖dL/dW1‖.
+using StepLog = std::function<void(long step, double loss, double grad_norm_first)>;
 
 /// ‖dL/dθ‖ of the first parameter the network visits (its first layer's weight).
 template <class Net>
@@ -36,9 +40,11 @@ double first_grad_norm(const Net& net) {
 /// `schedule(step)` (step counts batches across epochs). With the optimizer's check_finite (the
 /// non-finite guard), throws std::runtime_error naming the step when the loss stops being finite,
 /// before the backward pass and the update (and the optimizer refuses a non-finite gradient).
+/// `log`, when set, sees every step.
 template <class Net, class Optimizer, class Schedule>
 EpochStats train_epoch(Net& net, resblocks::BatchLoader<float>& loader, resblocks::CrossEntropyLoss<float>& loss,
-                       Optimizer& opt, const Schedule& schedule, long& step, ProgressBar& bar, const std::string& label) {
+                       Optimizer& opt, const Schedule& schedule, long& step, ProgressBar& bar, const std::string& label,
+                       const StepLog& log = {}) {
   using Clock = std::chrono::steady_clock;
   EpochStats stats;
   double loss_sum = 0, grad_sum = 0;
@@ -57,7 +63,9 @@ EpochStats train_epoch(Net& net, resblocks::BatchLoader<float>& loader, resblock
                                "); the weights were not updated (diverged: try a smaller --lr)");
     net.zero_grad();
     net.backward(loss.backward());
-    grad_sum += first_grad_norm(net);
+    const double grad = first_grad_norm(net);
+    grad_sum += grad;
+    if (log) log(step, l, grad);
     opt.step(net);
     loss_sum += l;
     correct += static_cast<long>(loss.correct());

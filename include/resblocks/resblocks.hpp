@@ -5,6 +5,7 @@
 #include "resblocks/blocks/basic_block.hpp"
 #include "resblocks/blocks/block_options.hpp"
 #include "resblocks/blocks/bottleneck.hpp"
+#include "resblocks/blocks/cifar_pre_act_resnet.hpp"
 #include "resblocks/blocks/cifar_resnet.hpp"
 #include "resblocks/blocks/dense_block.hpp"
 #include "resblocks/blocks/dense_layer.hpp"

@@ -1,3 +1,4 @@
+#include "support/attention_reference.hpp"
 #include "support/helpers.hpp"
 
 #include <resblocks/blocks/repeat.hpp>
@@ -73,6 +74,12 @@ Eigen::MatrixXd by_pieces(const TransformerBlock<double>& block, const Eigen::Ma
   auto drop = [&](const auto& dropout, const Eigen::MatrixXd& h) -> Eigen::MatrixXd {
     return masks ? Eigen::MatrixXd(h.cwiseProduct(dropout.mask())) : h;
   };
+  // Self-attention, with its attention-weight dropout factors when `masks` (the textbook formula).
+  auto attention = [&](const Eigen::MatrixXd& h) -> Eigen::MatrixXd {
+    if (!masks) return block.attention().infer(h, a);
+    return rbtest::naive_attention(block.attention(), h, block.attention().sequence_length(), {},
+                                   &block.attention().attention_dropout_mask());
+  };
   auto ffn = [&](const Eigen::MatrixXd& h) -> Eigen::MatrixXd {
     const Eigen::MatrixXd z = block.linear1().infer(h, l1);
     const Eigen::MatrixXd g = drop(block.dropout(), z.unaryExpr(activation));
@@ -80,12 +87,12 @@ Eigen::MatrixXd by_pieces(const TransformerBlock<double>& block, const Eigen::Ma
   };
   const bool res = block.options().with_residual;
   if (block.options().norm_first) {
-    const Eigen::MatrixXd attn = drop(block.dropout1(), block.attention().infer(block.norm1().infer(x, n1), a));
+    const Eigen::MatrixXd attn = drop(block.dropout1(), attention(block.norm1().infer(x, n1)));
     const Eigen::MatrixXd h = res ? Eigen::MatrixXd(x + attn) : attn;
     const Eigen::MatrixXd f = ffn(block.norm2().infer(h, n2));
     return res ? Eigen::MatrixXd(h + f) : f;
   }
-  const Eigen::MatrixXd attn = drop(block.dropout1(), block.attention().infer(x, a));
+  const Eigen::MatrixXd attn = drop(block.dropout1(), attention(x));
   const Eigen::MatrixXd h = block.norm1().infer(res ? Eigen::MatrixXd(x + attn) : attn, n1);
   const Eigen::MatrixXd f = ffn(h);
   return block.norm2().infer(res ? Eigen::MatrixXd(h + f) : f, n2);
@@ -393,10 +400,13 @@ TEST_CASE("TransformerBlock: ReLU, GELU and tanh-GELU, dropout where Transformer
       REQUIRE(block.dropout1().mask().rows() == k_d);
       REQUIRE(block.dropout().mask().rows() == k_ff);
       REQUIRE(block.dropout2().mask().cols() == x.cols());
-      for (const double zeros : {(block.dropout1().mask().array() == 0).cast<double>().mean(),
+      REQUIRE(block.attention().options().dropout == 0.4);  // the attention weights drop too, as in torch
+      REQUIRE(block.attention().attention_dropout_mask().cols() == k_length * k_heads * k_sequences);
+      for (const double zeros : {(block.attention().attention_dropout_mask().array() == 0).cast<double>().mean(),
+                                 (block.dropout1().mask().array() == 0).cast<double>().mean(),
                                  (block.dropout().mask().array() == 0).cast<double>().mean(),
                                  (block.dropout2().mask().array() == 0).cast<double>().mean()})
-        REQUIRE((zeros > 0.2 && zeros < 0.6));  // p = 0.4 of 80 or 160 elements
+        REQUIRE((zeros > 0.2 && zeros < 0.6));  // p = 0.4 of 80, 100 or 160 elements
       REQUIRE(rbtest::rel_diff(y, by_pieces(block, x, true)) < 1e-13);
       manual_seed(52);
       REQUIRE(block.forward(x) == y);  // seeded: the same masks

@@ -1,3 +1,4 @@
+#include "support/attention_reference.hpp"
 #include "support/helpers.hpp"
 
 #include <resblocks/blocks/residual.hpp>
@@ -37,36 +38,6 @@ std::string what_of(M&& f) {
 }
 
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
-
-/// The textbook computation, query by query and key by key with std::exp (PyTorch's order: the
-/// query scaled first, masked scores -inf); a query without keys gets 0, as MultiHeadAttention does.
-Eigen::MatrixXd naive_attention(const MultiHeadAttention<double>& mha, const Eigen::MatrixXd& x, Index length,
-                                const std::vector<unsigned char>& padded) {
-  const Index d = mha.model_dim(), heads = mha.heads(), dh = d / heads;
-  const Eigen::MatrixXd qkv = (mha.in_proj_weight() * x).colwise() + mha.in_proj_bias();
-  Eigen::MatrixXd o = Eigen::MatrixXd::Zero(d, x.cols());
-  for (Index b = 0; b < x.cols() / length; ++b)
-    for (Index h = 0; h < heads; ++h)
-      for (Index i = 0; i < length; ++i) {
-        const Eigen::VectorXd q = qkv.col(b * length + i).segment(h * dh, dh) / std::sqrt(double(dh));
-        std::vector<double> score(static_cast<std::size_t>(length), -std::numeric_limits<double>::infinity());
-        double max = -std::numeric_limits<double>::infinity();
-        for (Index j = 0; j < length; ++j) {
-          const bool masked = (mha.options().causal && j > i) ||
-                              (!padded.empty() && padded[static_cast<std::size_t>(b * length + j)] != 0);
-          if (masked) continue;
-          score[static_cast<std::size_t>(j)] = q.dot(qkv.col(b * length + j).segment(d + h * dh, dh));
-          max = std::max(max, score[static_cast<std::size_t>(j)]);
-        }
-        if (max == -std::numeric_limits<double>::infinity()) continue;
-        double sum = 0;
-        for (double& e : score) sum += (e = std::exp(e - max));
-        for (Index j = 0; j < length; ++j)
-          o.col(b * length + i).segment(h * dh, dh) +=
-              score[static_cast<std::size_t>(j)] / sum * qkv.col(b * length + j).segment(2 * d + h * dh, dh);
-      }
-  return (mha.out_proj_weight() * o).colwise() + mha.out_proj_bias();
-}
 
 }  // namespace
 
@@ -132,7 +103,7 @@ TEST_CASE("MultiHeadAttention: long causal sequences (several query blocks) matc
       mha.set_sequence_length(length);
       if (masked) mha.set_key_padding_mask(padded);
       const auto x = rbtest::random_batch<Eigen::MatrixXd>(12, 2 * length, 31);
-      const Eigen::MatrixXd expected = naive_attention(mha, x, length, masked ? padded : std::vector<unsigned char>{});
+      const Eigen::MatrixXd expected = rbtest::naive_attention(mha, x, length, masked ? padded : std::vector<unsigned char>{});
       REQUIRE(rbtest::rel_diff(mha.forward(x), expected) < 1e-13);
     }
   MultiHeadAttention<double> small(4, 2, AttentionOptions{true});
@@ -446,4 +417,70 @@ TEST_CASE("MultiHeadAttention: an empty batch gives an empty output", "[attentio
   mha.zero_grad();
   REQUIRE(mha.backward(g).cols() == 0);
   REQUIRE(mha.in_proj_weight_grad().isZero(0.0));
+}
+
+namespace {
+
+/// An attention whose every forward re-seeds its own generator first: the same dropout mask each
+/// time, so finite differences see a fixed function.
+struct ReseededAttention : MultiHeadAttention<double> {
+  ReseededAttention(Index d, Index heads, AttentionOptions o) : MultiHeadAttention<double>(d, heads, o) {
+    set_generator(m_g);
+  }
+  const Output& forward(const Input& x) {
+    m_g = Generator(61);
+    return MultiHeadAttention<double>::forward(x);
+  }
+  const Output& forward(Input&&) = delete;
+  Generator m_g{61};
+};
+
+}  // namespace
+
+TEST_CASE("MultiHeadAttention: attention dropout in training mode (mask, scaling, backward, eval, infer)",
+          "[attention][dropout][gradient]") {
+  const Index d = 6, heads = 2, length = 5, sequences = 3;
+  const auto x = rbtest::random_batch<Eigen::MatrixXd>(d, length * sequences, 60);
+  for (const bool causal : {false, true}) {
+    INFO("causal " << causal);
+    MultiHeadAttention<double> mha(d, heads, AttentionOptions{.causal = causal, .dropout = 0.3});
+    randomise(mha, 62);
+    mha.set_sequence_length(length);
+    manual_seed(63);
+    const Eigen::MatrixXd y = mha.forward(x);
+    const Eigen::MatrixXd& mask = mha.attention_dropout_mask();
+    REQUIRE(mask.rows() == length);
+    REQUIRE(mask.cols() == length * heads * sequences);
+    const double zeros = (mask.array() == 0).cast<double>().mean();
+    REQUIRE((zeros > 0.15 && zeros < 0.45));  // p = 0.3 of 150 draws
+    REQUIRE(((mask.array() == 0) || (mask.array() == 1.0 / 0.7)).all());  // torch's inverted scaling
+    // The output is the textbook attention with the drawn factors on the weights.
+    REQUIRE(rbtest::rel_diff(y, rbtest::naive_attention(mha, x, length, {}, &mask)) < 1e-13);
+    manual_seed(63);
+    REQUIRE(mha.forward(x) == y);  // seeded: the same mask
+    REQUIRE(mha.forward(x) != y);  // a new one next time
+
+    // Eval mode and infer never drop: the dropout-free result.
+    MultiHeadAttention<double>::Workspace ws;
+    const Eigen::MatrixXd expected = rbtest::naive_attention(mha, x, length, {});
+    REQUIRE(rbtest::rel_diff(mha.infer(x, ws), expected) < 1e-13);
+    mha.set_training(false);
+    REQUIRE(rbtest::rel_diff(mha.forward(x), expected) < 1e-13);
+    REQUIRE(mha.attention_dropout_mask().size() == 0);
+
+    // Backward goes through the same mask: finite differences of the masked function.
+    ReseededAttention seeded(d, heads, AttentionOptions{.causal = causal, .dropout = 0.3});
+    randomise(seeded, 64);
+    seeded.set_sequence_length(length);
+    rbtest::require_gradients(seeded, x);
+  }
+  // p = 1 drops every weight: y = out_proj.bias, and x gets no gradient.
+  MultiHeadAttention<double> all(d, heads, AttentionOptions{.dropout = 1.0});
+  randomise(all, 65);
+  all.set_sequence_length(length);
+  const Eigen::MatrixXd y = all.forward(x);
+  for (Index c = 0; c < y.cols(); ++c) REQUIRE(y.col(c) == all.out_proj_bias());
+  REQUIRE(all.backward(Eigen::MatrixXd::Ones(d, x.cols())).isZero(0.0));
+  REQUIRE(contains(what_of([&] { MultiHeadAttention<double>(d, heads, AttentionOptions{.dropout = 1.5}); }),
+                   "MultiHeadAttention: the attention dropout must be in [0, 1], got 1.5"));
 }

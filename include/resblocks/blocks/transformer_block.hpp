@@ -101,9 +101,9 @@ struct TransformerOptions {
   double layer_norm_eps = 1e-5;  ///< LayerNorm's ε (torch's layer_norm_eps)
   /// The feed-forward activation. Default GELU (erf), resblocks' choice so far; torch's default is ReLU.
   FeedForwardActivation activation = FeedForwardActivation::gelu;
-  /// Dropout probability of dropout1 (after self-attention), dropout (after the activation) and
-  /// dropout2 (after linear2), where nn.TransformerEncoderLayer has them. Default 0 (torch: 0.1).
-  /// The dropout of the attention weights inside torch's self_attn is not modelled.
+  /// Dropout probability of the attention weights (inside self_attn), dropout1 (after self-attention),
+  /// dropout (after the activation) and dropout2 (after linear2): everywhere nn.TransformerEncoderLayer
+  /// applies its `dropout`. Default 0 (torch: 0.1).
   double dropout = 0.0;
 };
 
@@ -119,8 +119,9 @@ struct TransformerOptions {
 ///     post-LN:           Sequential<Residual<Sequential<MHA, Drop>>, LN, Residual<Sequential<Linear, Act, Drop, Linear, Drop>>, LN>
 ///     with_residual = false: the same without the Residual wrappers (the bodies chained).
 ///
-/// The three Dropouts sit where nn.TransformerEncoderLayer has dropout1, dropout and dropout2; they
-/// drop only in training mode (set_training, or eval(net) / train(net)) and when options.dropout > 0.
+/// The three Dropouts sit where nn.TransformerEncoderLayer has dropout1, dropout and dropout2, and the
+/// attention weights drop inside self_attn as in torch; all drop only in training mode (set_training,
+/// or eval(net) / train(net)) and when options.dropout > 0.
 ///
 /// The four compositions are alternatives of one std::variant, so that norm_first and with_residual
 /// are run-time options as in torch (a program picks them from its command line without templating
@@ -346,7 +347,7 @@ class TransformerBlock {
       throw std::invalid_argument(std::string(name) + ": the feed-forward width must be >= 1, got " +
                                   std::to_string(feedforward));
     // Drawn in torch's order (self_attn, linear1, linear2): the arguments below are only moved.
-    Attention attention(d_model, heads, AttentionOptions{.causal = o.causal});
+    Attention attention(d_model, heads, AttentionOptions{.causal = o.causal, .dropout = o.dropout});
     Linear1 linear1(d_model, feedforward);
     Linear2 linear2(feedforward, d_model);
     const LayerNormOptions norm{.eps = o.layer_norm_eps};

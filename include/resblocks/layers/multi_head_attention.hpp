@@ -30,11 +30,19 @@ namespace resblocks {
 /// \brief Masking of a MultiHeadAttention besides the key-padding mask.
 struct AttentionOptions {
   bool causal = false;  ///< token t attends to tokens <= t only (PyTorch's is_causal / a -inf upper triangle)
+  /// Dropout on the attention weights in training mode (torch's MultiheadAttention(dropout=p)): each
+  /// weight is zeroed with probability p, the others scaled by 1/(1 − p), after the softmax.
+  double dropout = 0.0;
 };
 
-/// \brief Multi-head self-attention `y = W_o concat_h(softmax(Q_h K_hᵀ/√d_h) V_h) + b_o` with
-/// `[Q; K; V] = W_in x + b_in`, as `torch.nn.MultiheadAttention(d, heads, dropout=0, bias=True,
+/// \brief Multi-head self-attention `y = W_o concat_h(dropout(softmax(Q_h K_hᵀ/√d_h)) V_h) + b_o` with
+/// `[Q; K; V] = W_in x + b_in`, as `torch.nn.MultiheadAttention(d, heads, dropout=p, bias=True,
 /// batch_first=True)` used as `mha(x, x, x)`.
+///
+/// Dropout of the attention weights (options.dropout > 0) acts in training mode only (the default;
+/// `set_training(false)` or `eval(net)` turns it off; infer never drops). Its mask is drawn from
+/// default_generator() (or set_generator()'s) before the heads run, one draw per weight in the order
+/// of the weights' buffer, so it does not depend on the thread count; backward uses the same mask.
 ///
 /// Parameters (PyTorch's names and shapes): `in_proj_weight` 3d × d (rows q | k | v), `in_proj_bias`
 /// 3d, `out_proj.weight` d × d, `out_proj.bias` d. Head h uses rows h·d_h … (h+1)·d_h − 1 of q, k, v.
@@ -73,6 +81,7 @@ class MultiHeadAttention {
   struct Workspace {
     Batch<S, QkvRows> qkv;  ///< [Q; K; V] of every token
     Matrix p;               ///< per (sequence, head): L × L attention weights, column i = query i
+    Matrix p_dropped;       ///< p ⊙ the dropout mask (training forwards that drop only)
     Output attn;            ///< the heads' outputs, concatenated (out_proj's input)
     Output y;
   };
@@ -91,6 +100,9 @@ class MultiHeadAttention {
     if (d_model % heads != 0)
       throw std::invalid_argument(std::string(name) + ": d_model " + std::to_string(d_model) +
                                   " is not divisible by heads " + std::to_string(heads));
+    if (!(options.dropout >= 0.0 && options.dropout <= 1.0))
+      throw std::invalid_argument(std::string(name) + ": the attention dropout must be in [0, 1], got " +
+                                  std::to_string(options.dropout));
     m_in_weight.setZero(3 * d_model, d_model);
     m_in_bias.setZero(3 * d_model);
     m_out_weight.setZero(d_model, d_model);
@@ -119,6 +131,12 @@ class MultiHeadAttention {
   [[nodiscard]] Index heads() const noexcept { return m_heads; }
   [[nodiscard]] Index head_dim() const noexcept { return model_dim() / m_heads; }
   [[nodiscard]] const AttentionOptions& options() const noexcept { return m_options; }
+
+  /// Training mode (the default) drops attention weights when options().dropout > 0; eval does not.
+  void set_training(bool training) noexcept { m_training = training; }
+  [[nodiscard]] bool training() const noexcept { return m_training; }
+  /// Draws the dropout masks from `g` (which must outlive the layer's forwards) instead of default_generator().
+  void set_generator(Generator& g) noexcept { m_generator = &g; }
 
   /// Sets the sequence length L (>= 1): the input's columns are then columns / L sequences of L tokens.
   void set_sequence_length(Index length) {
@@ -167,7 +185,8 @@ class MultiHeadAttention {
   const OutBias& out_proj_bias_grad() const noexcept { return m_dL_dout_bias; }
 
   /// The attention weights of the last forward, sequence b, head h: an L × L matrix whose column i
-  /// holds query i's weights over the keys (PyTorch's attn_output_weights[b, h] transposed).
+  /// holds query i's weights over the keys (PyTorch's attn_output_weights[b, h] transposed), before
+  /// dropout (attention_dropout_mask() holds the factors of a training forward that dropped).
   /// Throws std::out_of_range outside the last forward's sequences and heads.
   [[nodiscard]] auto attention_weights(Index sequence, Index head) const {
     const Index l = m_fwd_length, sequences = l > 0 ? m_fwd.p.cols() / (l * m_heads) : 0;
@@ -177,6 +196,9 @@ class MultiHeadAttention {
                               " sequences and " + std::to_string(m_heads) + " heads");
     return m_fwd.p.middleCols((sequence * m_heads + head) * l, l);
   }
+  /// The dropout factors of the last forward (0 or 1/(1 − p) per weight, laid out as the weights of
+  /// every (sequence, head) side by side); empty when that forward did not drop.
+  [[nodiscard]] const Matrix& attention_dropout_mask() const noexcept { return m_drop_mask; }
 
   const Output& forward(const Input& x) {
     forward_add(x, m_fwd.y, Output::Zero(model_dim(), x.cols()));
@@ -190,7 +212,21 @@ class MultiHeadAttention {
     check_input(x);
     m_x = &x;
     m_fwd_length = m_length;
-    compute(x, y, skip, m_fwd);
+    m_dropping = m_training && m_options.dropout > 0.0;
+    if (m_dropping) {
+      // Drawn here, in buffer order, so the mask does not depend on which thread runs which head.
+      const Index l = m_length;
+      m_drop_mask.resize(l, l * parts(x.cols(), l));
+      const double p = m_options.dropout;
+      const S keep_scale = p < 1.0 ? S(1.0 / (1.0 - p)) : S(0);
+      S* mask = m_drop_mask.data();
+      for (Index i = 0, size = m_drop_mask.size(); i < size; ++i)
+        mask[i] = m_generator->uniform01() >= p ? keep_scale : S(0);
+      m_fwd.p_dropped.resize(l, l * parts(x.cols(), l));
+    } else {
+      m_drop_mask.resize(0, 0);
+    }
+    compute(x, y, skip, m_fwd, m_dropping ? &m_drop_mask : nullptr);
   }
 
   const Input& backward(const Output& dL_dy) {
@@ -212,7 +248,7 @@ class MultiHeadAttention {
   template <class Skip>
   void infer_add(const Input& x, Output& y, const Skip& skip, Workspace& ws) const {
     check_input(x);
-    compute(x, y, skip, ws);
+    compute(x, y, skip, ws, nullptr);
   }
 
   void zero_grad() {
@@ -276,9 +312,9 @@ class MultiHeadAttention {
   [[nodiscard]] S scale() const { return S(1) / std::sqrt(static_cast<S>(head_dim())); }
 
   /// [Q; K; V] = W_in x + b_in; per (sequence, head) P = softmax(K_hᵀ Q_h / √d_h) (column-wise),
-  /// O_h = V_h P; y = skip + W_o O + b_o.
+  /// O_h = V_h (P ⊙ M) with M the dropout mask (when given); y = skip + W_o O + b_o.
   template <class Skip>
-  void compute(const Input& x, Output& y, const Skip& skip, Workspace& w) const {
+  void compute(const Input& x, Output& y, const Skip& skip, Workspace& w, const Matrix* drop) const {
     const Index d = model_dim(), n = x.cols(), l = m_length;
     w.qkv.resize(3 * d, n);
     detail::gemm<false, false>(w.qkv, m_in_weight, x, [&](Index r0, Index rows, Index c0, Index cols) {
@@ -286,7 +322,7 @@ class MultiHeadAttention {
     });
     w.p.resize(l, l * parts(n, l));
     w.attn.resize(d, n);
-    detail::parallel_parts(parts(n, l), [&](Index part) { attend(w, part); });
+    detail::parallel_parts(parts(n, l), [&](Index part) { attend(w, part, drop); });
     y.resize(d, n);
     detail::gemm<false, false>(y, m_out_weight, w.attn, [&](Index r0, Index rows, Index c0, Index cols) {
       y.block(r0, c0, rows, cols) = skip.block(r0, c0, rows, cols).colwise() + m_out_bias.segment(r0, rows);
@@ -297,8 +333,8 @@ class MultiHeadAttention {
   /// the masked upper triangle block by block; without the causal mask the whole sequence is one block.
   [[nodiscard]] Index query_block(Index length) const noexcept { return m_options.causal ? k_causal_block : length; }
 
-  /// Forward of one (sequence, head) pair; touches only its own blocks of w.p and w.attn.
-  void attend(Workspace& w, Index part) const {
+  /// Forward of one (sequence, head) pair; touches only its own blocks of w.p (w.p_dropped) and w.attn.
+  void attend(Workspace& w, Index part, const Matrix* drop) const {
     const Index l = m_length, dh = head_dim(), d = model_dim();
     const Index b = part / m_heads, h = part % m_heads, c0 = b * l;
     const auto& qkv = w.qkv;
@@ -331,7 +367,13 @@ class MultiHeadAttention {
         p.col(i).tail(l - seen).setZero();
       }
       auto ob = o.middleCols(i0, nb);
-      product<false, false>(ob, v.leftCols(i1), pb);  // o_i = Σ_j p(j, i) v_j
+      if (drop) {
+        auto pdb = w.p_dropped.middleCols(part * l, l).block(0, i0, i1, nb);
+        pdb = pb.cwiseProduct(drop->middleCols(part * l, l).block(0, i0, i1, nb));
+        product<false, false>(ob, v.leftCols(i1), pdb);  // o_i = Σ_j p(j, i) m(j, i) v_j
+      } else {
+        product<false, false>(ob, v.leftCols(i1), pb);  // o_i = Σ_j p(j, i) v_j
+      }
     }
   }
 
@@ -362,8 +404,9 @@ class MultiHeadAttention {
       detail::gemm<true, false>(dL_dx, m_in_weight, m_dL_dqkv, detail::assign_block(dL_dx, skip_grad));
   }
 
-  /// Backward of one (sequence, head) pair: dV_h = dO_h Pᵀ, dP = V_hᵀ dO_h,
-  /// dS = s·P ⊙ (dP − Σ_keys P ⊙ dP) (softmax backward per query column), dQ_h = K_h dS, dK_h = Q_h dSᵀ.
+  /// Backward of one (sequence, head) pair: dV_h = dO_h (P ⊙ M)ᵀ, dP = (V_hᵀ dO_h) ⊙ M (M: the dropout
+  /// mask, or 1), dS = s·P ⊙ (dP − Σ_keys P ⊙ dP) (softmax backward per query column), dQ_h = K_h dS,
+  /// dK_h = Q_h dSᵀ.
   /// Query blocks run last to first: key block [j0, j1) of dK and dV needs the query columns >= j0.
   void attend_backward(Index part) {
     const Index l = m_fwd_length, dh = head_dim(), d = model_dim();
@@ -373,6 +416,7 @@ class MultiHeadAttention {
     const auto k = qkv.block(d + h * dh, c0, dh, l);
     const auto v = qkv.block(2 * d + h * dh, c0, dh, l);
     const auto p = m_fwd.p.middleCols(part * l, l);
+    const auto pd = m_dropping ? m_fwd.p_dropped.middleCols(part * l, l) : p;  // the weights V was mixed with
     const auto d_o = m_dL_dattn.block(h * dh, c0, dh, l);
     auto dq = m_dL_dqkv.block(h * dh, c0, dh, l);
     auto dk = m_dL_dqkv.block(d + h * dh, c0, dh, l);
@@ -388,6 +432,7 @@ class MultiHeadAttention {
         const Index seen = m_options.causal ? i + 1 : l;
         const auto pc = p.col(i).head(seen).array();
         auto g = ds.col(i).head(seen).array();
+        if (m_dropping) g *= m_drop_mask.col(part * l + i).head(seen).array();
         const S dot = (pc * g).sum();
         g = s * pc * (g - dot);
         ds.col(i).tail(l - seen).setZero();
@@ -398,7 +443,7 @@ class MultiHeadAttention {
       auto dkb = dk.middleCols(i0, nb);
       product<false, true>(dkb, q.rightCols(l - i0), ds.block(i0, i0, nb, l - i0));
       auto dvb = dv.middleCols(i0, nb);
-      product<false, true>(dvb, d_o.rightCols(l - i0), p.block(i0, i0, nb, l - i0));
+      product<false, true>(dvb, d_o.rightCols(l - i0), pd.block(i0, i0, nb, l - i0));
     }
   }
 
@@ -419,6 +464,10 @@ class MultiHeadAttention {
   Eigen::Matrix<S, Eigen::Dynamic, 1> m_keep;  ///< 1 for a key that may be attended to, 0 for padding
   Index m_mask_rows = -1;                      ///< the mask's rows when given as a matrix, else -1
   bool m_has_mask = false;
+  bool m_training = true;
+  bool m_dropping = false;  ///< the last forward dropped attention weights
+  Generator* m_generator = &default_generator();
+  Matrix m_drop_mask;       ///< that forward's dropout factors, laid out as m_fwd.p
   CachedInput<Input> m_x;
   Workspace m_fwd;  ///< forward's buffers: Q, K, V, P and O stay for backward
   Output m_dL_dattn;
