@@ -215,7 +215,9 @@ int main(int argc, char** argv) try {
   auto train_model = [&](auto& net, const std::string& model, long depth, std::size_t depth_index) {
     BatchLoader<float> train_batches(train, {.batch_size = batch, .shuffle = true, .drop_last = true, .seed = seed,
                                              .mean = mean, .std = std});
-    BatchLoader<float> test_batches(test, {.batch_size = std::min<long>(250, test.size()), .shuffle = false,
+    // Evaluation batches no larger than the training ones: inference buffers scale with the batch too
+    // (at 1000 layers, a 250-image evaluation batch would need 15× the memory of training at 16).
+    BatchLoader<float> test_batches(test, {.batch_size = std::min<long>({250, batch, test.size()}), .shuffle = false,
                                            .mean = mean, .std = std});
     Sgd opt(net, {.lr = lr, .momentum = 0.9, .nesterov = true, .weight_decay = 5e-4, .check_finite = true});
     const long per_epoch = static_cast<long>(train_batches.batches_per_epoch()), total = n_epochs * per_epoch;

@@ -129,14 +129,10 @@ void gemm_accumulate(Index m, Index n, Index k, Operand<S> a, Operand<S> b, S* c
     run(0, extent);
     return;
   }
-#if defined(_OPENMP)
-#pragma omp parallel num_threads(std::min<Index>(threads, units))
-  {
-    const Index t = omp_get_thread_num(), nt = omp_get_num_threads();
+  parallel_region(static_cast<int>(std::min<Index>(threads, units)), [&](Index t, Index nt) {
     const Index begin = std::min(extent, units * t / nt * unit), end = std::min(extent, units * (t + 1) / nt * unit);
     if (end > begin) run(begin, end);
-  }
-#endif
+  });
 }
 
 /// dst = prologue-initialised dst + op(a)·op(b), then epilogue, for Eigen matrices (plain,

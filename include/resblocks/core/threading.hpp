@@ -1,6 +1,14 @@
 #pragma once
 /// \file
-/// \brief The number of threads resblocks' large kernels may use, and a column-parallel loop.
+/// \brief The number of threads resblocks' large kernels may use, and the parallel loops over them.
+///
+/// Threading is on when the library is compiled with OpenMP (the CMake option RESBLOCKS_USE_OPENMP,
+/// on by default): OpenMP gives the default thread count (OMP_NUM_THREADS) and `omp simd`, while the
+/// parallel regions run on resblocks' own ThreadPool, whose idle threads sleep after a short spin
+/// instead of spinning as libgomp's do (which made a step 10–30× slower beside another busy
+/// process). Define RESBLOCKS_OPENMP_REGIONS to run the regions as OpenMP parallel regions instead.
+
+#include "resblocks/core/thread_pool.hpp"
 
 #include <Eigen/Core>
 
@@ -42,9 +50,28 @@ inline void set_num_threads(int threads) {
 namespace detail {
 
 /// Threads worth using for `work` multiply-adds (or element operations): one per `grain`, at most num_threads().
+inline bool in_parallel_region() noexcept {
+#if defined(RESBLOCKS_OPENMP_REGIONS)
+  return omp_in_parallel();
+#else
+  return ThreadPool::in_region();
+#endif
+}
+
+/// Runs f(t, nt) for t = 0 … threads-1 in parallel (thread t always the same OS thread), then returns.
+template <class F>
+void parallel_region(int threads, F&& f) {
+#if defined(RESBLOCKS_OPENMP_REGIONS)
+#pragma omp parallel num_threads(threads)
+  f(omp_get_thread_num(), omp_get_num_threads());
+#else
+  run_on_threads(threads, f);
+#endif
+}
+
 inline int threads_for(double work, double grain) noexcept {
 #if defined(_OPENMP)
-  if (omp_in_parallel()) return 1;
+  if (in_parallel_region()) return 1;
   const double by_work = work / grain;
   const int limit = num_threads();
   return by_work < 2.0 ? 1 : std::min(limit, static_cast<int>(by_work));
@@ -65,14 +92,10 @@ void parallel_for(Eigen::Index n, double cost_per_item, F&& f) {
     if (n > 0) f(Eigen::Index(0), n);
     return;
   }
-#if defined(_OPENMP)
-#pragma omp parallel num_threads(threads)
-  {
-    const Eigen::Index t = omp_get_thread_num(), nt = omp_get_num_threads();
+  parallel_region(threads, [&](Eigen::Index t, Eigen::Index nt) {
     const Eigen::Index i0 = n * t / nt, i1 = n * (t + 1) / nt;
     if (i1 > i0) f(i0, i1);
-  }
-#endif
+  });
 }
 
 /// Calls f(part) for every part in [0, parts), the parts spread over threads (each part is run by
@@ -82,10 +105,11 @@ void parallel_for(Eigen::Index n, double cost_per_item, F&& f) {
 template <class F>
 void parallel_parts(Eigen::Index parts, F&& f) {
 #if defined(_OPENMP)
-  const int threads = omp_in_parallel() ? 1 : static_cast<int>(std::min<Eigen::Index>(num_threads(), parts));
+  const int threads = in_parallel_region() ? 1 : static_cast<int>(std::min<Eigen::Index>(num_threads(), parts));
   if (threads > 1) {
-#pragma omp parallel for num_threads(threads) schedule(static, 1)
-    for (Eigen::Index p = 0; p < parts; ++p) f(p);
+    parallel_region(threads, [&](Eigen::Index t, Eigen::Index nt) {
+      for (Eigen::Index p = t; p < parts; p += nt) f(p);
+    });
     return;
   }
 #endif
@@ -94,15 +118,16 @@ void parallel_parts(Eigen::Index parts, F&& f) {
 
 /// parallel_parts, the parts handed to the threads as they come free (balances a busy core). For
 /// parts whose scratch belongs to the part, not to the thread: which thread runs a part varies.
-/// An atomic counter, not schedule(dynamic): OpenMP may allocate a work share when the team is busy.
+/// An atomic counter (with OpenMP regions, schedule(dynamic) may allocate a work share).
 template <class F>
 void parallel_parts_dynamic(Eigen::Index parts, F&& f) {
 #if defined(_OPENMP)
-  const int threads = omp_in_parallel() ? 1 : static_cast<int>(std::min<Eigen::Index>(num_threads(), parts));
+  const int threads = in_parallel_region() ? 1 : static_cast<int>(std::min<Eigen::Index>(num_threads(), parts));
   if (threads > 1) {
     std::atomic<Eigen::Index> next{0};
-#pragma omp parallel num_threads(threads)
-    for (Eigen::Index p = next.fetch_add(1); p < parts; p = next.fetch_add(1)) f(p);
+    parallel_region(threads, [&](Eigen::Index, Eigen::Index) {
+      for (Eigen::Index p = next.fetch_add(1); p < parts; p = next.fetch_add(1)) f(p);
+    });
     return;
   }
 #endif
