@@ -27,17 +27,19 @@ if [ ! -x "$work/pool" ] || [ "$root/include" -nt "$work/pool" ]; then
   wait
 fi
 
-load_pids=()
-start_load() {  # two busy loops in a new session
-  for _ in 1 2; do
-    setsid bash -c 'while :; do :; done' </dev/null >/dev/null 2>&1 &
-    load_pids+=($!)
-  done
+load_pgid=""
+start_load() {  # two busy loops in ONE new session (as `make -j2` in another terminal)
+  setsid bash -c 'while :; do :; done & while :; do :; done' </dev/null >/dev/null 2>&1 &
+  load_pgid=$!
   sleep 1
 }
 stop_load() {
-  for p in "${load_pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  load_pids=()
+  [ -n "$load_pgid" ] || return 0
+  kill -- "-$load_pgid" 2>/dev/null || true
+  load_pgid=""
+}
+load_cpu_seconds() {  # CPU time the load has used so far
+  ps -o cputimes= -s "$load_pgid" 2>/dev/null | awk '{s += $1} END {print s + 0}'
 }
 trap stop_load EXIT
 
@@ -45,7 +47,7 @@ trap stop_load EXIT
 ours() {  # program, extra env
   env OMP_NUM_THREADS=$threads "${@:2}" "$work/$1" --benchmark_filter='BM_CifarResNetTrain/20/128' \
     --benchmark_min_warmup_time=1 --benchmark_repetitions=$reps --benchmark_report_aggregates_only=true \
-    --benchmark_format=csv 2>/dev/null | awk -F, '/_median"/ {printf "%.1f", $4}'
+    --benchmark_format=csv 2>/dev/null | awk -F, '/_median"/ {printf "%.1f", $3}'
 }
 have_torch=0
 /usr/bin/python3 -c 'import torch' 2>/dev/null && have_torch=1
@@ -65,8 +67,13 @@ measure_all() {  # into the array named $1
 
 measure_all quiet
 start_load
+t0=$SECONDS
 measure_all loaded
+load_used=$(load_cpu_seconds)
+wall=$((SECONDS - t0))
 stop_load
+printf 'the load used %s CPU seconds in the %s s of the loaded measurements (its fair share: %s)\n' \
+  "$load_used" "$wall" "$wall" >&2
 
 printf '\n%-12s %12s %12s %14s\n' "engine" "quiet (ms)" "loaded (ms)" "loaded/quiet"
 for k in pool omp omp-passive torch; do

@@ -21,6 +21,7 @@
 
 #include <cstdio>
 #include <algorithm>
+#include <cmath>
 #include <exception>
 #include <fstream>
 #include <limits>
@@ -163,6 +164,7 @@ int main(int argc, char** argv) try {
   const std::string csv_path = cl.get_string("--csv", "depth_experiment.csv", "results per epoch (CSV)");
   const std::string plot_path = cl.get_string("--plot", "depth_experiment.svg", "plot (SVG)");
   const std::string steps_path = cl.get_string("--steps-csv", "", "every step's loss and first-layer gradient norm (CSV; empty: none)");
+  const std::string steps_plot_path = cl.get_string("--steps-plot", "", "the same per step (SVG; empty: none)");
   if (!cl.finish()) return 0;
   const bool conv = kind == "conv" || kind == "preact";
   if (!conv && kind != "mlp") throw std::invalid_argument("--kind must be mlp, conv or preact, got '" + kind + "'");
@@ -179,6 +181,7 @@ int main(int argc, char** argv) try {
   }
   std::vector<std::pair<std::string, std::string>> outputs{{"--csv", csv_path}, {"--plot", plot_path}};
   if (!steps_path.empty()) outputs.emplace_back("--steps-csv", steps_path);
+  if (!steps_plot_path.empty()) outputs.emplace_back("--steps-plot", steps_plot_path);
   examples::check_outputs(outputs);
   set_num_threads(static_cast<int>(threads));
 
@@ -209,6 +212,9 @@ int main(int argc, char** argv) try {
   auto& loss_panel = chart.add_panel("training loss", "epoch", "cross-entropy", true);
   auto& err_panel = chart.add_panel("test error", "epoch", "error", true);
   auto& grad_panel = chart.add_panel("first layer's gradient", "epoch", "mean ||dL/dW1||", true);
+  examples::SvgChart steps_chart(title + ", per step");
+  auto& step_loss_panel = steps_chart.add_panel("training loss", "step", "cross-entropy", true);
+  auto& step_grad_panel = steps_chart.add_panel("first layer's gradient", "step", "||dL/dW1||", true);
   std::vector<Run> runs;
   examples::ProgressBar bar;
 
@@ -231,10 +237,15 @@ int main(int argc, char** argv) try {
     const int colour = static_cast<int>(depth_index) + (model == "highway" ? 4 : 0);
     for (auto* panel : {&loss_panel, &err_panel, &grad_panel})
       panel->series.push_back({model + "-" + std::to_string(depth), {}, dashed, colour});
+    for (auto* panel : {&step_loss_panel, &step_grad_panel})
+      panel->series.push_back({model + "-" + std::to_string(depth), {}, dashed, colour});
     examples::StepLog log;
-    if (steps_csv.is_open())
+    if (steps_csv.is_open() || !steps_plot_path.empty())
       log = [&](long step, double l, double grad) {
-        steps_csv << model << ',' << depth << ',' << step << ',' << l << ',' << grad << '\n';
+        if (steps_csv.is_open()) steps_csv << model << ',' << depth << ',' << step << ',' << l << ',' << grad << '\n';
+        // Log-scale panels: a non-finite or zero value (an overflowed gradient) has no point.
+        if (std::isfinite(l) && l > 0) step_loss_panel.series.back().points.emplace_back(double(step), l);
+        if (std::isfinite(grad) && grad > 0) step_grad_panel.series.back().points.emplace_back(double(step), grad);
       };
     long step = 0;
     for (long epoch = 1; epoch <= n_epochs; ++epoch) {
@@ -244,6 +255,7 @@ int main(int argc, char** argv) try {
         e = examples::train_epoch(net, train_batches, loss, opt, schedule, step, bar, label, log);
       } catch (const std::runtime_error& diverged) {  // a diverged model is a result too: record it, go on
         std::printf("%s\n", diverged.what());
+        if (!steps_plot_path.empty()) examples::save_plot(steps_chart, steps_plot_path, "depth_experiment");
         break;
       }
       const double acc = examples::evaluate(net, test_batches, ws);
@@ -259,6 +271,7 @@ int main(int argc, char** argv) try {
       err_panel.series.back().points.emplace_back(epoch, 1.0 - acc);
       grad_panel.series.back().points.emplace_back(epoch, e.grad_norm_first);
       examples::save_plot(chart, plot_path, "depth_experiment");
+      if (!steps_plot_path.empty()) examples::save_plot(steps_chart, steps_plot_path, "depth_experiment");
       run.epochs.push_back(e);
       run.test_acc.push_back(acc);
     }

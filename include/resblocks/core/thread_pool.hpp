@@ -14,6 +14,11 @@
 #include <immintrin.h>
 #endif
 
+/// Pause instructions a waiting pool thread spins before it sleeps (tens of microseconds on x86).
+#ifndef RESBLOCKS_POOL_SPIN
+#define RESBLOCKS_POOL_SPIN (1 << 10)
+#endif
+
 namespace resblocks::detail {
 
 /// \brief A fixed set of persistent worker threads that run one parallel region at a time.
@@ -93,8 +98,8 @@ class ThreadPool {
   }
 
  private:
-  /// Pause-loop iterations a waiting thread spins before it sleeps (~40 cycles each on x86: ~10 µs).
-  static constexpr int k_spin = 1 << 10;
+  /// Pause-loop iterations a waiting thread spins before it sleeps (RESBLOCKS_POOL_SPIN to change).
+  static constexpr int k_spin = RESBLOCKS_POOL_SPIN;
 
   static bool& region_flag() noexcept {
     thread_local bool flag = false;
