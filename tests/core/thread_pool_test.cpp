@@ -61,3 +61,42 @@ TEST_CASE("ThreadPool: a region inside a region runs on its thread alone; concur
   b.join();
   REQUIRE(sum.load() == 2L * 5000 * (1 + 2));
 }
+
+// ThreadSanitizer does not support starting threads after a multi-threaded fork (its child exits 66).
+#if defined(__SANITIZE_THREAD__)
+#define RESBLOCKS_TEST_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define RESBLOCKS_TEST_TSAN 1
+#endif
+#endif
+
+#if defined(__unix__) && !defined(RESBLOCKS_TEST_TSAN)
+#include <csignal>
+#include <sys/wait.h>
+#include <unistd.h>
+
+TEST_CASE("ThreadPool: a child process made by fork() runs regions on a pool of its own", "[threads][pool]") {
+  std::atomic<int> calls{0};
+  run_on_threads(2, [&](int, int) { calls.fetch_add(1); });  // the parent's workers exist
+  REQUIRE(calls.load() == 2);
+  const pid_t child = fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {  // the parent's worker threads do not exist here: a stale pool would wait forever
+    std::atomic<int> child_calls{0};
+    for (int i = 0; i < 100; ++i) run_on_threads(2, [&](int, int) { child_calls.fetch_add(1); });
+    _exit(child_calls.load() == 200 ? 0 : 1);
+  }
+  int status = -1;
+  for (int waited_ms = 0; waited_ms < 20000; waited_ms += 10) {  // a hang is a failure, not a stuck test run
+    if (waitpid(child, &status, WNOHANG) == child) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  if (!(WIFEXITED(status) || WIFSIGNALED(status))) {
+    kill(child, SIGKILL);
+    waitpid(child, nullptr, 0);
+  }
+  REQUIRE(WIFEXITED(status));
+  REQUIRE(WEXITSTATUS(status) == 0);
+}
+#endif

@@ -13,6 +13,9 @@
 #if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
 #include <immintrin.h>
 #endif
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#endif
 
 /// Pause instructions a waiting pool thread spins before it sleeps (tens of microseconds on x86).
 #ifndef RESBLOCKS_POOL_SPIN
@@ -37,10 +40,18 @@ class ThreadPool {
  public:
   using Task = void (*)(void* ctx, int thread, int threads) noexcept;
 
-  /// The process's pool (workers start when a region first needs them).
+  /// The process's pool (workers start when a region first needs them). It is never destroyed (its
+  /// sleeping workers end with the process), and a child process made by fork() gets a new one: the
+  /// parent's workers do not exist there.
   static ThreadPool& instance() {
-    static ThreadPool pool;
-    return pool;
+    static const bool registered = [] {
+#if defined(__unix__) || defined(__APPLE__)
+      pthread_atfork(nullptr, nullptr, [] { process_pool() = new ThreadPool; });  // the old one is abandoned
+#endif
+      return true;
+    }();
+    (void)registered;
+    return *process_pool();
   }
 
   ThreadPool() = default;
@@ -100,6 +111,11 @@ class ThreadPool {
  private:
   /// Pause-loop iterations a waiting thread spins before it sleeps (RESBLOCKS_POOL_SPIN to change).
   static constexpr int k_spin = RESBLOCKS_POOL_SPIN;
+
+  static ThreadPool*& process_pool() {
+    static ThreadPool* pool = new ThreadPool;
+    return pool;
+  }
 
   static bool& region_flag() noexcept {
     thread_local bool flag = false;
