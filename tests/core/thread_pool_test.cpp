@@ -36,7 +36,7 @@ TEST_CASE("ThreadPool: every thread of every region runs once, on a fixed OS thr
   }
 }
 
-TEST_CASE("ThreadPool: a region inside a region runs on its thread alone; concurrent callers take turns",
+TEST_CASE("ThreadPool: a region inside a region runs on its thread alone, and concurrent callers take turns",
           "[threads][pool]") {
   std::atomic<long> inner{0}, nested_wide{0}, outside{0};  // Catch2's assertions are not thread-safe: count
   run_on_threads(2, [&](int, int) {
