@@ -100,13 +100,22 @@ double peak_rss_mb() {
   return static_cast<double>(u.ru_maxrss) / 1024.0;  // Linux: kilobytes
 }
 
-/// "8,64" → {8, 64}; throws naming `flag` on anything else.
-std::vector<long> parse_depths(const std::string& text, const std::string& flag) {
-  std::vector<long> out;
+/// "a,b,c" → {"a", "b", "c"} (an empty text gives one empty item).
+std::vector<std::string> split_commas(const std::string& text) {
+  std::vector<std::string> items;
   std::size_t at = 0;
   while (at <= text.size()) {
     const std::size_t comma = std::min(text.find(',', at), text.size());
-    const std::string item = text.substr(at, comma - at);
+    items.push_back(text.substr(at, comma - at));
+    at = comma + 1;
+  }
+  return items;
+}
+
+/// "8,64" → {8, 64}; throws naming `flag` on anything else.
+std::vector<long> parse_depths(const std::string& text, const std::string& flag) {
+  std::vector<long> out;
+  for (const std::string& item : split_commas(text)) {
     std::size_t used = 0;
     long v = 0;
     try {
@@ -117,23 +126,16 @@ std::vector<long> parse_depths(const std::string& text, const std::string& flag)
     if (item.empty() || used != item.size() || v < 1)
       throw std::invalid_argument(flag + " must be a comma-separated list of positive depths, got '" + text + "'");
     out.push_back(v);
-    at = comma + 1;
   }
   return out;
 }
 
 std::vector<std::string> parse_models(const std::string& text, bool conv) {
-  std::vector<std::string> out;
-  std::size_t at = 0;
-  while (at <= text.size()) {
-    const std::size_t comma = std::min(text.find(',', at), text.size());
-    std::string item = text.substr(at, comma - at);
+  std::vector<std::string> out = split_commas(text);
+  for (const std::string& item : out)
     if (item != "plain" && item != "residual" && (item != "highway" || conv))
       throw std::invalid_argument("--models: '" + item + "' is not one of plain, residual" +
                                   (conv ? " (highway is fully connected only: --kind mlp)" : ", highway"));
-    out.push_back(std::move(item));
-    at = comma + 1;
-  }
   return out;
 }
 

@@ -39,17 +39,12 @@ class CifarPreActResNet : public Sequential<Conv2d<S>, Repeat<PreActBlock<S>>, R
  private:
   CifarPreActResNet(const CifarResNetOptions& o, Index n)
       : Base{Conv2d<S>(o.in_channels, o.width, 3, {.padding = 1, .bias = false}),
-             detail::resnet_stage<PreActBlock<S>>(o.width, o.width, n, 1, block_options(o)),
-             detail::resnet_stage<PreActBlock<S>>(o.width, 2 * o.width, n, 2, block_options(o)),
-             detail::resnet_stage<PreActBlock<S>>(2 * o.width, 4 * o.width, n, 2, block_options(o)),
+             detail::resnet_stage<PreActBlock<S>>(o.width, o.width, n, 1, detail::cifar_block_options(o)),
+             detail::resnet_stage<PreActBlock<S>>(o.width, 2 * o.width, n, 2, detail::cifar_block_options(o)),
+             detail::resnet_stage<PreActBlock<S>>(2 * o.width, 4 * o.width, n, 2, detail::cifar_block_options(o)),
              BatchNorm2d<S>(4 * o.width), ReLU<S>(), GlobalAvgPool<S>(), Linear<S>(4 * o.width, o.classes)} {
     this->set_child_names({"conv1", "layer1", "layer2", "layer3", "bn", "", "", "fc"});
-    detail::torchvision_init(*this);
-    this->set_image_size(o.image);
-    this->template get<0>().set_input_gradient(o.input_gradient);
-  }
-  static BlockOptions block_options(const CifarResNetOptions& o) {
-    return BlockOptions{.downsample = o.downsample, .plain = o.plain, .zero_init_residual = o.zero_init_residual};
+    detail::finish_cifar_net(*this, o);
   }
 };
 

@@ -37,6 +37,22 @@ struct CifarResNetOptions {
   bool input_gradient = true;
 };
 
+namespace detail {
+/// The blocks' options of a CIFAR network.
+inline BlockOptions cifar_block_options(const CifarResNetOptions& o) {
+  return BlockOptions{.downsample = o.downsample, .plain = o.plain, .zero_init_residual = o.zero_init_residual};
+}
+
+/// What both CIFAR networks do once their layers are named: torchvision's initialisation, the image
+/// size, and the stem convolution's input gradient (layer 0).
+template <class Net>
+void finish_cifar_net(Net& net, const CifarResNetOptions& o) {
+  torchvision_init(net);
+  net.set_image_size(o.image);
+  net.template get<0>().set_input_gradient(o.input_gradient);
+}
+}  // namespace detail
+
 /// \brief ResNet-(6n+2) for small images (He et al. 2016, section 4.2): conv3×3 - bn - relu, three
 /// stages of n BasicBlocks (width w, 2w, 4w; strides 1, 2, 2), global average pool, fc. With
 /// `plain`, every skip is removed (same layers and parameters: the depth experiment's control).
@@ -63,17 +79,12 @@ class CifarResNet : public Sequential<Conv2d<S>, BatchNorm2d<S>, ReLU<S>, Repeat
  private:
   CifarResNet(const CifarResNetOptions& o, Index n)
       : Base{Conv2d<S>(o.in_channels, o.width, 3, {.padding = 1, .bias = false}), BatchNorm2d<S>(o.width), ReLU<S>(),
-             detail::resnet_stage<BasicBlock<S>>(o.width, o.width, n, 1, block_options(o)),
-             detail::resnet_stage<BasicBlock<S>>(o.width, 2 * o.width, n, 2, block_options(o)),
-             detail::resnet_stage<BasicBlock<S>>(2 * o.width, 4 * o.width, n, 2, block_options(o)), GlobalAvgPool<S>(),
+             detail::resnet_stage<BasicBlock<S>>(o.width, o.width, n, 1, detail::cifar_block_options(o)),
+             detail::resnet_stage<BasicBlock<S>>(o.width, 2 * o.width, n, 2, detail::cifar_block_options(o)),
+             detail::resnet_stage<BasicBlock<S>>(2 * o.width, 4 * o.width, n, 2, detail::cifar_block_options(o)), GlobalAvgPool<S>(),
              Linear<S>(4 * o.width, o.classes)} {
     this->set_child_names({"conv1", "bn1", "", "layer1", "layer2", "layer3", "", "fc"});
-    detail::torchvision_init(*this);
-    this->set_image_size(o.image);
-    this->template get<0>().set_input_gradient(o.input_gradient);
-  }
-  static BlockOptions block_options(const CifarResNetOptions& o) {
-    return BlockOptions{.downsample = o.downsample, .plain = o.plain, .zero_init_residual = o.zero_init_residual};
+    detail::finish_cifar_net(*this, o);
   }
 };
 
