@@ -11,7 +11,7 @@
 #include <vector>
 
 #if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
-#include <immintrin.h>
+#include <emmintrin.h>  // _mm_pause (SSE2; immintrin.h would add every AVX-512 header to each TU)
 #endif
 #if defined(__unix__) || defined(__APPLE__)
 #include <pthread.h>
