@@ -25,7 +25,7 @@ using namespace resblocks;
 namespace {
 
 /// Pixel (c, h, w) of image n: 1..255, distinct within an image of up to 5x6 pixels and 3 channels.
-unsigned char pixel(Index n, Index c, Index h, Index w) {
+unsigned char test_pixel(Index n, Index c, Index h, Index w) {
   return static_cast<unsigned char>(1 + (37 * n + 11 * h + 3 * w + 67 * c) % 255);
 }
 
@@ -39,7 +39,7 @@ ImageDataset make_dataset(Index n, Index channels, Index height, Index width) {
       for (Index w = 0; w < width; ++w)
         for (Index c = 0; c < channels; ++c)
           pixels[static_cast<std::size_t>(i * channels * height * width + c + channels * (w + width * h))] =
-              pixel(i, c, h, w);
+              test_pixel(i, c, h, w);
   }
   return ImageDataset(channels, height, width, std::move(pixels), std::move(labels));
 }
@@ -78,7 +78,7 @@ TEST_CASE("BatchLoader: shapes, column layout and counts in order", "[io][loader
       REQUIRE(loader.labels()[static_cast<std::size_t>(j)] == i);
       for (Index h = 0; h < 3; ++h)
         for (Index w = 0; w < 4; ++w)
-          for (Index c = 0; c < 2; ++c) REQUIRE(x(c, w + 4 * (h + 3 * j)) == static_cast<float>(pixel(i, c, h, w) / 255.0));
+          for (Index c = 0; c < 2; ++c) REQUIRE(x(c, w + 4 * (h + 3 * j)) == static_cast<float>(test_pixel(i, c, h, w) / 255.0));
     }
   }
   REQUIRE_FALSE(loader.next());
@@ -103,7 +103,7 @@ TEST_CASE("BatchLoader: normalisation (pixel / 255 - mean) / std", "[io][loader]
   for (Index i = 0; i < 3; ++i)
     for (Index h = 0; h < 2; ++h)
       for (Index w = 0; w < 2; ++w)
-        REQUIRE(loader.images()(0, w + 2 * (h + 2 * i)) == Approx((pixel(i, 0, h, w) / 255.0 - 0.5) / 0.25).epsilon(1e-15));
+        REQUIRE(loader.images()(0, w + 2 * (h + 2 * i)) == Approx((test_pixel(i, 0, h, w) / 255.0 - 0.5) / 0.25).epsilon(1e-15));
 
   BatchLoader<float> lf(data, o);
   REQUIRE(lf.next());
@@ -124,7 +124,7 @@ TEST_CASE("BatchLoader: every sample once per shuffled epoch, in a new order eac
         order.push_back(labels[j]);
         // The image is the one of its label.
         for (Index k = 0; k < 6; ++k)
-          REQUIRE(x(0, static_cast<Index>(j) * 6 + k) == static_cast<float>(pixel(labels[j], 0, k / 3, k % 3) / 255.0));
+          REQUIRE(x(0, static_cast<Index>(j) * 6 + k) == static_cast<float>(test_pixel(labels[j], 0, k / 3, k % 3) / 255.0));
       }
     }
     REQUIRE(order.size() == 37);
@@ -216,7 +216,7 @@ std::vector<int> matches(const Batch<double, Dynamic>& x, Index j, Index image, 
               const Index sh = h + dy;
               const Index sw = (flip ? width - 1 - w : w) + dx;
               const bool inside = sh >= 0 && sh < height && sw >= 0 && sw < width;
-              const double expected = inside ? pixel(image, c, sh, sw) / 255.0 : fill;
+              const double expected = inside ? test_pixel(image, c, sh, sw) / 255.0 : fill;
               ok = x(c, w + width * (h + height * j)) == expected;
             }
         if (ok) found.push_back(static_cast<int>((dy + p) * 100 + (dx + p) * 10 + flip));

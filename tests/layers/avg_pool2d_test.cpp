@@ -5,18 +5,13 @@
 #include <stdexcept>
 
 using namespace resblocks;
+using rbtest::k_windows;
 using rbtest::contains;
 
 static_assert(Layer<AvgPool2d<float>>);
 static_assert(Layer<AvgPool2d<double, 3>>);
 
 namespace {
-struct Window {
-  Index kernel, stride, padding;
-};
-// Overlapping, disjoint, padded, uneven and trivial windows.
-constexpr Window k_windows[] = {{2, -1, 0}, {3, 2, 1}, {3, 1, 1}, {2, 1, 1}, {3, 3, 0}, {1, 1, 0}, {4, 3, 2}};
-
 // One 3x3 image, pixel (h, w) = 1 + 3h + w, as columns w + 3h.
 Eigen::MatrixXd ramp_3x3() {
   Eigen::MatrixXd x(1, 9);

@@ -5,18 +5,13 @@
 #include <stdexcept>
 
 using namespace resblocks;
+using rbtest::k_windows;
 using rbtest::contains;
 
 static_assert(Layer<MaxPool2d<float>>);
 static_assert(Layer<MaxPool2d<double, 3>>);
 
 namespace {
-struct Window {
-  Index kernel, stride, padding;
-};
-// Overlapping, disjoint, padded, uneven and trivial windows.
-constexpr Window k_windows[] = {{2, -1, 0}, {3, 2, 1}, {3, 1, 1}, {2, 1, 1}, {3, 3, 0}, {1, 1, 0}, {4, 3, 2}};
-
 // A 4x4 one-sample image (rows h, columns w) as columns w + 4h; channel 1 is channel 0 negated.
 Eigen::MatrixXd two_channel_4x4() {
   const double v[4][4] = {{1, 3, 2, 0}, {4, 2, 9, 1}, {0, 8, 5, 6}, {7, 1, 3, 2}};

@@ -13,6 +13,13 @@
 
 namespace rbtest {
 
+/// A pooling window: kernel, stride (-1: the kernel), padding.
+struct Window {
+  resblocks::Index kernel, stride, padding;
+};
+/// Overlapping, disjoint, padded, uneven and trivial windows.
+inline constexpr Window k_windows[] = {{2, -1, 0}, {3, 2, 1}, {3, 1, 1}, {2, 1, 1}, {3, 3, 0}, {1, 1, 0}, {4, 3, 2}};
+
 /// A rows x cols batch of distinct values in (-1, 1) (a shuffled ramp, spacing 2/size): max pooling
 /// has no ties, so its finite differences are well defined.
 template <class M>

@@ -124,7 +124,7 @@ function(_install_resblocks prefix)
     -DRESBLOCKS_INSTALL=ON
     -DCMAKE_INSTALL_LIBDIR=lib   # the layout vcpkg and Conan use; GNUInstallDirs could pick lib64 or a multiarch dir
     ${ARGN})
-  _run(COMMAND "${CMAKE_COMMAND}" --build "${_b}" --config Release --parallel 2)  # RUN_SERIAL: both cores are ours
+  _run(COMMAND "${CMAKE_COMMAND}" --build "${_b}" --config Release --parallel 2)
   _run(COMMAND "${CMAKE_COMMAND}" --install "${_b}" --config Release)
   foreach(_f include/resblocks/resblocks.hpp
              include/resblocks/core/build_info.hpp

@@ -1,2 +1,6 @@
-#define CATCH_CONFIG_MAIN
-#include <catch2/catch.hpp>
+// The plain Catch2 2 main; the implementation is in catch_impl.cpp.
+namespace rbtest {
+int run_catch_session(int argc, char** argv);
+}
+
+int main(int argc, char** argv) { return rbtest::run_catch_session(argc, argv); }
