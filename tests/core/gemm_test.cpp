@@ -34,7 +34,36 @@ void check_all_shapes() {
   }
 }
 
+// float against a double reference, on shapes that cross the packed kernel's blocks: depth past kc
+// (384 for float), rows past mc (384) and columns past nc (3072), register-tile edges (rows below
+// and between one and two SIMD packets, columns not a multiple of nr), depth not a multiple of a packet.
+template <bool TA, bool TB>
+void check_float_blocks() {
+  const Index shapes[][3] = {{400, 50, 777}, {17, 13, 390}, {40, 3100, 24}, {24, 7, 1000}, {9, 30, 17}};
+  for (const auto& s : shapes) {
+    const Index m = s[0], n = s[1], k = s[2];
+    const Eigen::MatrixXf a = rbtest::random_batch<Eigen::MatrixXf>(TA ? k : m, TA ? m : k, 6);
+    const Eigen::MatrixXf b = rbtest::random_batch<Eigen::MatrixXf>(TB ? n : k, TB ? k : n, 7);
+    const Eigen::MatrixXd ad = a.cast<double>(), bd = b.cast<double>();
+    Eigen::MatrixXd expected = Eigen::MatrixXd::Zero(m, n);
+    for (Index j = 0; j < n; ++j)
+      for (Index p = 0; p < k; ++p)
+        for (Index i = 0; i < m; ++i) expected(i, j) += (TA ? ad(p, i) : ad(i, p)) * (TB ? bd(j, p) : bd(p, j));
+    Eigen::MatrixXf c(m, n);
+    gemm<TA, TB>(c, a, b, false);
+    INFO("m=" << m << " n=" << n << " k=" << k << " TA=" << TA << " TB=" << TB);
+    REQUIRE((c.cast<double>() - expected).cwiseAbs().maxCoeff() <= 2e-7 * static_cast<double>(k));
+  }
+}
+
 }  // namespace
+
+TEST_CASE("gemm: float products across the kernel's cache blocks and register-tile edges", "[gemm]") {
+  check_float_blocks<false, false>();
+  check_float_blocks<true, false>();
+  check_float_blocks<false, true>();
+  check_float_blocks<true, true>();
+}
 
 TEST_CASE("gemm: C = A B and C += A B match a reference loop on all paths", "[gemm]") { check_all_shapes<false, false>(); }
 TEST_CASE("gemm: transposed A", "[gemm]") { check_all_shapes<true, false>(); }

@@ -1,10 +1,12 @@
 #pragma once
 /// \file
-/// \brief C (+)= op(A)·op(B) on Eigen's packed kernels, with a reused per-thread packing buffer
-/// (no heap allocation once warm) and a deterministic split over threads.
+/// \brief C (+)= op(A)·op(B) on packed kernels (resblocks' own on AVX-512 and AVX2, core/gemm_kernel.hpp;
+/// Eigen's elsewhere), with a reused per-thread packing buffer (no heap allocation once warm) and a
+/// deterministic split over threads.
 
 #include "resblocks/core/block_fn.hpp"
 #include "resblocks/core/compiled_kernels.hpp"
+#include "resblocks/core/gemm_kernel.hpp"
 #include "resblocks/core/threading.hpp"
 
 #include <Eigen/Core>
@@ -95,33 +97,44 @@ void gemm_accumulate(Index m, Index n, Index k, Operand<S> a, Operand<S> b, S* c
     epilogue(0, m, 0, n);
     return;
   }
+#if RESBLOCKS_OWN_GEMM_KERNEL
+  constexpr Index unit_rows = GemmKernelShape<S>::mr, unit_cols = GemmKernelShape<S>::nr;
+#else
   using Gemm = Eigen::internal::general_matrix_matrix_product<
       Index, S, TransA ? Eigen::RowMajor : Eigen::ColMajor, false, S, TransB ? Eigen::RowMajor : Eigen::ColMajor,
       false, Eigen::ColMajor, 1>;
   using Traits = typename Gemm::Traits;
-
+  constexpr Index unit_rows = Traits::mr, unit_cols = Traits::nr;
   Index kc = k, mc = m, nc = n;
   Eigen::internal::computeProductBlockingSizes<S, S, 1, Index>(kc, mc, nc, Index(1));
+#endif
 
   const int threads = threads_for(double(m) * double(n) * double(k), k_gemm_grain);
-  // Split the longer side; each thread packs its own panels into its own buffer.
+  // Split the longer side at register-tile boundaries; each thread packs its own panels into its own buffer.
   const bool split_rows = m >= n;
-  const Index unit = split_rows ? Index(Traits::mr) : Index(Traits::nr);
+  const Index unit = split_rows ? unit_rows : unit_cols;
   const Index extent = split_rows ? m : n;
   const Index units = (extent + unit - 1) / unit;
 
   auto run = [&](Index begin, Index end) {
     const Index r0 = split_rows ? begin : 0, rows = split_rows ? end - begin : m;
     const Index c0 = split_rows ? 0 : begin, cols = split_rows ? n : end - begin;
+    const S* pa = TransA ? a.data + r0 * a.ld : a.data + r0;
+    const S* pb = TransB ? b.data + c0 : b.data + c0 * b.ld;
+    prologue(r0, rows, c0, cols);
+#if RESBLOCKS_OWN_GEMM_KERNEL
+    constexpr int order = TransA ? Eigen::RowMajor : Eigen::ColMajor;
+    const Eigen::internal::const_blas_data_mapper<S, Index, order> lhs(pa, a.ld);
+    gemm_packed<order, TransB>(rows, cols, k, lhs, pb, b.ld, c + r0 + c0 * ldc, ldc,
+                               thread_pack_buffer<S>().get(GemmKernelShape<S>::work_size));
+#else
     const Index mc_t = std::min(mc, rows), nc_t = std::min(nc, cols);
     // Both packed blocks start on a 64-byte boundary, as Eigen's own allocations do.
     const std::size_t size_a = (std::size_t(kc) * std::size_t(mc_t) + 63) / 64 * 64;
     S* space = thread_pack_buffer<S>().get(size_a + std::size_t(kc) * std::size_t(nc_t));
     FixedBlocking<S> blocking(mc_t, nc_t, kc, space, space + size_a);
-    const S* pa = TransA ? a.data + r0 * a.ld : a.data + r0;
-    const S* pb = TransB ? b.data + c0 : b.data + c0 * b.ld;
-    prologue(r0, rows, c0, cols);
     Gemm::run(rows, cols, k, pa, a.ld, pb, b.ld, c + r0 + c0 * ldc, 1, ldc, S(1), blocking, nullptr);
+#endif
     epilogue(r0, rows, c0, cols);
   };
 
@@ -209,12 +222,16 @@ void gemm(Dst& dst, const A& a, const B& b, BlockFn prologue, BlockFn epilogue =
 /// C(m×n, leading dimension ldc) += A·op(B) on the calling thread, with A (m×k) read through `lhs`,
 /// a data mapper with Eigen's interface (operator()(i, k), loadPacket<P>(i, k), getSubMapper(i, k)),
 /// stored `LhsOrder` (RowMajor: packets run along k). A need not exist in memory: an im2col view
-/// reads the patches from the image while Eigen packs them (implicit GEMM). Same blocking, packing
+/// reads the patches from the image while they are packed (implicit GEMM). Same blocking, packing
 /// and kernel as gemm_accumulate, so the bits equal those of the product of the materialised A.
 template <int LhsOrder, bool TransB, class S, class LhsMapper>
 void gemm_mapped(Index m, Index n, Index k, const LhsMapper& lhs, Operand<S> b, S* c, Index ldc) {
-  namespace ei = Eigen::internal;
   if (m == 0 || n == 0 || k == 0) return;
+#if RESBLOCKS_OWN_GEMM_KERNEL
+  gemm_packed<LhsOrder, TransB>(m, n, k, lhs, b.data, b.ld, c, ldc,
+                                thread_pack_buffer<S>().get(GemmKernelShape<S>::work_size));
+#else
+  namespace ei = Eigen::internal;
   using Traits = ei::gebp_traits<S, S>;
   using RhsMapper = ei::const_blas_data_mapper<S, Index, TransB ? Eigen::RowMajor : Eigen::ColMajor>;
   using ResMapper = ei::blas_data_mapper<S, Index, Eigen::ColMajor, Eigen::Unaligned, 1>;
@@ -243,6 +260,7 @@ void gemm_mapped(Index m, Index n, Index k, const LhsMapper& lhs, Operand<S> b, 
       }
     }
   }
+#endif
 }
 
 /// Prologue that zeroes the block: dst = op(a)·op(b).

@@ -1,0 +1,216 @@
+#pragma once
+/// \file
+/// \brief resblocks' own GEMM kernel for AVX-512 and AVX2 + FMA: BLIS-style register-blocked outer
+/// products on packed panels. Eigen's gebp kernel serves every other target (and this one with
+/// RESBLOCKS_EIGEN_GEMM_KERNEL defined, program-wide: the two give different bits).
+///
+/// C(m×n) += A(m×k)·op(B)(k×n) is cut into blocks of kc depth, mc rows of A (packed once per block,
+/// kept in L2) and nc columns of B (packed once per block, in L3); the micro-kernel computes an
+/// mr×nr tile of C in registers (mr = 2 SIMD packets, nr = 12 with 32 vector registers, 6 with 16)
+/// over one kc block and adds it to C. Every element of C sums its k terms in k order, one kc block
+/// at a time: the bits depend on (m, n, k) only, not on how the caller splits C between threads.
+
+#include <Eigen/Core>
+
+#include <algorithm>
+#include <cstddef>
+
+#if !defined(RESBLOCKS_EIGEN_GEMM_KERNEL) && \
+    (defined(EIGEN_VECTORIZE_AVX512) || (defined(EIGEN_VECTORIZE_AVX2) && defined(EIGEN_VECTORIZE_FMA)))
+#define RESBLOCKS_OWN_GEMM_KERNEL 1
+#else
+#define RESBLOCKS_OWN_GEMM_KERNEL 0
+#endif
+
+namespace resblocks::detail {
+
+/// Tile and block sizes of the kernel for scalar S (measured on Zen 4/5; see the README's GEMM table).
+template <class S>
+struct GemmKernelShape {
+  using Packet = typename Eigen::internal::packet_traits<S>::type;
+  static constexpr int packet = Eigen::internal::unpacket_traits<Packet>::size;
+  static constexpr Eigen::Index mr = 2 * packet;  // rows of a register tile
+#if defined(EIGEN_VECTORIZE_AVX512)
+  static constexpr Eigen::Index nr = 12;  // 24 accumulators + 2 A packets + 1 broadcast of 32 registers
+#else
+  static constexpr Eigen::Index nr = 6;  // 12 accumulators + 2 + 1 of 16
+#endif
+  static constexpr Eigen::Index kc = sizeof(S) == 4 ? 384 : 256;  // depth of a block: fixed, the sum order
+  static constexpr Eigen::Index mc = sizeof(S) == 4 ? 384 : 192;  // rows of A per packed block
+  static constexpr Eigen::Index nc = 3072;                        // columns of B per packed block
+  /// Packing space one thread needs, whatever the product: sized once, never grown.
+  static constexpr std::size_t work_size = std::size_t(kc) * std::size_t(mc + nc) + 64;
+};
+
+#if RESBLOCKS_OWN_GEMM_KERNEL
+
+// PacketBlock<__m512, 16> drops the vector type's alignment attribute in a template argument
+// (harmless: it is only a register block); Eigen silences the same warning in its own headers.
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wignored-attributes"
+#endif
+
+/// C(rows×cols, leading dimension ldc) += the mr×nr product of a packed A panel (mr values per k)
+/// and a packed B panel (nr values per k) over depth kc; rows ≤ mr, cols ≤ nr. `Half`: rows ≤ mr/2,
+/// the panel's second packet (zero padding) is neither loaded nor multiplied.
+template <class S, bool Half>
+inline void gemm_micro_kernel(Eigen::Index kc, const S* __restrict a, const S* __restrict b, S* c, Eigen::Index ldc,
+                              Eigen::Index rows, Eigen::Index cols) {
+  namespace ei = Eigen::internal;
+  using K = GemmKernelShape<S>;
+  using P = typename K::Packet;
+  constexpr int packet = K::packet;
+  constexpr Eigen::Index mr = K::mr, nr = K::nr;
+  P acc0[nr], acc1[nr];
+  for (Eigen::Index j = 0; j < nr; ++j) acc0[j] = acc1[j] = ei::pset1<P>(S(0));
+  for (Eigen::Index p = 0; p < kc; ++p) {
+    const P a0 = ei::pload<P>(a);
+    if constexpr (Half) {
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 12
+#endif
+      for (Eigen::Index j = 0; j < nr; ++j) acc0[j] = ei::pmadd(a0, ei::pset1<P>(b[j]), acc0[j]);
+    } else {
+      const P a1 = ei::pload<P>(a + packet);
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 12
+#endif
+      for (Eigen::Index j = 0; j < nr; ++j) {
+        const P bj = ei::pset1<P>(b[j]);
+        acc0[j] = ei::pmadd(a0, bj, acc0[j]);
+        acc1[j] = ei::pmadd(a1, bj, acc1[j]);
+      }
+    }
+    a += mr;
+    b += nr;
+  }
+  if (!Half && rows == mr && cols == nr) {
+    for (Eigen::Index j = 0; j < nr; ++j) {
+      S* cj = c + j * ldc;
+      ei::pstoreu(cj, ei::padd(ei::ploadu<P>(cj), acc0[j]));
+      ei::pstoreu(cj + packet, ei::padd(ei::ploadu<P>(cj + packet), acc1[j]));
+    }
+    return;
+  }
+  alignas(64) S tile[mr * nr];  // an edge tile: the same sums, then only its valid part is added
+  for (Eigen::Index j = 0; j < nr; ++j) {
+    ei::pstore(tile + j * mr, acc0[j]);
+    ei::pstore(tile + j * mr + packet, acc1[j]);
+  }
+  for (Eigen::Index j = 0; j < cols; ++j)
+    for (Eigen::Index i = 0; i < rows; ++i) c[i + j * ldc] += tile[i + j * mr];
+}
+
+/// Packs A(i0 : i0+rows, p0 : p0+depth), read through `lhs` (Eigen's data-mapper interface:
+/// operator()(i, k) and loadPacket<P>(i, k), packets along i for ColMajor, along k for RowMajor),
+/// into mr-row panels of depth values each, zero-padded to whole panels.
+template <int LhsOrder, class S, class LhsMapper>
+void gemm_pack_a(const LhsMapper& lhs, Eigen::Index i0, Eigen::Index rows, Eigen::Index p0, Eigen::Index depth,
+                 S* out) {
+  namespace ei = Eigen::internal;
+  using K = GemmKernelShape<S>;
+  using P = typename K::Packet;
+  constexpr int packet = K::packet;
+  constexpr Eigen::Index mr = K::mr;
+  for (Eigen::Index ir = 0; ir < rows; ir += mr) {
+    const Eigen::Index height = std::min(mr, rows - ir), i = i0 + ir;
+    S* dst = out + ir * depth;
+    Eigen::Index p = 0;
+    if (height == mr) {
+      if constexpr (LhsOrder == Eigen::ColMajor) {
+        for (; p < depth; ++p) {
+          ei::pstore(dst + p * mr, lhs.template loadPacket<P>(i, p0 + p));
+          ei::pstore(dst + p * mr + packet, lhs.template loadPacket<P>(i + packet, p0 + p));
+        }
+      } else {  // rows of A are contiguous along k: transpose packet × packet blocks
+        for (; p + packet <= depth; p += packet) {
+          for (int h = 0; h < 2; ++h) {
+            ei::PacketBlock<P, packet> block;
+            for (int r = 0; r < packet; ++r) block.packet[r] = lhs.template loadPacket<P>(i + h * packet + r, p0 + p);
+            ei::ptranspose(block);
+            for (int r = 0; r < packet; ++r) ei::pstore(dst + (p + r) * mr + h * packet, block.packet[r]);
+          }
+        }
+      }
+    }
+    for (; p < depth; ++p) {
+      Eigen::Index r = 0;
+      for (; r < height; ++r) dst[p * mr + r] = lhs(i + r, p0 + p);
+      for (; r < mr; ++r) dst[p * mr + r] = S(0);
+    }
+  }
+}
+
+/// Packs op(B)(p0 : p0+depth, j0 : j0+cols) into nr-column panels of depth values each, zero-padded;
+/// B is column-major with leading dimension ldb, op(B) = Bᵀ when TransB.
+template <bool TransB, class S>
+void gemm_pack_b(const S* b, Eigen::Index ldb, Eigen::Index p0, Eigen::Index depth, Eigen::Index j0,
+                 Eigen::Index cols, S* out) {
+  constexpr Eigen::Index nr = GemmKernelShape<S>::nr;
+  for (Eigen::Index jr = 0; jr < cols; jr += nr) {
+    const Eigen::Index width = std::min(nr, cols - jr);
+    S* dst = out + jr * depth;
+    if constexpr (TransB) {  // op(B)(p, j) = b[j + p·ldb]: a panel's row is contiguous
+      const S* src = b + (j0 + jr) + p0 * ldb;
+      for (Eigen::Index p = 0; p < depth; ++p) {
+        Eigen::Index j = 0;
+        for (; j < width; ++j) dst[p * nr + j] = src[p * ldb + j];
+        for (; j < nr; ++j) dst[p * nr + j] = S(0);
+      }
+    } else {  // op(B)(p, j) = b[p + j·ldb]: a panel's column is contiguous
+      const S* src = b + p0 + (j0 + jr) * ldb;
+      if (width == nr) {  // whole rows of the panel at a time: nr independent loads, one contiguous store
+        const S* column[nr];
+        for (Eigen::Index j = 0; j < nr; ++j) column[j] = src + j * ldb;
+        for (Eigen::Index p = 0; p < depth; ++p)
+          for (Eigen::Index j = 0; j < nr; ++j) dst[p * nr + j] = column[j][p];
+        continue;
+      }
+      Eigen::Index j = 0;
+      for (; j < width; ++j)
+        for (Eigen::Index p = 0; p < depth; ++p) dst[p * nr + j] = src[p + j * ldb];
+      for (; j < nr; ++j)
+        for (Eigen::Index p = 0; p < depth; ++p) dst[p * nr + j] = S(0);
+    }
+  }
+}
+
+/// C(m×n, leading dimension ldc) += A·op(B) on the calling thread, A read through `lhs` (see
+/// gemm_pack_a), `work` at least GemmKernelShape<S>::work_size values, 64-byte aligned.
+template <int LhsOrder, bool TransB, class S, class LhsMapper>
+void gemm_packed(Eigen::Index m, Eigen::Index n, Eigen::Index k, const LhsMapper& lhs, const S* b, Eigen::Index ldb,
+                 S* c, Eigen::Index ldc, S* work) {
+  using K = GemmKernelShape<S>;
+  S* packed_b = work;
+  S* packed_a = work + K::kc * K::nc;
+  for (Eigen::Index jc = 0; jc < n; jc += K::nc) {
+    const Eigen::Index nc = std::min(K::nc, n - jc);
+    for (Eigen::Index pc = 0; pc < k; pc += K::kc) {
+      const Eigen::Index kc = std::min(K::kc, k - pc);
+      gemm_pack_b<TransB>(b, ldb, pc, kc, jc, nc, packed_b);
+      for (Eigen::Index ic = 0; ic < m; ic += K::mc) {
+        const Eigen::Index mc = std::min(K::mc, m - ic);
+        gemm_pack_a<LhsOrder>(lhs, ic, mc, pc, kc, packed_a);
+        for (Eigen::Index jr = 0; jr < nc; jr += K::nr) {
+          for (Eigen::Index ir = 0; ir < mc; ir += K::mr) {
+            const Eigen::Index rows = std::min(K::mr, mc - ir), cols = std::min(K::nr, nc - jr);
+            S* tile = c + (ic + ir) + (jc + jr) * ldc;
+            if (rows > K::packet)
+              gemm_micro_kernel<S, false>(kc, packed_a + ir * kc, packed_b + jr * kc, tile, ldc, rows, cols);
+            else
+              gemm_micro_kernel<S, true>(kc, packed_a + ir * kc, packed_b + jr * kc, tile, ldc, rows, cols);
+          }
+        }
+      }
+    }
+  }
+}
+
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+
+#endif  // RESBLOCKS_OWN_GEMM_KERNEL
+
+}  // namespace resblocks::detail
