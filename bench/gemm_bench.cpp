@@ -1,0 +1,54 @@
+// The GEMM kernel alone on the products of the GEMM-bound benchmarks, one thread and two:
+//   BM_Gemm/<op>/m/n/k/threads   C += op(A)·op(B), op = NN, NT (Bᵀ: weight gradients), TN (Aᵀ: dL/dx)
+// MLP block 1024/128 (its three products) and the Transformer block 256/4/1024/128/8 (QKV, FFN and
+// their backward products, 1024 tokens). GFLOP/s counts 2·m·n·k. Against Eigen's kernel: build with
+// -DRESBLOCKS_EIGEN_GEMM_KERNEL (README, "The GEMM kernel").
+#include <resblocks/resblocks.hpp>
+
+#include <benchmark/benchmark.h>
+
+#include <string>
+
+using namespace resblocks;
+
+namespace {
+
+template <bool TA, bool TB>
+void BM_Gemm(benchmark::State& state, Index m, Index n, Index k, int threads) {
+  Generator g(3);
+  Eigen::MatrixXf a(TA ? k : m, TA ? m : k), b(TB ? n : k, TB ? k : n), c = Eigen::MatrixXf::Zero(m, n);
+  fill_uniform(a, 1.0, g);
+  fill_uniform(b, 1.0, g);
+  const int saved = num_threads();
+  set_num_threads(threads);
+  for (auto _ : state) {
+    detail::gemm_accumulate<TA, TB, float>(m, n, k, {a.data(), a.rows()}, {b.data(), b.rows()}, c.data(), m);
+    benchmark::ClobberMemory();
+  }
+  set_num_threads(saved);
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(2e-9 * double(m) * double(n) * double(k), benchmark::Counter::kIsIterationInvariantRate);
+}
+
+template <bool TA, bool TB>
+void add(const char* op, Index m, Index n, Index k) {
+  for (int threads : {1, 2}) {
+    const std::string name = std::string("BM_Gemm/") + op + "/" + std::to_string(m) + "/" + std::to_string(n) + "/" +
+                             std::to_string(k) + "/" + std::to_string(threads);
+    benchmark::RegisterBenchmark(name.c_str(), BM_Gemm<TA, TB>, m, n, k, threads)->UseRealTime();
+  }
+}
+
+const bool registered = [] {
+  add<false, false>("NN", 1024, 128, 1024);  // MLP 1024/128: W x
+  add<false, true>("NT", 1024, 1024, 128);   //   dL/dW = dy xᵀ
+  add<true, false>("TN", 1024, 128, 1024);   //   dL/dx = Wᵀ dy
+  add<false, false>("NN", 768, 1024, 256);   // Transformer 256/…/8: [Q; K; V] = W_in x
+  add<false, false>("NN", 1024, 1024, 256);  //   FFN up
+  add<false, false>("NN", 256, 1024, 1024);  //   FFN down
+  add<false, true>("NT", 1024, 256, 1024);   //   dL/dW of FFN up
+  add<true, false>("TN", 256, 1024, 1024);   //   dL/dx of FFN up
+  return true;
+}();
+
+}  // namespace
