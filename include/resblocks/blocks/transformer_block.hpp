@@ -82,6 +82,8 @@ struct FeedForwardActivationOp {
 
 }  // namespace resblocks
 
+// Eigen's cost model for the functors above (not part of the API documentation).
+/// \cond EIGEN_TRAITS
 template <class T>
 struct Eigen::internal::functor_traits<resblocks::FeedForwardActivationOp::Value<T>> {
   enum { Cost = 30, PacketAccess = std::is_same_v<T, float> };  // double: the scalar path, as GELU
@@ -90,6 +92,7 @@ template <class T>
 struct Eigen::internal::functor_traits<resblocks::FeedForwardActivationOp::Grad<T>> {
   enum { Cost = 40, PacketAccess = std::is_same_v<T, float> };
 };
+/// \endcond
 
 namespace resblocks {
 

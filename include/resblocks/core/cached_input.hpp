@@ -11,7 +11,7 @@ namespace resblocks {
 /// \brief The reference to its last forward input that a layer keeps for backward (the Layer
 /// contract lets forward keep one). Copies and moves of a layer do not carry it over (it would point
 /// into the source's neighbours), so backward on a fresh copy throws std::logic_error naming the
-/// layer instead of reading freed memory. For user layers too: `m_x = &x;` in forward,
+/// layer instead of reading freed memory. For user layers too: `m_x = std::addressof(x);` in forward,
 /// `m_x.get(name)` in backward.
 template <class T>
 class CachedInput {

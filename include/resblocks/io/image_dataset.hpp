@@ -125,7 +125,7 @@ class ImageDataset {
   }
 
   /// Mean and (population) standard deviation of all pixels scaled to [0, 1], for
-  /// BatchLoaderOptions::mean and ::std; {0, 0} when empty.
+  /// BatchLoaderOptions::mean and BatchLoaderOptions::std; {0, 0} when empty.
   [[nodiscard]] std::pair<double, double> pixel_mean_std() const {
     if (m_pixels.empty()) return {0.0, 0.0};
     std::array<std::uint64_t, 256> histogram{};

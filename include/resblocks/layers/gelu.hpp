@@ -143,6 +143,8 @@ struct GeluGradOp {
 }  // namespace detail
 }  // namespace resblocks
 
+// Eigen's cost model for the functors above (not part of the API documentation).
+/// \cond EIGEN_TRAITS
 template <class T>
 struct Eigen::internal::functor_traits<resblocks::detail::GeluValueOp<T>> {
   enum { Cost = 30, PacketAccess = std::is_same_v<T, float> };
@@ -151,6 +153,7 @@ template <class T>
 struct Eigen::internal::functor_traits<resblocks::detail::GeluGradOp<T>> {
   enum { Cost = 40, PacketAccess = std::is_same_v<T, float> };
 };
+/// \endcond
 
 namespace resblocks {
 

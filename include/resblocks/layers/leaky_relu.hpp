@@ -21,10 +21,13 @@ struct LeakyReLUSelectOp {
 };
 }  // namespace resblocks::detail
 
+// Eigen's cost model for the functors above (not part of the API documentation).
+/// \cond EIGEN_TRAITS
 template <class T>
 struct Eigen::internal::functor_traits<resblocks::detail::LeakyReLUSelectOp<T>> {
   enum { Cost = 3, PacketAccess = true };
 };
+/// \endcond
 
 namespace resblocks {
 

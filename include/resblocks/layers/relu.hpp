@@ -21,10 +21,13 @@ struct ReLUGradOp {
 };
 }  // namespace resblocks::detail
 
+// Eigen's cost model for the functors above (not part of the API documentation).
+/// \cond EIGEN_TRAITS
 template <>
 struct Eigen::internal::functor_traits<resblocks::detail::ReLUGradOp> {
   enum { Cost = 2, PacketAccess = true };
 };
+/// \endcond
 
 namespace resblocks {
 
