@@ -16,8 +16,13 @@ namespace {
 
 CifarResNet<float> make_net(Index depth) {
   manual_seed(1);
-  return CifarResNet<float>({.depth = depth, .in_channels = 1, .classes = 10, .width = 16, .image = {28, 28},
-                             .downsample = ShortcutKind::projection, .input_gradient = false});
+  return CifarResNet<float>({.depth = depth,
+                             .in_channels = 1,
+                             .classes = 10,
+                             .width = 16,
+                             .image = {28, 28},
+                             .downsample = ShortcutKind::projection,
+                             .input_gradient = false});
 }
 
 Eigen::MatrixXf random_images(Index n) {

@@ -80,7 +80,8 @@ const bool registered = [] {
     benchmark::RegisterBenchmark(bench_name("BM_BasicBlockTrain", c, hw, n).c_str(), BM_BasicBlockTrain, c, hw, n)
         ->UseRealTime()
         ->Unit(benchmark::kMillisecond);
-    benchmark::RegisterBenchmark(bench_name("BM_BasicBlockInfer", c, hw, n).c_str(), BM_BasicBlockInfer, c, hw, n, false)
+    benchmark::RegisterBenchmark(bench_name("BM_BasicBlockInfer", c, hw, n).c_str(), BM_BasicBlockInfer, c, hw, n,
+                                 false)
         ->UseRealTime()
         ->Unit(benchmark::kMillisecond);
     benchmark::RegisterBenchmark(bench_name("BM_BasicBlockInferEval", c, hw, n).c_str(), BM_BasicBlockInfer, c, hw, n,

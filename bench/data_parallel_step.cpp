@@ -47,8 +47,13 @@ int run(int argc, char** argv, const Communicator& comm) {
   const Index local = batch / comm.size();
 
   manual_seed(1);
-  CifarResNet<float> net({.depth = 20, .in_channels = 1, .classes = 10, .width = 16, .image = {28, 28},
-                          .downsample = ShortcutKind::projection, .input_gradient = false});
+  CifarResNet<float> net({.depth = 20,
+                          .in_channels = 1,
+                          .classes = 10,
+                          .width = 16,
+                          .image = {28, 28},
+                          .downsample = ShortcutKind::projection,
+                          .input_gradient = false});
   DataParallel dp(net, comm, {.bucket_bytes = static_cast<std::size_t>(bucket_kb) << 10});
   Generator g(7 + static_cast<std::uint64_t>(comm.rank()));
   Eigen::MatrixXf x(1, 28 * 28 * local);
@@ -92,14 +97,15 @@ int run(int argc, char** argv, const Communicator& comm) {
     reduce_ms.push_back(1000 * std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
   if (comm.rank() == 0) {
-    std::printf("resblocks ResNet-20 step, batch %ld = %d ranks x %ld, %ld threads/rank, %zu buckets of <= %ld KiB\n", batch,
-                comm.size(), static_cast<long>(local), threads, dp.bucket_count(), bucket_kb);
+    std::printf("resblocks ResNet-20 step, batch %ld = %d ranks x %ld, %ld threads/rank, %zu buckets of <= %ld KiB\n",
+                batch, comm.size(), static_cast<long>(local), threads, dp.bucket_count(), bucket_kb);
     for (int mode = 0; mode < 2; ++mode) {
       std::printf("  %-10s step ms:", mode == 0 ? "overlap" : "no overlap");
       for (const double t : ms[mode]) std::printf(" %.1f", t);
       std::printf("   median %.1f ms, waiting after backward %.2f ms\n", median(ms[mode]), median(wait_ms[mode]));
     }
-    std::printf("  all-reduce of the %zu gradients alone (after a barrier): median %.3f ms\n", all.size(), median(reduce_ms));
+    std::printf("  all-reduce of the %zu gradients alone (after a barrier): median %.3f ms\n", all.size(),
+                median(reduce_ms));
   }
   return 0;
 }

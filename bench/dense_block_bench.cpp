@@ -1,5 +1,6 @@
 // DenseNet-BC block, BatchNorm in training mode: c0 input channels, growth rate k, L layers,
-// hw×hw images, batch n (the PyTorch anchor's `dense` case in the anchors' blocks_torch.py, ../shared/anchors beside the checkout).
+// hw×hw images, batch n (the PyTorch anchor's `dense` case in the anchors' blocks_torch.py, ../shared/anchors beside
+// the checkout).
 //   BM_DenseBlockTrain/c0/k/L/hw/n  one zero_grad + forward + backward; GFLOP/s counts the
 //                                   convolutions as the anchor does, 3·Σ_i 2·hw²·n·((c0 + i·k)·4k + 4k·k·9)
 #include <resblocks/blocks/dense_block.hpp>
@@ -46,7 +47,8 @@ void BM_DenseBlockTrain(benchmark::State& state, Index c0, Index k, Index layers
 // "base/c0/k/L/hw/n" (snprintf: GCC 12 warns falsely, -Wrestrict, on chained std::string + at -O3).
 std::string bench_name(const char* base, Index c0, Index k, Index layers, Index hw, Index n) {
   char buffer[128];
-  std::snprintf(buffer, sizeof buffer, "%s/%ld/%ld/%ld/%ld/%ld", base, long(c0), long(k), long(layers), long(hw), long(n));
+  std::snprintf(buffer, sizeof buffer, "%s/%ld/%ld/%ld/%ld/%ld", base, long(c0), long(k), long(layers), long(hw),
+                long(n));
   return buffer;
 }
 

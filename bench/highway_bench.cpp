@@ -82,8 +82,10 @@ void BM_LayerNormInfer(benchmark::State& state, Index d, Index n) {
 
 const bool registered = [] {
   const auto suffix = [](Index d, Index n) { return "/" + std::to_string(d) + "/" + std::to_string(n); };
-  benchmark::RegisterBenchmark(("BM_HighwayTrain" + suffix(256, 256)).c_str(), BM_HighwayTrain, 256, 256)->UseRealTime();
-  benchmark::RegisterBenchmark(("BM_HighwayInfer" + suffix(256, 256)).c_str(), BM_HighwayInfer, 256, 256)->UseRealTime();
+  benchmark::RegisterBenchmark(("BM_HighwayTrain" + suffix(256, 256)).c_str(), BM_HighwayTrain, 256, 256)
+      ->UseRealTime();
+  benchmark::RegisterBenchmark(("BM_HighwayInfer" + suffix(256, 256)).c_str(), BM_HighwayInfer, 256, 256)
+      ->UseRealTime();
   benchmark::RegisterBenchmark(("BM_LayerNormTrain" + suffix(256, 1024)).c_str(), BM_LayerNormTrain, 256, 1024)
       ->UseRealTime();
   benchmark::RegisterBenchmark(("BM_LayerNormInfer" + suffix(256, 1024)).c_str(), BM_LayerNormInfer, 256, 1024)

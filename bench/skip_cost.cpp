@@ -45,5 +45,6 @@ int main(int argc, char** argv) {
   steps(body, x, g, 2);
   block_steps(block, x, g, count);
   body_steps(body, x, g, count);
-  std::printf("ran %d steps of Residual<Body> and of Body, d=%ld n=%ld\n", count, static_cast<long>(d), static_cast<long>(n));
+  std::printf("ran %d steps of Residual<Body> and of Body, d=%ld n=%ld\n", count, static_cast<long>(d),
+              static_cast<long>(n));
 }

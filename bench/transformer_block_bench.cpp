@@ -18,7 +18,8 @@ namespace {
 
 double forward_flops(Index d, Index ff, Index seq, Index batch) {
   const double tokens = double(seq * batch);
-  return 2.0 * tokens * (4.0 * double(d * d) + 2.0 * double(d * ff)) + 4.0 * double(batch) * double(seq * seq) * double(d);
+  return 2.0 * tokens * (4.0 * double(d * d) + 2.0 * double(d * ff)) +
+         4.0 * double(batch) * double(seq * seq) * double(d);
 }
 
 void set_counters(benchmark::State& state, double flops_per_iter) {
@@ -67,12 +68,12 @@ std::string bench_name(const char* base, const std::array<Index, 5>& s) {
 
 const bool registered = [] {
   for (const auto& s : {std::array<Index, 5>{256, 4, 1024, 128, 8}, {64, 4, 256, 32, 16}}) {
-    benchmark::RegisterBenchmark(bench_name("BM_TransformerBlockTrain", s).c_str(), BM_TransformerBlockTrain, s[0], s[1],
-                                 s[2], s[3], s[4])
+    benchmark::RegisterBenchmark(bench_name("BM_TransformerBlockTrain", s).c_str(), BM_TransformerBlockTrain, s[0],
+                                 s[1], s[2], s[3], s[4])
         ->UseRealTime()
         ->Unit(benchmark::kMillisecond);
-    benchmark::RegisterBenchmark(bench_name("BM_TransformerBlockInfer", s).c_str(), BM_TransformerBlockInfer, s[0], s[1],
-                                 s[2], s[3], s[4])
+    benchmark::RegisterBenchmark(bench_name("BM_TransformerBlockInfer", s).c_str(), BM_TransformerBlockInfer, s[0],
+                                 s[1], s[2], s[3], s[4])
         ->UseRealTime()
         ->Unit(benchmark::kMillisecond);
   }

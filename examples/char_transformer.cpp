@@ -119,7 +119,8 @@ struct CharModel {
 
 long parameters(const CharModel& model) {
   long n = 0;
-  model.for_each_parameter([&](std::string_view, const auto& value, const auto&) { n += static_cast<long>(value.size()); });
+  model.for_each_parameter(
+      [&](std::string_view, const auto& value, const auto&) { n += static_cast<long>(value.size()); });
   return n;
 }
 
@@ -242,7 +243,8 @@ int run(int argc, char** argv) {
   if (!cl.finish()) return 0;
   if (layers < 0 || d < 1 || heads < 1 || length < 1 || batch < 1 || steps < 1 || print_every < 1 ||
       generate_count < 0 || ff < 0 || warmup_flag < 0)
-    throw std::invalid_argument("--layers must be >= 0; --d-model, --heads, --seq, --batch, --steps, --print-every >= 1");
+    throw std::invalid_argument(
+        "--layers must be >= 0; --d-model, --heads, --seq, --batch, --steps, --print-every >= 1");
   if (!(lr > 0)) throw std::invalid_argument("--lr must be > 0");
   set_num_threads(static_cast<int>(threads));
 
@@ -257,8 +259,9 @@ int run(int argc, char** argv) {
   std::vector<int> context;
   for (unsigned char ch : prompt) {
     const auto it = std::find(corpus.bytes.begin(), corpus.bytes.end(), ch);
-    if (it == corpus.bytes.end()) throw std::invalid_argument("--prompt: character '" + std::string(1, char(ch)) +
-                                                              "' does not occur in " + text_path);
+    if (it == corpus.bytes.end())
+      throw std::invalid_argument("--prompt: character '" + std::string(1, char(ch)) + "' does not occur in " +
+                                  text_path);
     context.push_back(static_cast<int>(it - corpus.bytes.begin()));
   }
   if (context.empty()) context.push_back(corpus.ids.front());
@@ -278,14 +281,16 @@ int run(int argc, char** argv) {
   CrossEntropyLoss<float> loss, val_loss;
   CharModel::Workspace val_ws;
 
-  std::printf("char_transformer: %s, %zu bytes (%zu train, %zu held out), vocab %ld: log(vocab) %.3f, "
-              "unigram entropy %.3f nats\n",
-              text_path.c_str(), corpus.ids.size(), train.size(), val.size(), long(vocab), std::log(double(vocab)),
-              unigram_entropy(corpus));
-  std::printf("model: %ld %s%s blocks, d %ld, %ld heads, ff %ld, context %ld, %ld parameters; batch %ld, "
-              "%ld steps, lr %g, %ld threads\n",
-              layers, post_ln ? "post-LN" : "pre-LN", no_residual ? " plain (no residual)" : "", d, heads,
-              ff > 0 ? ff : 4 * d, length, parameters(model), batch, steps, lr, threads);
+  std::printf(
+      "char_transformer: %s, %zu bytes (%zu train, %zu held out), vocab %ld: log(vocab) %.3f, "
+      "unigram entropy %.3f nats\n",
+      text_path.c_str(), corpus.ids.size(), train.size(), val.size(), long(vocab), std::log(double(vocab)),
+      unigram_entropy(corpus));
+  std::printf(
+      "model: %ld %s%s blocks, d %ld, %ld heads, ff %ld, context %ld, %ld parameters; batch %ld, "
+      "%ld steps, lr %g, %ld threads\n",
+      layers, post_ln ? "post-LN" : "pre-LN", no_residual ? " plain (no residual)" : "", d, heads, ff > 0 ? ff : 4 * d,
+      length, parameters(model), batch, steps, lr, threads);
   std::fflush(stdout);
   std::ofstream csv;
   if (!csv_path.empty()) {
@@ -327,15 +332,17 @@ int run(int argc, char** argv) {
       std::printf("step %5ld  lr %.2e  train loss %.4f  val loss %.4f  (%.1f s)\n", step, opt.lr(), last_train,
                   last_val, seconds);
       std::fflush(stdout);
-      if (csv.is_open()) csv << step << ',' << opt.lr() << ',' << last_train << ',' << last_val << ',' << seconds << '\n';
+      if (csv.is_open())
+        csv << step << ',' << opt.lr() << ',' << last_train << ',' << last_val << ',' << seconds << '\n';
       window_sum = 0;
       window_count = 0;
     }
   }
   const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-  std::printf("final: train loss %.4f, val loss %.4f after %ld steps in %.1f s (%.1f ms/step); best val loss %.4f at "
-              "step %ld\n",
-              last_train, last_val, steps, seconds, 1e3 * seconds / double(steps), best_val, best_step);
+  std::printf(
+      "final: train loss %.4f, val loss %.4f after %ld steps in %.1f s (%.1f ms/step); best val loss %.4f at "
+      "step %ld\n",
+      last_train, last_val, steps, seconds, 1e3 * seconds / double(steps), best_val, best_step);
   if (best_step < steps)
     std::printf("(the held-out loss rose after step %ld: the model memorises its small training text)\n", best_step);
   if (generate_count > 0) {

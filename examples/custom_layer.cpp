@@ -35,7 +35,7 @@ class LayerScale {
   const Output& forward(Input&&) = delete;
 
   const Input& backward(const Output& dL_dy) {
-    const Input& x = m_x.get(name);  // throws std::logic_error if no forward ran
+    const Input& x = m_x.get(name);                                       // throws std::logic_error if no forward ran
     m_dL_dgamma += (dL_dy.array() * x.array()).rowwise().sum().matrix();  // accumulate dL/dγ
     m_dL_dx = m_gamma.asDiagonal() * dL_dy;
     return m_dL_dx;
@@ -70,8 +70,8 @@ int main() {
   std::printf("%s\n", build_info().c_str());  // version, Eigen, SIMD instruction sets, threads
   constexpr int D = 8;
   // x + γ ⊙ W2 gelu(W1 x + b1) + b2 — the residual branch starts at a tenth of its size.
-  using Block = Residual<Sequential<Linear<double, D, 4 * D>, GELU<double, 4 * D>, Linear<double, 4 * D, D>,
-                                    LayerScale<double, D>>>;
+  using Block = Residual<
+      Sequential<Linear<double, D, 4 * D>, GELU<double, 4 * D>, Linear<double, 4 * D, D>, LayerScale<double, D>>>;
   manual_seed(1);
   Block block;
   Batch<double, D> x = Batch<double, D>::Random(D, 5);

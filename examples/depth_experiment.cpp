@@ -19,9 +19,9 @@
 #include <resblocks/io/image_dataset.hpp>
 #include <resblocks/resblocks.hpp>
 
-#include <cstdio>
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <exception>
 #include <fstream>
 #include <limits>
@@ -41,7 +41,8 @@ namespace {
 using MlpBranch = Sequential<Linear<float>, BatchNorm2d<float>, ReLU<float>, Linear<float>, BatchNorm2d<float>>;
 using MlpBlock = Sequential<Residual<MlpBranch, Shortcut<float>>, ReLU<float>>;
 /// flatten - linear(784, w) - bn - relu - (depth-2)/2 blocks - linear(w, 10): `depth` Linear layers.
-using MlpNet = Sequential<Flatten<float>, Linear<float>, BatchNorm2d<float>, ReLU<float>, Repeat<MlpBlock>, Linear<float>>;
+using MlpNet =
+    Sequential<Flatten<float>, Linear<float>, BatchNorm2d<float>, ReLU<float>, Repeat<MlpBlock>, Linear<float>>;
 
 MlpNet make_mlp(Index depth, Index width, bool plain, bool zero_init_residual, ImageSize image) {
   if (depth < 4 || depth % 2 != 0)
@@ -50,16 +51,16 @@ MlpNet make_mlp(Index depth, Index width, bool plain, bool zero_init_residual, I
   const Index pixels = image.height * image.width;
   auto block = [&](Index) {
     MlpBlock b{Residual<MlpBranch, Shortcut<float>>{
-                        MlpBranch{Linear<float>(width, width, false), BatchNorm2d<float>(width), ReLU<float>(),
-                                  Linear<float>(width, width, false), BatchNorm2d<float>(width)},
-                        Shortcut<float>(width, width, 1, plain ? ShortcutKind::none : ShortcutKind::identity)},
-                    ReLU<float>()};
+                   MlpBranch{Linear<float>(width, width, false), BatchNorm2d<float>(width), ReLU<float>(),
+                             Linear<float>(width, width, false), BatchNorm2d<float>(width)},
+                   Shortcut<float>(width, width, 1, plain ? ShortcutKind::none : ShortcutKind::identity)},
+               ReLU<float>()};
     // Zero-init: the branch's last BN γ = 0, so every block starts as relu(x), the identity on its input.
     if (zero_init_residual) b.get<0>().body().get<4>().weight().setZero();
     return b;
   };
-  MlpNet net{Flatten<float>(1), Linear<float>(pixels, width, false), BatchNorm2d<float>(width), ReLU<float>(),
-             Repeat<MlpBlock>((depth - 2) / 2, block), Linear<float>(width, 10)};
+  MlpNet net{Flatten<float>(1), Linear<float>(pixels, width, false),      BatchNorm2d<float>(width),
+             ReLU<float>(),     Repeat<MlpBlock>((depth - 2) / 2, block), Linear<float>(width, 10)};
   // PyTorch's default Linear init; every hidden Linear feeds a BatchNorm, so its scale does not matter.
   net.set_image_size(image);
   return net;
@@ -68,13 +69,16 @@ MlpNet make_mlp(Index depth, Index width, bool plain, bool zero_init_residual, I
 /// The gated alternative (Srivastava et al. 2015): flatten - linear(784, w) - bn - relu - (depth-2)
 /// highway layers y = T(x)⊙relu(W x + b) + (1 - T(x))⊙x, gate bias -2 - linear(w, 10).
 using HighwayLayer = Highway<Sequential<Linear<float>, ReLU<float>>>;
-using HighwayNet = Sequential<Flatten<float>, Linear<float>, BatchNorm2d<float>, ReLU<float>, Repeat<HighwayLayer>,
-                              Linear<float>>;
+using HighwayNet =
+    Sequential<Flatten<float>, Linear<float>, BatchNorm2d<float>, ReLU<float>, Repeat<HighwayLayer>, Linear<float>>;
 
 HighwayNet make_highway(Index depth, Index width, ImageSize image) {
   if (depth < 3) throw std::invalid_argument("--kind mlp: highway depths must be >= 3, got " + std::to_string(depth));
   const Index pixels = image.height * image.width;
-  HighwayNet net{Flatten<float>(1), Linear<float>(pixels, width, false), BatchNorm2d<float>(width), ReLU<float>(),
+  HighwayNet net{Flatten<float>(1),
+                 Linear<float>(pixels, width, false),
+                 BatchNorm2d<float>(width),
+                 ReLU<float>(),
                  Repeat<HighwayLayer>(depth - 2,
                                       [&](Index) {
                                         return HighwayLayer(Sequential<Linear<float>, ReLU<float>>(
@@ -144,34 +148,41 @@ std::vector<std::string> parse_models(const std::string& text, bool conv) {
 int main(int argc, char** argv) try {
   std::printf("%s\n", build_info().c_str());  // version, Eigen, SIMD instruction sets, threads
   examples::CommandLine cl(argc, argv,
-                           "Plain vs residual (and, for mlp, highway) networks of several depths on Fashion-MNIST (He et al. 2016, Fig. 1 and 6).");
-  const std::string kind =
-      cl.get_string("--kind", "mlp", "mlp (fully connected), conv (CIFAR ResNets) or preact (pre-activation CIFAR ResNets)");
+                           "Plain vs residual (and, for mlp, highway) networks of several depths on Fashion-MNIST (He "
+                           "et al. 2016, Fig. 1 and 6).");
+  const std::string kind = cl.get_string(
+      "--kind", "mlp", "mlp (fully connected), conv (CIFAR ResNets) or preact (pre-activation CIFAR ResNets)");
   const long epochs = cl.get_int("--epochs", 0, "epochs per model (0: 6 for mlp, 3 for conv and preact)", 0, 10'000);
   const std::string depths_text =
       cl.get_string("--depths", "", "comma-separated depths (default 8,64 for mlp; 20,56 for conv and preact)");
   const std::string models_text =
       cl.get_string("--models", "", "comma-separated: plain, residual, highway (default all that apply)");
-  const bool zero_init = cl.get_flag("--zero-init-residual", "each block's last BatchNorm γ starts at 0 (the block starts as its skip)");
-  const long width = cl.get_int("--width", 0, "width: of the mlp layers (0: 64); of the first conv stage (0: 16)", 0, 4'096);
-  const long batch = cl.get_int("--batch", 128, "mini-batch size (at most the number of training images)", 1, 1'000'000'000);
-  const double lr =
-      cl.get_double("--lr", 0.05, "peak learning rate (SGD, Nesterov momentum 0.9, warm-up from lr/10, cosine)", 1e-9, 10);
+  const bool zero_init =
+      cl.get_flag("--zero-init-residual", "each block's last BatchNorm γ starts at 0 (the block starts as its skip)");
+  const long width =
+      cl.get_int("--width", 0, "width: of the mlp layers (0: 64); of the first conv stage (0: 16)", 0, 4'096);
+  const long batch =
+      cl.get_int("--batch", 128, "mini-batch size (at most the number of training images)", 1, 1'000'000'000);
+  const double lr = cl.get_double(
+      "--lr", 0.05, "peak learning rate (SGD, Nesterov momentum 0.9, warm-up from lr/10, cosine)", 1e-9, 10);
   const long hw = static_cast<long>(std::thread::hardware_concurrency());
   const long threads = cl.get_int("--threads", hw > 0 ? hw : 1, "threads", 1, 1'024);
   const auto seed = static_cast<std::uint64_t>(cl.get_int("--seed", 1, "seed", 0, std::numeric_limits<long>::max()));
   const long limit = cl.get_int("--limit", 0, "train on the first N images only (0: all)", 0, 1'000'000'000);
-  const long test_limit = cl.get_int("--test-limit", 0, "evaluate on the first N test images only (0: all)", 0, 1'000'000'000);
+  const long test_limit =
+      cl.get_int("--test-limit", 0, "evaluate on the first N test images only (0: all)", 0, 1'000'000'000);
   const std::string data = cl.get_string("--data", "/usr/share/datasets/fashion-mnist", "directory of the IDX files");
   const std::string csv_path = cl.get_string("--csv", "depth_experiment.csv", "results per epoch (CSV)");
   const std::string plot_path = cl.get_string("--plot", "depth_experiment.svg", "plot (SVG)");
-  const std::string steps_path = cl.get_string("--steps-csv", "", "every step's loss and first-layer gradient norm (CSV; empty: none)");
+  const std::string steps_path =
+      cl.get_string("--steps-csv", "", "every step's loss and first-layer gradient norm (CSV; empty: none)");
   const std::string steps_plot_path = cl.get_string("--steps-plot", "", "the same per step (SVG; empty: none)");
   if (!cl.finish()) return 0;
   const bool conv = kind == "conv" || kind == "preact";
   if (!conv && kind != "mlp") throw std::invalid_argument("--kind must be mlp, conv or preact, got '" + kind + "'");
   const long n_epochs = epochs > 0 ? epochs : conv ? 3 : 6;
-  const std::vector<long> depths = parse_depths(depths_text.empty() ? (conv ? "20,56" : "8,64") : depths_text, "--depths");
+  const std::vector<long> depths =
+      parse_depths(depths_text.empty() ? (conv ? "20,56" : "8,64") : depths_text, "--depths");
   const std::vector<std::string> models =
       parse_models(models_text.empty() ? (conv ? "plain,residual" : "plain,residual,highway") : models_text, conv);
   for (const long depth : depths) {  // every depth checked before the data is read
@@ -221,12 +232,12 @@ int main(int argc, char** argv) try {
   examples::ProgressBar bar;
 
   auto train_model = [&](auto& net, const std::string& model, long depth, std::size_t depth_index) {
-    BatchLoader<float> train_batches(train, {.batch_size = batch, .shuffle = true, .drop_last = true, .seed = seed,
-                                             .mean = mean, .std = std});
+    BatchLoader<float> train_batches(
+        train, {.batch_size = batch, .shuffle = true, .drop_last = true, .seed = seed, .mean = mean, .std = std});
     // Evaluation batches no larger than the training ones: inference buffers scale with the batch too
     // (at 1000 layers, a 250-image evaluation batch would need 15× the memory of training at 16).
-    BatchLoader<float> test_batches(test, {.batch_size = std::min<long>({250, batch, test.size()}), .shuffle = false,
-                                           .mean = mean, .std = std});
+    BatchLoader<float> test_batches(
+        test, {.batch_size = std::min<long>({250, batch, test.size()}), .shuffle = false, .mean = mean, .std = std});
     Sgd opt(net, {.lr = lr, .momentum = 0.9, .nesterov = true, .weight_decay = 5e-4, .check_finite = true});
     const long per_epoch = static_cast<long>(train_batches.batches_per_epoch()), total = n_epochs * per_epoch;
     const long warmup = std::max<long>(1, std::min<long>(per_epoch / 2, total / 10));
@@ -290,9 +301,15 @@ int main(int argc, char** argv) try {
         HighwayNet net = make_highway(depth, w, image);
         train_model(net, model, depth, d);
       } else if (conv) {
-        const CifarResNetOptions o{.depth = depth, .in_channels = 1, .classes = 10, .width = w, .image = image,
-                                   .downsample = ShortcutKind::projection, .plain = plain,
-                                   .zero_init_residual = zero_init && !plain, .input_gradient = false};
+        const CifarResNetOptions o{.depth = depth,
+                                   .in_channels = 1,
+                                   .classes = 10,
+                                   .width = w,
+                                   .image = image,
+                                   .downsample = ShortcutKind::projection,
+                                   .plain = plain,
+                                   .zero_init_residual = zero_init && !plain,
+                                   .input_gradient = false};
         if (kind == "preact") {
           CifarPreActResNet<float> net(o);
           train_model(net, model, depth, d);
@@ -309,7 +326,8 @@ int main(int argc, char** argv) try {
   std::printf("\n%-10s %6s %16s %10s\n", "model", "depth", "final train loss", "test acc");
   for (const Run& r : runs)
     std::printf("%-10s %6ld %16.4f %10.4f\n", r.model.c_str(), r.depth,
-                r.epochs.empty() ? std::nan("") : r.epochs.back().loss, r.test_acc.empty() ? std::nan("") : r.test_acc.back());
+                r.epochs.empty() ? std::nan("") : r.epochs.back().loss,
+                r.test_acc.empty() ? std::nan("") : r.test_acc.back());
   std::printf("wrote %s and %s\n", csv_path.c_str(), plot_path.c_str());
   return 0;
 } catch (const std::exception& e) {

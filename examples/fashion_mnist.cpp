@@ -56,8 +56,8 @@ int run(int argc, char** argv) {
   s.weights = cl.get_string("--weights", "fashion_mnist.safetensors", "where the trained weights are saved");
   s.augment = cl.get_flag("--augment", "random crops (padding 2) and horizontal flips");
   s.limit = cl.get_int("--limit", 0, "train on the first N images only (0: all; for quick checks)", 0, 1'000'000'000);
-  s.finite_check = !cl.get_flag("--no-finite-check",
-                                "do not stop when the loss or a gradient stops being finite (NaN, infinity)");
+  s.finite_check =
+      !cl.get_flag("--no-finite-check", "do not stop when the loss or a gradient stops being finite (NaN, infinity)");
   if (!cl.finish()) return 0;
   examples::check_depth(s.depth, "--depth");  // 6n+2, before the data is read
   // Every output is checked before the data is read: nothing trains for hours to fail at saving.
@@ -72,19 +72,30 @@ int run(int argc, char** argv) {
   if (s.limit > 0) train = train.head(s.limit);
   examples::check_data(train, test, s.batch, classes, "--data " + s.data);
   const auto [mean, std] = examples::pixel_mean_std(train, "--data " + s.data);
-  BatchLoader<float> train_batches(train, {.batch_size = s.batch, .shuffle = true, .drop_last = true, .seed = s.seed,
-                                           .mean = mean, .std = std, .crop_padding = s.augment ? 2 : 0,
+  BatchLoader<float> train_batches(train, {.batch_size = s.batch,
+                                           .shuffle = true,
+                                           .drop_last = true,
+                                           .seed = s.seed,
+                                           .mean = mean,
+                                           .std = std,
+                                           .crop_padding = s.augment ? 2 : 0,
                                            .horizontal_flip = s.augment});
   // Evaluation in batches of 250: the inference workspace keeps every layer's output of a batch.
   BatchLoader<float> test_batches(test, {.batch_size = 250, .shuffle = false, .mean = mean, .std = std});
 
   // The network: ResNet-(6n+2) with projection shortcuts (option B, as the PyTorch anchor).
   manual_seed(s.seed);
-  CifarResNet<float> net({.depth = s.depth, .in_channels = 1, .classes = classes, .width = 16,
-                          .image = {train.height(), train.width()}, .downsample = ShortcutKind::projection,
-                          .plain = s.plain, .input_gradient = false});
-  Sgd opt(net, {.lr = s.lr, .momentum = 0.9, .nesterov = true, .weight_decay = s.weight_decay,
-                .check_finite = s.finite_check});
+  CifarResNet<float> net({.depth = s.depth,
+                          .in_channels = 1,
+                          .classes = classes,
+                          .width = 16,
+                          .image = {train.height(), train.width()},
+                          .downsample = ShortcutKind::projection,
+                          .plain = s.plain,
+                          .input_gradient = false});
+  Sgd opt(
+      net,
+      {.lr = s.lr, .momentum = 0.9, .nesterov = true, .weight_decay = s.weight_decay, .check_finite = s.finite_check});
   const long steps_per_epoch = static_cast<long>(train_batches.batches_per_epoch());
   const long total_steps = s.epochs * steps_per_epoch;
   const long warmup = std::max<long>(1, std::min<long>(steps_per_epoch / 2, total_steps / 10));
@@ -110,13 +121,14 @@ int run(int argc, char** argv) {
   examples::ProgressBar bar;
   long step = 0;
   for (long epoch = 1; epoch <= s.epochs; ++epoch) {
-    const examples::EpochStats e = examples::train_epoch(net, train_batches, loss, opt, schedule, step, bar,
-                                                         "epoch " + std::to_string(epoch));
+    const examples::EpochStats e =
+        examples::train_epoch(net, train_batches, loss, opt, schedule, step, bar, "epoch " + std::to_string(epoch));
     const double acc = examples::evaluate(net, test_batches, ws);
     std::printf("epoch %ld: train %.1f s, loss %.4f, test acc %.4f\n", epoch, e.seconds, e.loss, acc);
     std::fflush(stdout);
     csv << epoch << ',' << e.seconds << ',' << e.loss << ',' << e.train_accuracy << ',' << acc << ',' << opt.lr()
-        << '\n' << std::flush;
+        << '\n'
+        << std::flush;
     loss_panel.series[0].points.emplace_back(epoch, e.loss);
     acc_panel.series[0].points.emplace_back(epoch, acc);
     examples::save_plot(chart, s.plot, "fashion_mnist");

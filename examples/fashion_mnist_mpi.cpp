@@ -20,13 +20,13 @@
 #include <resblocks/io/safetensors.hpp>
 #include <resblocks/resblocks.hpp>
 
+#include <unistd.h>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <stdexcept>
 #include <string>
-#include <unistd.h>
 
 using namespace resblocks;
 
@@ -41,11 +41,13 @@ int run(int argc, char** argv, const Communicator& comm) {
   const double lr = cl.get_double("--lr", 0.1, "peak learning rate (SGD, Nesterov 0.9; linear warm-up, cosine decay)");
   const double weight_decay = cl.get_double("--weight-decay", 5e-4, "L2 weight decay");
   const long threads = cl.get_int("--threads", 1, "threads per rank");
-  const auto seed = static_cast<std::uint64_t>(cl.get_int("--seed", 1, "seed of the initial weights and of the shuffling"));
+  const auto seed =
+      static_cast<std::uint64_t>(cl.get_int("--seed", 1, "seed of the initial weights and of the shuffling"));
   const std::string data = cl.get_string("--data", "/usr/share/datasets/fashion-mnist", "directory of the IDX files");
   const std::string csv_path = cl.get_string("--csv", "fashion_mnist_mpi.csv", "per-epoch results (CSV, rank 0)");
   const std::string plot_path = cl.get_string("--plot", "fashion_mnist_mpi.svg", "plot (SVG, rank 0)");
-  const std::string weights_path = cl.get_string("--weights", "fashion_mnist_mpi.safetensors", "trained weights (rank 0)");
+  const std::string weights_path =
+      cl.get_string("--weights", "fashion_mnist_mpi.safetensors", "trained weights (rank 0)");
   const long limit = cl.get_int("--limit", 0, "train on the first N images only (0: all)");
   const bool sync_bn = cl.get_flag("--sync-bn", "BatchNorm statistics over the global batch (SyncBatchNorm)");
   const bool no_overlap = cl.get_flag("--no-overlap", "reduce the gradients after backward, not during it");
@@ -55,8 +57,8 @@ int run(int argc, char** argv, const Communicator& comm) {
   if (epochs < 1 || batch < 1 || !(lr > 0) || limit < 0 || threads < 1 || bucket_kb < 1)
     throw std::invalid_argument("--epochs, --batch, --threads and --bucket-kb must be >= 1, --lr > 0, --limit >= 0");
   if (batch % ranks != 0)
-    throw std::invalid_argument("--batch " + std::to_string(batch) + " is not divisible by the " + std::to_string(ranks) +
-                                " ranks");
+    throw std::invalid_argument("--batch " + std::to_string(batch) + " is not divisible by the " +
+                                std::to_string(ranks) + " ranks");
   set_num_threads(static_cast<int>(threads));
   CifarResNet<float>::blocks_per_stage(depth);
 
@@ -64,14 +66,29 @@ int run(int argc, char** argv, const Communicator& comm) {
   const ImageDataset test = load_mnist(data, MnistSplit::test);
   if (limit > 0) train = train.head(limit);
   const auto [mean, std] = train.pixel_mean_std();
-  BatchLoader<float> train_batches(train, {.batch_size = batch / ranks, .shuffle = true, .drop_last = true, .seed = seed,
-                                           .mean = mean, .std = std, .rank = comm.rank(), .world_size = ranks});
-  BatchLoader<float> test_batches(test, {.batch_size = 250, .shuffle = false, .mean = mean, .std = std,
-                                         .rank = comm.rank(), .world_size = ranks, .pad_shards = false});
+  BatchLoader<float> train_batches(train, {.batch_size = batch / ranks,
+                                           .shuffle = true,
+                                           .drop_last = true,
+                                           .seed = seed,
+                                           .mean = mean,
+                                           .std = std,
+                                           .rank = comm.rank(),
+                                           .world_size = ranks});
+  BatchLoader<float> test_batches(test, {.batch_size = 250,
+                                         .shuffle = false,
+                                         .mean = mean,
+                                         .std = std,
+                                         .rank = comm.rank(),
+                                         .world_size = ranks,
+                                         .pad_shards = false});
 
   manual_seed(seed);
-  CifarResNet<float> net({.depth = depth, .in_channels = 1, .classes = 10, .width = 16,
-                          .image = {train.height(), train.width()}, .downsample = ShortcutKind::projection,
+  CifarResNet<float> net({.depth = depth,
+                          .in_channels = 1,
+                          .classes = 10,
+                          .width = 16,
+                          .image = {train.height(), train.width()},
+                          .downsample = ShortcutKind::projection,
                           .input_gradient = false});
   if (sync_bn) sync_batch_norm(net, comm);
   DataParallel dp(net, comm, {.bucket_bytes = static_cast<std::size_t>(bucket_kb) << 10, .overlap = !no_overlap});
@@ -86,11 +103,12 @@ int run(int argc, char** argv, const Communicator& comm) {
 
   const std::string model = "resnet-" + std::to_string(depth);
   if (root)
-    std::printf("%s: %ld parameters, %ld ranks x %ld threads, batch %ld (%ld per rank), %ld steps/epoch, %zu gradient "
-                "buckets, %s, %s\n",
-                model.c_str(), static_cast<long>(parameter_count(net)), ranks, threads, batch, batch / ranks,
-                steps_per_epoch, dp.bucket_count(), no_overlap ? "no overlap" : "overlapped with backward",
-                sync_bn ? "SyncBatchNorm" : "per-rank BatchNorm");
+    std::printf(
+        "%s: %ld parameters, %ld ranks x %ld threads, batch %ld (%ld per rank), %ld steps/epoch, %zu gradient "
+        "buckets, %s, %s\n",
+        model.c_str(), static_cast<long>(parameter_count(net)), ranks, threads, batch, batch / ranks, steps_per_epoch,
+        dp.bucket_count(), no_overlap ? "no overlap" : "overlapped with backward",
+        sync_bn ? "SyncBatchNorm" : "per-rank BatchNorm");
   std::fflush(stdout);
 
   std::ofstream csv;
@@ -152,11 +170,14 @@ int run(int argc, char** argv, const Communicator& comm) {
     comm.all_reduce_sum(std::span<std::int64_t>(counts, 2));
     const double acc = static_cast<double>(counts[0]) / static_cast<double>(counts[1]);
     if (root) {
-      std::printf("epoch %ld: train %.1f s (%.1f s waiting for gradients after backward), loss %.4f, test acc %.4f (%lld images)\n",
-                  epoch, seconds, wait, train_loss, acc, static_cast<long long>(counts[1]));
+      std::printf(
+          "epoch %ld: train %.1f s (%.1f s waiting for gradients after backward), loss %.4f, test acc %.4f (%lld "
+          "images)\n",
+          epoch, seconds, wait, train_loss, acc, static_cast<long long>(counts[1]));
       std::fflush(stdout);
       csv << epoch << ',' << seconds << ',' << train_loss << ',' << train_acc << ',' << acc << ',' << opt.lr() << ','
-          << wait << '\n' << std::flush;
+          << wait << '\n'
+          << std::flush;
       loss_panel.series[0].points.emplace_back(epoch, train_loss);
       acc_panel.series[0].points.emplace_back(epoch, acc);
       chart.save(plot_path);

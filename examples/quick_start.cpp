@@ -25,11 +25,11 @@ int main() {
 
   const float lr = 0.02f;
   for (int step = 0; step <= 1000; ++step) {
-    const Batch<float, 1>& y = net.forward(x);             // training pass, caches what backward needs
-    dL_dy = (y - t) * (2.0f / n);                          // gradient of the mean squared error
+    const Batch<float, 1>& y = net.forward(x);  // training pass, caches what backward needs
+    dL_dy = (y - t) * (2.0f / n);               // gradient of the mean squared error
     const float loss = (y - t).squaredNorm() / n;
     net.zero_grad();
-    net.backward(dL_dy);                                   // dL/dx, and adds dL/dθ to every gradient
+    net.backward(dL_dy);  // dL/dx, and adds dL/dθ to every gradient
     net.for_each_parameter([&](std::string_view, auto& value, const auto& grad) { value -= lr * grad; });
     if (step % 200 == 0) std::printf("step %3d  loss %.5f\n", step, loss);
   }
@@ -37,6 +37,7 @@ int main() {
   // Inference is const and re-entrant: each thread brings its own workspace.
   Net::Workspace ws;
   const Batch<float, 1>& y = net.infer(x, ws);
-  std::printf("final mse %.5f with %ld parameters\n", (y - t).squaredNorm() / n, static_cast<long>(parameter_count(net)));
+  std::printf("final mse %.5f with %ld parameters\n", (y - t).squaredNorm() / n,
+              static_cast<long>(parameter_count(net)));
   return 0;
 }

@@ -46,15 +46,15 @@ int run(int argc, char** argv) {
 
   // The README's "From and to PyTorch" block is these lines (a test checks it):
   auto net = resblocks::resnet18<float>({.classes = 10, .image = {h, w}});
-  resblocks::load_safetensors(net, weights);   // every name, dtype and shape checked; all or nothing
-  resblocks::eval(net);                        // model.eval(): BatchNorm's running statistics
+  resblocks::load_safetensors(net, weights);  // every name, dtype and shape checked; all or nothing
+  resblocks::eval(net);                       // model.eval(): BatchNorm's running statistics
   // images: n·3·h·w floats in NCHW order (torch's x.numpy().tofile(path)); x is 3 × (n·h·w)
   const Eigen::MatrixXf x = resblocks::from_nchw(std::span<const float>(images), {n, 3, h, w});
   decltype(net)::Workspace ws;
-  const auto& logits = net.infer(x, ws);       // 10 × n: column j is sample j
+  const auto& logits = net.infer(x, ws);  // 10 × n: column j is sample j
   std::vector<float> out(static_cast<std::size_t>(logits.size()));
   resblocks::to_nd(logits, std::span<float>(out));  // (n, 10) row-major: torch's model(x) order
-  resblocks::save_safetensors(net, saved);     // torch's names and shapes: load_state_dict takes it as is
+  resblocks::save_safetensors(net, saved);          // torch's names and shapes: load_state_dict takes it as is
 
   write_floats(argv[6], out);
   std::printf("torch_roundtrip: %ld images %ldx%ld, logits written to %s, weights saved to %s\n", static_cast<long>(n),

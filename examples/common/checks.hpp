@@ -51,9 +51,8 @@ inline void check_data(const resblocks::ImageDataset& train, const resblocks::Im
                                 std::to_string(test.classes()) + " (test)");
   if (batch > train.size())
     throw std::invalid_argument("--batch " + std::to_string(batch) + " is larger than the " +
-                                std::to_string(train.size()) +
-                                " training images (after --limit): use --batch " + std::to_string(train.size()) +
-                                " or less");
+                                std::to_string(train.size()) + " training images (after --limit): use --batch " +
+                                std::to_string(train.size()) + " or less");
 }
 
 /// The training pixels' mean and standard deviation for normalisation; throws std::invalid_argument
@@ -74,9 +73,9 @@ inline void check_outputs(const std::vector<std::pair<std::string, std::string>>
     resblocks::detail::check_writable(outputs[i].second, outputs[i].first);
     for (std::size_t j = 0; j < i; ++j) {
       std::error_code ec;
-      const bool same = outputs[i].second == outputs[j].second ||
-                        std::filesystem::weakly_canonical(outputs[i].second, ec) ==
-                            std::filesystem::weakly_canonical(outputs[j].second, ec);
+      const bool same =
+          outputs[i].second == outputs[j].second || std::filesystem::weakly_canonical(outputs[i].second, ec) ==
+                                                        std::filesystem::weakly_canonical(outputs[j].second, ec);
       if (same)
         throw std::invalid_argument(outputs[j].first + " and " + outputs[i].first + " name the same file '" +
                                     outputs[i].second + "'");

@@ -24,7 +24,8 @@ class CommandLine {
         m_help = true;
         continue;
       }
-      if (arg.rfind("--", 0) != 0) throw std::invalid_argument("unexpected argument '" + arg + "' (flags start with --)");
+      if (arg.rfind("--", 0) != 0)
+        throw std::invalid_argument("unexpected argument '" + arg + "' (flags start with --)");
       const auto eq = arg.find('=');
       if (eq != std::string::npos) {
         m_values[arg.substr(0, eq)] = arg.substr(eq + 1);
@@ -56,10 +57,11 @@ class CommandLine {
     char* end = nullptr;
     errno = 0;
     const long v = std::strtol(it->second.c_str(), &end, 10);
-    if (it->second.empty() || *end != '\0') throw std::invalid_argument(name + " needs an integer, got '" + it->second + "'");
+    if (it->second.empty() || *end != '\0')
+      throw std::invalid_argument(name + " needs an integer, got '" + it->second + "'");
     if (errno == ERANGE || v < lo || v > hi)
-      throw std::invalid_argument(name + " " + it->second + " is out of range: it must be between " + std::to_string(lo) +
-                                  " and " + std::to_string(hi));
+      throw std::invalid_argument(name + " " + it->second + " is out of range: it must be between " +
+                                  std::to_string(lo) + " and " + std::to_string(hi));
     return v;
   }
 
@@ -74,7 +76,8 @@ class CommandLine {
     m_used.push_back(name);
     char* end = nullptr;
     const double v = std::strtod(it->second.c_str(), &end);
-    if (it->second.empty() || *end != '\0') throw std::invalid_argument(name + " needs a number, got '" + it->second + "'");
+    if (it->second.empty() || *end != '\0')
+      throw std::invalid_argument(name + " needs a number, got '" + it->second + "'");
     if (!std::isfinite(v) || v < lo || v > hi) {
       char range[96];
       std::snprintf(range, sizeof range, "between %g and %g", lo, hi);
@@ -108,7 +111,8 @@ class CommandLine {
   }
 
  private:
-  void document(const std::string& name, const std::string& meta, const std::string& fallback, const std::string& help) {
+  void document(const std::string& name, const std::string& meta, const std::string& fallback,
+                const std::string& help) {
     std::string left = "  " + name + (meta.empty() ? "" : " " + meta);
     if (left.size() < 22) left.resize(22, ' ');
     m_usage += left + " " + help + (fallback.empty() ? "" : " (default " + fallback + ")") + "\n";

@@ -2,8 +2,8 @@
 // SvgChart: line charts written as a standalone SVG file (no plotting library needed).
 #include <algorithm>
 #include <cmath>
-#include <deque>
 #include <cstdio>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -91,8 +91,8 @@ class SvgChart {
       }
       s << "<rect x=\"" << x0 << "\" y=\"" << y1 << "\" width=\"" << x1 - x0 << "\" height=\"" << y0 - y1
         << "\" fill=\"none\" stroke=\"#444\"/>\n";
-      s << "<text x=\"" << (x0 + x1) / 2 << "\" y=\"" << y0 + 36 << "\" text-anchor=\"middle\">" << escape(panel.x_label)
-        << "</text>\n";
+      s << "<text x=\"" << (x0 + x1) / 2 << "\" y=\"" << y0 + 36 << "\" text-anchor=\"middle\">"
+        << escape(panel.x_label) << "</text>\n";
       s << "<text transform=\"translate(" << x0 - 46 << "," << (y0 + y1) / 2
         << ") rotate(-90)\" text-anchor=\"middle\">" << escape(panel.y_label) << "</text>\n";
       for (std::size_t i = 0; i < panel.series.size(); ++i) {
@@ -115,8 +115,9 @@ class SvgChart {
       for (std::size_t i = 0; i < series.size(); ++i) {
         const double y = panel_h + 8 + 18.0 * static_cast<double>(i);
         s << "<line x1=\"" << left << "\" y1=\"" << y << "\" x2=\"" << left + 28 << "\" y2=\"" << y << "\" stroke=\""
-          << palette(series[i].colour >= 0 ? std::size_t(series[i].colour) : i) << "\" stroke-width=\"2\"" << (series[i].dashed ? " stroke-dasharray=\"6,4\"" : "")
-          << "/>\n<text x=\"" << left + 36 << "\" y=\"" << y + 4 << "\">" << escape(series[i].name) << "</text>\n";
+          << palette(series[i].colour >= 0 ? std::size_t(series[i].colour) : i) << "\" stroke-width=\"2\""
+          << (series[i].dashed ? " stroke-dasharray=\"6,4\"" : "") << "/>\n<text x=\"" << left + 36 << "\" y=\""
+          << y + 4 << "\">" << escape(series[i].name) << "</text>\n";
       }
     }
     s << "</svg>\n";
@@ -127,17 +128,22 @@ class SvgChart {
   std::size_t legend_entries() const { return m_panels.empty() ? 0 : m_panels.front().series.size(); }
 
   static const char* palette(std::size_t i) {
-    static const char* colours[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"};
+    static const char* colours[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e",
+                                    "#9467bd", "#8c564b", "#e377c2", "#17becf"};
     return colours[i % 8];
   }
 
   static std::string escape(const std::string& text) {
     std::string out;
     for (char c : text) {
-      if (c == '<') out += "&lt;";
-      else if (c == '>') out += "&gt;";
-      else if (c == '&') out += "&amp;";
-      else out += c;
+      if (c == '<')
+        out += "&lt;";
+      else if (c == '>')
+        out += "&gt;";
+      else if (c == '&')
+        out += "&amp;";
+      else
+        out += c;
     }
     return out;
   }
@@ -161,7 +167,8 @@ class SvgChart {
         b.ymin = std::min(b.ymin, y), b.ymax = std::max(b.ymax, y);
       }
     if (!(b.xmin < b.xmax)) b.xmin = std::isfinite(b.xmin) ? b.xmin - 1 : 0, b.xmax = b.xmin + 2;
-    if (!(b.ymin < b.ymax)) b.ymin = std::isfinite(b.ymin) ? b.ymin * 0.9 - (panel.log_y ? 0 : 1) : 0.1, b.ymax = b.ymin * 1.2 + 2;
+    if (!(b.ymin < b.ymax))
+      b.ymin = std::isfinite(b.ymin) ? b.ymin * 0.9 - (panel.log_y ? 0 : 1) : 0.1, b.ymax = b.ymin * 1.2 + 2;
     if (panel.log_y) {
       b.ymin = std::pow(10.0, std::floor(std::log10(b.ymin)));
       b.ymax = std::pow(10.0, std::ceil(std::log10(b.ymax)));

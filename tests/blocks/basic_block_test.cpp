@@ -49,10 +49,9 @@ TEST_CASE("BasicBlock: torchvision names, zero-init makes it start as relu(skip(
   REQUIRE(parameter_names(down) ==
           std::vector<std::string>{"conv1.weight", "bn1.weight", "bn1.bias", "conv2.weight", "bn2.weight", "bn2.bias",
                                    "downsample.0.weight", "downsample.1.weight", "downsample.1.bias",
-                                   "bn1.running_mean", "bn1.running_var", "bn1.num_batches_tracked",
-                                   "bn2.running_mean", "bn2.running_var", "bn2.num_batches_tracked",
-                                   "downsample.1.running_mean", "downsample.1.running_var",
-                                   "downsample.1.num_batches_tracked"});
+                                   "bn1.running_mean", "bn1.running_var", "bn1.num_batches_tracked", "bn2.running_mean",
+                                   "bn2.running_var", "bn2.num_batches_tracked", "downsample.1.running_mean",
+                                   "downsample.1.running_var", "downsample.1.num_batches_tracked"});
   BasicBlock<float> same(4, 4);
   REQUIRE(parameter_count(same) == 2 * 4 * 4 * 9 + 4 * 4);
 

@@ -52,8 +52,8 @@ Eigen::VectorXd parameters_of(Net& net) {
 // every compiler; with parentheses GCC built the last argument (the classifier) first, Clang last.
 TEST_CASE("CifarResNet, BasicBlock: layers draw their initial weights in order, whatever the compiler",
           "[resnet][cifar][seed]") {
-  const CifarResNetOptions o{.depth = 8, .in_channels = 1, .classes = 3, .width = 4, .image = {8, 8},
-                             .downsample = ShortcutKind::projection};
+  const CifarResNetOptions o{
+      .depth = 8, .in_channels = 1, .classes = 3, .width = 4, .image = {8, 8}, .downsample = ShortcutKind::projection};
   const BlockOptions bo{.downsample = o.downsample};
   manual_seed(7);
   Conv2d<float> conv1(1, 4, 3, {.padding = 1, .bias = false});  // one statement each: a defined order
@@ -64,8 +64,8 @@ TEST_CASE("CifarResNet, BasicBlock: layers draw their initial weights in order, 
   Linear<float> fc(16, 3);
   Sequential<Conv2d<float>, BatchNorm2d<float>, ReLU<float>, Repeat<BasicBlock<float>>, Repeat<BasicBlock<float>>,
              Repeat<BasicBlock<float>>, GlobalAvgPool<float>, Linear<float>>
-      in_order{std::move(conv1), std::move(bn1), ReLU<float>(), std::move(layer1), std::move(layer2),
-               std::move(layer3), GlobalAvgPool<float>(), std::move(fc)};
+      in_order{std::move(conv1),  std::move(bn1),    ReLU<float>(),          std::move(layer1),
+               std::move(layer2), std::move(layer3), GlobalAvgPool<float>(), std::move(fc)};
   detail::torchvision_init(in_order);
   manual_seed(7);
   CifarResNet<float> net(o);

@@ -235,7 +235,10 @@ std::pair<long, long> steady_state_allocations(Net& net, const Eigen::MatrixXf& 
 }  // namespace
 
 TEST_CASE("DenseBlock and DenseNet: no allocation in steady-state steps", "[dense][allocation]") {
-  REQUIRE(allocations_in([] { Eigen::MatrixXf m(10, 10); m.setZero(); }) >= 1);  // the counter counts
+  REQUIRE(allocations_in([] {
+            Eigen::MatrixXf m(10, 10);
+            m.setZero();
+          }) >= 1);  // the counter counts
   // 4 x 16x16 images: several column chunks per layer, convolutions in parts side by side.
   DenseBlock<float> block(16, 8, 3);
   block.set_image_size({16, 16});
@@ -255,13 +258,16 @@ TEST_CASE("DenseBlock and DenseNet: no allocation in steady-state steps", "[dens
 #endif
 
 TEST_CASE("DenseBlock: errors name the block and the shapes", "[dense][errors]") {
-  CHECK_THROWS_WITH(DenseBlock<float>(0, 2, 3), rbtest::contains("DenseBlock: in_channels and growth_rate must be >= 1"));
+  CHECK_THROWS_WITH(DenseBlock<float>(0, 2, 3),
+                    rbtest::contains("DenseBlock: in_channels and growth_rate must be >= 1"));
   CHECK_THROWS_WITH(DenseBlock<float>(3, 2, -1), rbtest::contains("layers >= 0"));
   DenseBlock<float> block(3, 2, 2);
   block.set_image_size({5, 4});
-  CHECK_THROWS_WITH(block.backward(Eigen::MatrixXf::Zero(7, 40)), rbtest::contains("DenseBlock: backward() called before forward()"));
+  CHECK_THROWS_WITH(block.backward(Eigen::MatrixXf::Zero(7, 40)),
+                    rbtest::contains("DenseBlock: backward() called before forward()"));
   const Eigen::MatrixXf wrong = rbtest::random_batch<Eigen::MatrixXf>(4, 40, 91);
-  CHECK_THROWS_WITH(block.forward(wrong), rbtest::contains("DenseBlock: input is 4x40") && rbtest::contains("expected 3"));
+  CHECK_THROWS_WITH(block.forward(wrong),
+                    rbtest::contains("DenseBlock: input is 4x40") && rbtest::contains("expected 3"));
   const Eigen::MatrixXf x = rbtest::random_batch<Eigen::MatrixXf>(3, 40, 92);
   block.forward(x);
   CHECK_THROWS_WITH(block.backward(Eigen::MatrixXf::Zero(5, 40)),

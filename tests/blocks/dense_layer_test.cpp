@@ -54,8 +54,8 @@ TEST_CASE("DenseLayer: names and buffers as torchvision's _DenseLayer", "[dense]
     names.emplace_back(std::string(n) + " " + std::to_string(v.rows()) + "x" + std::to_string(v.cols()));
   });
   layer.for_each_buffer([&](std::string_view n, const auto&) { buffers.emplace_back(n); });
-  CHECK(names == std::vector<std::string>{"norm1.weight 6x1", "norm1.bias 6x1", "conv1.weight 16x6", "norm2.weight 16x1",
-                                          "norm2.bias 16x1", "conv2.weight 4x144"});
+  CHECK(names == std::vector<std::string>{"norm1.weight 6x1", "norm1.bias 6x1", "conv1.weight 16x6",
+                                          "norm2.weight 16x1", "norm2.bias 16x1", "conv2.weight 4x144"});
   CHECK(buffers == std::vector<std::string>{"norm1.running_mean", "norm1.running_var", "norm1.num_batches_tracked",
                                             "norm2.running_mean", "norm2.running_var", "norm2.num_batches_tracked"});
   CHECK(layer.in_features() == 6);
@@ -96,9 +96,11 @@ TEST_CASE("DenseLayer: errors name the layer and the shapes", "[dense][errors]")
   const Eigen::MatrixXf x = rbtest::random_batch<Eigen::MatrixXf>(3, 40, 41);
   CHECK_THROWS_WITH(layer.forward(x), rbtest::contains("image size not set"));
   layer.set_image_size({5, 4});
-  CHECK_THROWS_WITH(layer.backward(Eigen::MatrixXf::Zero(2, 40)), rbtest::contains("DenseLayer: backward() called before forward()"));
+  CHECK_THROWS_WITH(layer.backward(Eigen::MatrixXf::Zero(2, 40)),
+                    rbtest::contains("DenseLayer: backward() called before forward()"));
   const Eigen::MatrixXf wide = rbtest::random_batch<Eigen::MatrixXf>(4, 40, 42);
-  CHECK_THROWS_WITH(layer.forward(wide), rbtest::contains("DenseLayer: input is 4x40") && rbtest::contains("expected 3"));
+  CHECK_THROWS_WITH(layer.forward(wide),
+                    rbtest::contains("DenseLayer: input is 4x40") && rbtest::contains("expected 3"));
   const Eigen::MatrixXf partial = rbtest::random_batch<Eigen::MatrixXf>(3, 30, 43);
   CHECK_THROWS_WITH(layer.forward(partial), rbtest::contains("not a whole number of 5x4 images"));
   layer.forward(x);

@@ -72,7 +72,8 @@ TEST_CASE("DenseNet: torchvision's initialisation", "[dense][densenet]") {
 TEST_CASE("DenseNet: gradients end to end, train and eval", "[dense][densenet][gradient]") {
   for (bool training : {true, false}) {
     INFO("training " << training);
-    DenseNet<double> net({.block_layers = {1, 2, 1}, .growth_rate = 2, .in_channels = 1, .classes = 3, .image = {8, 8}});
+    DenseNet<double> net(
+        {.block_layers = {1, 2, 1}, .growth_rate = 2, .in_channels = 1, .classes = 3, .image = {8, 8}});
     rbtest::randomise_norms(net, 131);
     net.set_training(training);
     rbtest::require_gradients(net, rbtest::random_batch<Eigen::MatrixXd>(1, 2 * 64, 132));

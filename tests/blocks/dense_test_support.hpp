@@ -15,8 +15,8 @@
 
 #include <cmath>
 #include <cstdint>
-#include <set>
 #include <map>
+#include <set>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -48,14 +48,16 @@ void randomise_norms(Net& net, std::uint64_t seed) {
 template <class Net>
 std::map<std::string, Eigen::MatrixXd> parameters_by_name(const Net& net) {
   std::map<std::string, Eigen::MatrixXd> out;
-  net.for_each_parameter([&](std::string_view n, const auto& v, const auto&) { out[std::string(n)] = v.template cast<double>(); });
+  net.for_each_parameter(
+      [&](std::string_view n, const auto& v, const auto&) { out[std::string(n)] = v.template cast<double>(); });
   return out;
 }
 /// Every parameter gradient by name, as double.
 template <class Net>
 std::map<std::string, Eigen::MatrixXd> gradients_by_name(const Net& net) {
   std::map<std::string, Eigen::MatrixXd> out;
-  net.for_each_parameter([&](std::string_view n, const auto&, const auto& g) { out[std::string(n)] = g.template cast<double>(); });
+  net.for_each_parameter(
+      [&](std::string_view n, const auto&, const auto& g) { out[std::string(n)] = g.template cast<double>(); });
   return out;
 }
 /// Every floating-point buffer by name (counts as 1×1), as double.
@@ -102,8 +104,8 @@ void copy_by_name(From& from, To& to) {
 }
 
 /// Both maps have the same names and every tensor agrees to `tol` (relative to max(1, max |b|)).
-inline void require_same(const std::map<std::string, Eigen::MatrixXd>& a, const std::map<std::string, Eigen::MatrixXd>& b,
-                         double tol) {
+inline void require_same(const std::map<std::string, Eigen::MatrixXd>& a,
+                         const std::map<std::string, Eigen::MatrixXd>& b, double tol) {
   REQUIRE(a.size() == b.size());
   for (const auto& [name, m] : b) {
     INFO("tensor " << name);
@@ -122,7 +124,8 @@ template <class S>
 StockDenseLayer<S> stock_dense_layer(resblocks::Index c, resblocks::Index k, resblocks::Index bn_size = 4) {
   using namespace resblocks;
   StockDenseLayer<S> l(BatchNorm2d<S>(c), ReLU<S>(), Conv2d<S>(c, bn_size * k, 1, {.bias = false}),
-                       BatchNorm2d<S>(bn_size * k), ReLU<S>(), Conv2d<S>(bn_size * k, k, 3, {.padding = 1, .bias = false}));
+                       BatchNorm2d<S>(bn_size * k), ReLU<S>(),
+                       Conv2d<S>(bn_size * k, k, 3, {.padding = 1, .bias = false}));
   l.set_child_names({"norm1", "", "conv1", "norm2", "", "conv2"});
   return l;
 }

@@ -177,7 +177,8 @@ TEST_CASE("Highway: parameter names h.* and t.*, and set_child_names", "[highway
   hw.h().set_child_names({"", ""});
   REQUIRE(parameter_names(hw) == std::vector<std::string>{"h.weight", "h.bias", "t.weight", "t.bias"});
   hw.set_child_names("transform", "gate");
-  REQUIRE(parameter_names(hw) == std::vector<std::string>{"transform.weight", "transform.bias", "gate.weight", "gate.bias"});
+  REQUIRE(parameter_names(hw) ==
+          std::vector<std::string>{"transform.weight", "transform.bias", "gate.weight", "gate.bias"});
   REQUIRE(parameter_count(hw) == 2 * (16 + 4));
   int layers = 0;
   hw.for_each_layer([&](auto&) { ++layers; });

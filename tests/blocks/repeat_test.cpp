@@ -9,7 +9,7 @@ using Block = Residual<Sequential<Linear<double, 3, 4>, Tanh<double, 4>, Linear<
 using DynBlock = Residual<Sequential<Linear<double>, GELU<double>, Linear<double>>>;
 DynBlock dyn_block(Index d, Index h) {
   return DynBlock(Sequential<Linear<double>, GELU<double>, Linear<double>>(Linear<double>(d, h), GELU<double>(),
-                                                                          Linear<double>(h, d)));
+                                                                           Linear<double>(h, d)));
 }
 }  // namespace
 

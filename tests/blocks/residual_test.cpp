@@ -58,7 +58,8 @@ TEST_CASE("Residual: parameter names are body.* and skip.*", "[residual][names]"
   Residual<DynBody, Projection<double>> proj(dyn_body(3, 4, 2), Projection<double>(3, 2));
   std::vector<std::string> names;
   proj.for_each_parameter([&](std::string_view n, const auto&, const auto&) { names.emplace_back(n); });
-  REQUIRE(names == std::vector<std::string>{"body.0.weight", "body.0.bias", "body.2.weight", "body.2.bias", "skip.weight"});
+  REQUIRE(names ==
+          std::vector<std::string>{"body.0.weight", "body.0.bias", "body.2.weight", "body.2.bias", "skip.weight"});
 }
 
 TEST_CASE("Residual: an identity skip with a size-changing dynamic body is rejected", "[residual][errors]") {
@@ -89,7 +90,8 @@ TEST_CASE("Residual: infer equals forward bit for bit, with both skips", "[resid
   const Batch<float, 48> y = block.forward(x);
   REQUIRE(block.infer(x, ws) == y);
   Residual<Sequential<Linear<float>, ReLU<float>, Linear<float>>, Projection<float>> proj(
-      Sequential<Linear<float>, ReLU<float>, Linear<float>>(Linear<float>(48, 30), ReLU<float>(), Linear<float>(30, 10)),
+      Sequential<Linear<float>, ReLU<float>, Linear<float>>(Linear<float>(48, 30), ReLU<float>(),
+                                                            Linear<float>(30, 10)),
       Projection<float>(48, 10));
   decltype(proj)::Workspace pws;
   const Eigen::MatrixXf xd = x;  // Batch<float, 48> -> dynamic rows: an explicit copy, never an implicit temporary

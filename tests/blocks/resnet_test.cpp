@@ -24,11 +24,11 @@ TEST_CASE("ResNet-18/34/50: torchvision's parameter counts and state_dict names"
   REQUIRE(parameter_count(resnet34<float>()) == 21797672);
   const auto r50 = resnet50<float>();
   REQUIRE(parameter_count(r50) == 25557032);
-  for (const char* name : {"conv1.weight", "bn1.running_mean", "layer1.0.bn2.running_var", "layer2.0.downsample.0.weight",
-                           "layer4.1.conv2.weight", "fc.weight", "fc.bias"})
+  for (const char* name : {"conv1.weight", "bn1.running_mean", "layer1.0.bn2.running_var",
+                           "layer2.0.downsample.0.weight", "layer4.1.conv2.weight", "fc.weight", "fc.bias"})
     REQUIRE(has_name(r18, name));
   REQUIRE_FALSE(has_name(r18, "layer1.0.downsample.0.weight"));  // layer1 keeps 64 channels
-  REQUIRE(has_name(r50, "layer1.0.downsample.0.weight"));          // 64 -> 256
+  REQUIRE(has_name(r50, "layer1.0.downsample.0.weight"));        // 64 -> 256
   REQUIRE(has_name(r50, "layer3.5.bn3.num_batches_tracked"));
   std::size_t buffers = 0;
   r18.for_each_buffer([&](std::string_view, const auto&) { ++buffers; });

@@ -18,7 +18,8 @@ TEST_CASE("Sequential: gradients (dynamic sizes, shape-polymorphic activations)"
 }
 
 TEST_CASE("Sequential: names by position, get<I>, and the layer order is the composition order", "[sequential]") {
-  Sequential<Linear<double>, ReLU<double>, Linear<double>> net(Linear<double>(2, 3), ReLU<double>(), Linear<double>(3, 1));
+  Sequential<Linear<double>, ReLU<double>, Linear<double>> net(Linear<double>(2, 3), ReLU<double>(),
+                                                               Linear<double>(3, 1));
   std::vector<std::string> names;
   net.for_each_parameter([&](std::string_view n, const auto&, const auto&) { names.emplace_back(n); });
   REQUIRE(names == std::vector<std::string>{"0.weight", "0.bias", "2.weight", "2.bias"});
@@ -76,7 +77,8 @@ TEST_CASE("Sequential: fused Linear+activation equals the layers run one by one,
   REQUIRE(net.infer(x, ws) == y);
 }
 
-TEST_CASE("Sequential: activation-first bodies (pre-activation order), alone and under a Residual", "[sequential][gradient]") {
+TEST_CASE("Sequential: activation-first bodies (pre-activation order), alone and under a Residual",
+          "[sequential][gradient]") {
   using Pre = Sequential<Tanh<double, 4>, Linear<double, 4, 6>, GELU<double, 6>, Linear<double, 6, 4>>;
   Pre net;
   rbtest::require_gradients(net, rbtest::random_batch<Batch<double, 4>>(4, 3, 57));

@@ -43,9 +43,18 @@ std::vector<std::string> parameter_names(const Block& block) {
 
 const std::vector<std::string> k_torch_names = {
     // torch.nn.TransformerEncoderLayer(...).named_parameters(), in torch's order
-    "self_attn.in_proj_weight", "self_attn.in_proj_bias", "self_attn.out_proj.weight", "self_attn.out_proj.bias",
-    "linear1.weight",           "linear1.bias",           "linear2.weight",            "linear2.bias",
-    "norm1.weight",             "norm1.bias",             "norm2.weight",              "norm2.bias"};
+    "self_attn.in_proj_weight",
+    "self_attn.in_proj_bias",
+    "self_attn.out_proj.weight",
+    "self_attn.out_proj.bias",
+    "linear1.weight",
+    "linear1.bias",
+    "linear2.weight",
+    "linear2.bias",
+    "norm1.weight",
+    "norm1.bias",
+    "norm2.weight",
+    "norm2.bias"};
 
 template <class S, int D = Dynamic>
 TransformerBlock<S, D> make_block(TransformerOptions options, std::uint64_t seed) {
@@ -176,7 +185,8 @@ TEST_CASE("TransformerBlock: gradients without residual, pre-LN and post-LN (dou
   rbtest::require_gradients(post, rbtest::random_batch<Eigen::MatrixXd>(k_d, k_length * k_sequences, 21));
 }
 
-TEST_CASE("TransformerBlock: a Repeat of blocks has correct gradients and torch-style names", "[transformer][gradient]") {
+TEST_CASE("TransformerBlock: a Repeat of blocks has correct gradients and torch-style names",
+          "[transformer][gradient]") {
   Repeat<TransformerBlock<double>> stack(2, [](Index i) {
     TransformerBlock<double> b(k_d, k_heads, k_ff, {.causal = true});
     randomise(b, 22 + static_cast<std::uint64_t>(i));
@@ -204,15 +214,14 @@ TEST_CASE("TransformerBlock: parameter names and shapes are torch's TransformerE
       REQUIRE(grad.rows() == value.rows());
       REQUIRE(grad.cols() == value.cols());
       const Index rows = name == "self_attn.in_proj_weight" || name == "self_attn.in_proj_bias" ? 3 * k_d
-                         : name.starts_with("linear1")                                            ? k_ff
-                                                                                                  : k_d;
-      const Index cols = name.ends_with("bias") || name.starts_with("norm") ? 1
-                         : name == "linear2.weight"                         ? k_ff
-                                                                            : k_d;
+                         : name.starts_with("linear1")                                          ? k_ff
+                                                                                                : k_d;
+      const Index cols = name.ends_with("bias") || name.starts_with("norm") ? 1 : name == "linear2.weight" ? k_ff : k_d;
       REQUIRE(value.rows() == rows);
       REQUIRE(value.cols() == cols);
     });
-    REQUIRE(parameter_count(block) == 3 * k_d * k_d + 3 * k_d + k_d * k_d + k_d + 2 * k_d * k_ff + k_ff + k_d + 4 * k_d);
+    REQUIRE(parameter_count(block) ==
+            3 * k_d * k_d + 3 * k_d + k_d * k_d + k_d + 2 * k_d * k_ff + k_ff + k_d + 4 * k_d);
   }
   // The order is the forward order of each composition.
   TransformerBlock<float> pre(k_d, k_heads, k_ff);
@@ -357,8 +366,8 @@ TEST_CASE("TransformerBlock: bad sizes and inputs throw clear errors", "[transfo
 
 TEST_CASE("set_sequence_length reaches attention through Sequential, Residual, Repeat and Highway", "[transformer]") {
   using Attention = MultiHeadAttention<double>;
-  Residual<Sequential<LayerNorm<double>, Attention>> pre_ln(Sequential<LayerNorm<double>, Attention>(
-      LayerNorm<double>(k_d), Attention(k_d, k_heads, {.causal = true})));
+  Residual<Sequential<LayerNorm<double>, Attention>> pre_ln(
+      Sequential<LayerNorm<double>, Attention>(LayerNorm<double>(k_d), Attention(k_d, k_heads, {.causal = true})));
   const auto x = rbtest::random_batch<Eigen::MatrixXd>(k_d, k_length * k_sequences, 71);
   REQUIRE_THROWS_AS(pre_ln.forward(x), std::logic_error);  // not set yet
   pre_ln.set_sequence_length(k_length);

@@ -23,7 +23,8 @@ TEST_CASE("Transition: pooling before the 1x1 conv equals torchvision's conv-the
   // The reference runs the stock layers in _Transition's order, BN-ReLU-Conv1x1-AvgPool2d.
   using Stock = Sequential<BatchNorm2d<double>, ReLU<double>, Conv2d<double>, AvgPool2d<double>>;
   Transition<double> t(6, 3);
-  Stock stock(BatchNorm2d<double>(6), ReLU<double>(), Conv2d<double>(6, 3, 1, {.bias = false}), AvgPool2d<double>(2, 2));
+  Stock stock(BatchNorm2d<double>(6), ReLU<double>(), Conv2d<double>(6, 3, 1, {.bias = false}),
+              AvgPool2d<double>(2, 2));
   stock.set_child_names({"norm", "", "conv", ""});
   rbtest::randomise_norms(t, 111);
   rbtest::copy_by_name(t, stock);

@@ -56,7 +56,7 @@ TEST_CASE("allocation counter sees allocations (the check below can fail)", "[al
 TEST_CASE("no allocation in steady-state steps: static residual MLP (64/32)", "[allocation]") {
   using Block = Residual<Sequential<Linear<float, 64, 64>, ReLU<float, 64>, Linear<float, 64, 64>>>;
   Sequential<Linear<float, 16, 64>, Repeat<Block>, Linear<float, 64, 10>> net(Linear<float, 16, 64>(), Repeat<Block>(3),
-                                                                                Linear<float, 64, 10>());
+                                                                              Linear<float, 64, 10>());
   require_no_allocation(net, rbtest::random_batch<Batch<float, 16>>(16, 32, 101));
 }
 
@@ -89,7 +89,8 @@ TEST_CASE("no allocation in steady-state steps: pre-activation bottleneck, CIFAR
   require_no_allocation(cifar, rbtest::random_batch<Eigen::MatrixXf>(1, 16 * 144, 106));
 }
 
-TEST_CASE("no allocation in steady-state steps: Transformer blocks (masks, dropout), attention, Highway, Dropout", "[allocation][transformer]") {
+TEST_CASE("no allocation in steady-state steps: Transformer blocks (masks, dropout), attention, Highway, Dropout",
+          "[allocation][transformer]") {
   const Index d = 64, length = 16, sequences = 4;
   const Eigen::MatrixXf x = rbtest::random_batch<Eigen::MatrixXf>(d, length * sequences, 108);
   std::vector<unsigned char> mask(static_cast<std::size_t>(length * sequences), 0);
@@ -100,13 +101,15 @@ TEST_CASE("no allocation in steady-state steps: Transformer blocks (masks, dropo
     block.set_key_padding_mask(mask);
     require_no_allocation(block, x);
     // ReLU and the three Dropouts drawing masks (training mode, p > 0).
-    TransformerBlock<float> dropping(d, 4, 256, {.norm_first = norm_first, .activation = FeedForwardActivation::relu, .dropout = 0.1});
+    TransformerBlock<float> dropping(
+        d, 4, 256, {.norm_first = norm_first, .activation = FeedForwardActivation::relu, .dropout = 0.1});
     dropping.set_sequence_length(length);
     require_no_allocation(dropping, x);
   }
   Sequential<Linear<float>, Dropout<float>> dropout(Linear<float>(d, d), Dropout<float>(0.3));
   require_no_allocation(dropout, x);
-  Highway<Sequential<Linear<float>, ReLU<float>>> highway(Sequential<Linear<float>, ReLU<float>>(Linear<float>(d, d), ReLU<float>()));
+  Highway<Sequential<Linear<float>, ReLU<float>>> highway(
+      Sequential<Linear<float>, ReLU<float>>(Linear<float>(d, d), ReLU<float>()));
   require_no_allocation(highway, x);
 }
 
@@ -133,7 +136,8 @@ long training_step_allocations(Net& net, Optimizer& opt, const Eigen::MatrixXf& 
 }
 }  // namespace
 
-TEST_CASE("no allocation in steady-state training steps: loss, SGD, Adam, AdamW, clipping, schedule", "[allocation][train]") {
+TEST_CASE("no allocation in steady-state training steps: loss, SGD, Adam, AdamW, clipping, schedule",
+          "[allocation][train]") {
   const Eigen::MatrixXf x = rbtest::random_batch<Eigen::MatrixXf>(1, 16 * 144, 107);
   std::vector<int> labels(16);
   for (std::size_t i = 0; i < labels.size(); ++i) labels[i] = static_cast<int>(i % 10);
@@ -152,12 +156,16 @@ TEST_CASE("no allocation in steady-state training steps: loss, SGD, Adam, AdamW,
   }
 }
 
-TEST_CASE("no allocation in steady-state training steps: the main job's network on 28x28 images", "[allocation][train]") {
+TEST_CASE("no allocation in steady-state training steps: the main job's network on 28x28 images",
+          "[allocation][train]") {
   // 16, 32 and 64 channels at 28, 14 and 7 pixels: every direct convolution kernel, and the stem
   // without its input gradient, as examples/fashion_mnist.cpp trains it.
   const Eigen::MatrixXf x = rbtest::random_batch<Eigen::MatrixXf>(1, 4 * 784, 109);
   const std::vector<int> labels = {3, 1, 4, 1};
-  CifarResNet<float> net({.depth = 8, .in_channels = 1, .image = {28, 28}, .downsample = ShortcutKind::projection,
+  CifarResNet<float> net({.depth = 8,
+                          .in_channels = 1,
+                          .image = {28, 28},
+                          .downsample = ShortcutKind::projection,
                           .input_gradient = false});
   Sgd opt(net, {.lr = 0.1, .momentum = 0.9, .nesterov = true, .weight_decay = 5e-4});
   CHECK(training_step_allocations(net, opt, x, labels) == 0);

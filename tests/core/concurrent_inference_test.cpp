@@ -52,7 +52,8 @@ TEST_CASE("two threads infer with one network: static residual MLP", "[concurren
 
 TEST_CASE("two threads infer with one network: large dynamic block on the threaded GEMM path", "[concurrency]") {
   using Body = Sequential<Linear<float>, GELU<float>, Linear<float>>;
-  Repeat<Residual<Body>> net(2, [](Index) { return Residual<Body>(Body(Linear<float>(256, 512), GELU<float>(), Linear<float>(512, 256))); });
+  Repeat<Residual<Body>> net(
+      2, [](Index) { return Residual<Body>(Body(Linear<float>(256, 512), GELU<float>(), Linear<float>(512, 256))); });
   require_concurrent_infer_exact(net, rbtest::random_batch<Eigen::MatrixXf>(256, 200, 113),
                                  rbtest::random_batch<Eigen::MatrixXf>(256, 200, 114));
 }

@@ -26,8 +26,8 @@ void check_against_eigen(Index m, Index n, Index k, bool accumulate) {
 template <bool TA, bool TB>
 void check_all_shapes() {
   // tiny (coefficient path), small (Eigen stack path), large (packed driver, threaded), odd sizes.
-  const Index shapes[][3] = {{1, 1, 1}, {3, 1, 5}, {1, 7, 4}, {5, 6, 7}, {33, 17, 9}, {64, 32, 64},
-                             {130, 70, 300}, {257, 129, 100}, {100, 300, 257}};
+  const Index shapes[][3] = {{1, 1, 1},    {3, 1, 5},      {1, 7, 4},       {5, 6, 7},      {33, 17, 9},
+                             {64, 32, 64}, {130, 70, 300}, {257, 129, 100}, {100, 300, 257}};
   for (const auto& s : shapes) {
     check_against_eigen<TA, TB>(s[0], s[1], s[2], false);
     check_against_eigen<TA, TB>(s[0], s[1], s[2], true);
@@ -65,7 +65,9 @@ TEST_CASE("gemm: float products across the kernel's cache blocks and register-ti
   check_float_blocks<true, true>();
 }
 
-TEST_CASE("gemm: C = A B and C += A B match a reference loop on all paths", "[gemm]") { check_all_shapes<false, false>(); }
+TEST_CASE("gemm: C = A B and C += A B match a reference loop on all paths", "[gemm]") {
+  check_all_shapes<false, false>();
+}
 TEST_CASE("gemm: transposed A", "[gemm]") { check_all_shapes<true, false>(); }
 TEST_CASE("gemm: transposed B", "[gemm]") { check_all_shapes<false, true>(); }
 

@@ -6,7 +6,9 @@ using namespace resblocks;
 
 namespace {
 template <class L, class X>
-concept CanForward = requires(L& l, X&& x) { l.forward(std::forward<X>(x)); };
+concept CanForward = requires(L& l, X&& x) {
+  l.forward(std::forward<X>(x));
+};
 using StaticMlp = Residual<Sequential<Linear<float, 8, 16>, ReLU<float, 16>, Linear<float, 16, 8>>>;
 using DynamicMlp = Residual<Sequential<Linear<double>, GELU<double>, Linear<double>>, Projection<double>>;
 }  // namespace
@@ -41,8 +43,8 @@ TEST_CASE("forward rejects temporaries and inputs of another type at compile tim
   using L = Linear<float, 3, 4>;
   STATIC_REQUIRE(CanForward<L, const L::Input&>);
   STATIC_REQUIRE(CanForward<L, L::Input&>);
-  STATIC_REQUIRE_FALSE(CanForward<L, L::Input>);                 // a temporary would dangle
-  STATIC_REQUIRE_FALSE(CanForward<L, const Eigen::MatrixXf&>);    // would convert into a temporary
+  STATIC_REQUIRE_FALSE(CanForward<L, L::Input>);                // a temporary would dangle
+  STATIC_REQUIRE_FALSE(CanForward<L, const Eigen::MatrixXf&>);  // would convert into a temporary
   STATIC_REQUIRE_FALSE(CanForward<StaticMlp, StaticMlp::Input>);
   STATIC_REQUIRE_FALSE(CanForward<Repeat<StaticMlp>, StaticMlp::Input>);
   STATIC_REQUIRE_FALSE(CanForward<ReLU<float, 3>, Batch<float, 3>>);

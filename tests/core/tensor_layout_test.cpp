@@ -29,7 +29,8 @@ Eigen::MatrixXd documented_layout(std::span<const double> nchw, const ImageTenso
   for (Index n = 0; n < s.n; ++n)
     for (Index c = 0; c < s.c; ++c)
       for (Index h = 0; h < s.h; ++h)
-        for (Index w = 0; w < s.w; ++w) m(c, w + s.w * (h + s.h * n)) = nchw[std::size_t(((n * s.c + c) * s.h + h) * s.w + w)];
+        for (Index w = 0; w < s.w; ++w)
+          m(c, w + s.w * (h + s.h * n)) = nchw[std::size_t(((n * s.c + c) * s.h + h) * s.w + w)];
   return m;
 }
 
@@ -93,7 +94,8 @@ TEST_CASE("tensor layout: static channel counts, output reuse and size errors", 
   REQUIRE_THROWS_WITH(from_nhwc(std::span<const float>(buffer), {2, 3, 2, 2}, four),
                       rbtest::contains("from_nhwc") && rbtest::contains("4 rows"));
   std::vector<float> small(5);
-  REQUIRE_THROWS_WITH(to_nchw(x, {2, 2}, std::span<float>(small)), rbtest::contains("to_nchw") && rbtest::contains("5 elements"));
+  REQUIRE_THROWS_WITH(to_nchw(x, {2, 2}, std::span<float>(small)),
+                      rbtest::contains("to_nchw") && rbtest::contains("5 elements"));
   REQUIRE_THROWS_WITH(to_nchw(x, {3, 3}, std::span<float>(buffer)), rbtest::contains("not a whole number"));
   REQUIRE_THROWS_AS(from_nd(std::span<const float>(buffer), 5, 5), std::invalid_argument);
 }

@@ -72,9 +72,9 @@ TEST_CASE("ThreadPool: a region inside a region runs on its thread alone, and co
 #endif
 
 #if defined(__unix__) && !defined(RESBLOCKS_TEST_TSAN)
-#include <csignal>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <csignal>
 
 TEST_CASE("ThreadPool: a child process made by fork() runs regions on a pool of its own", "[threads][pool]") {
   std::atomic<int> calls{0};

@@ -81,7 +81,7 @@ std::vector<std::string> names(const Net& net) {
 
 TEST_CASE("a user layer meeting Layer composes in Sequential, Residual, Repeat and Highway", "[concept][user]") {
   STATIC_REQUIRE(Layer<User>);
-  STATIC_REQUIRE_FALSE(FusesSkipAdd<User>);      // none of the optional protocols ...
+  STATIC_REQUIRE_FALSE(FusesSkipAdd<User>);  // none of the optional protocols ...
   STATIC_REQUIRE_FALSE(HasEpilogueHooks<User>);
   STATIC_REQUIRE_FALSE(ElementWise<User>);
   STATIC_REQUIRE_FALSE(ImageLayer<User>);
@@ -107,9 +107,9 @@ TEST_CASE("a user layer meeting Layer composes in Sequential, Residual, Repeat a
   Net::Workspace ws;
   const Batch<double, D> y = net.forward(x);
   REQUIRE(net.infer(x, ws) == y);
-  const std::vector<std::string> expected{"0.weight", "0.bias", "1.body.0.a", "1.body.1.weight", "1.body.1.bias",
-                                          "2.0.body.a", "2.1.body.a", "3.h.0.a", "3.h.1.weight", "3.h.1.bias",
-                                          "3.t.weight", "3.t.bias", "4.a"};
+  const std::vector<std::string> expected{"0.weight",   "0.bias",     "1.body.0.a", "1.body.1.weight", "1.body.1.bias",
+                                          "2.0.body.a", "2.1.body.a", "3.h.0.a",    "3.h.1.weight",    "3.h.1.bias",
+                                          "3.t.weight", "3.t.bias",   "4.a"};
   REQUIRE(names(net) == expected);
   // The containers' protocols pass over it: no image size, training mode or buffers of its own.
   set_training(net, false);

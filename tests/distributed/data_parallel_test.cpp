@@ -9,9 +9,9 @@
 
 #include <atomic>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <new>
-#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -87,10 +87,11 @@ TEST_CASE("DataParallel: different models across ranks are an error on every ran
   const bool odd_one = comm.rank() == comm.size() - 1;
   manual_seed(1);
   CifarResNet<float> net({.depth = 8, .in_channels = 1, .classes = odd_one ? 4 : 3, .width = 4, .image = {8, 8}});
-  REQUIRE_THROWS_WITH(DataParallel(net, comm),
-                      rbtest::contains("DataParallel: the model differs across ranks") &&
-                          rbtest::contains("'parameter fc.weight 3x16' on rank 0 but 'parameter fc.weight 4x16' on rank " +
-                                           std::to_string(comm.size() - 1)));
+  REQUIRE_THROWS_WITH(
+      DataParallel(net, comm),
+      rbtest::contains("DataParallel: the model differs across ranks") &&
+          rbtest::contains("'parameter fc.weight 3x16' on rank 0 but 'parameter fc.weight 4x16' on rank " +
+                           std::to_string(comm.size() - 1)));
   // A missing tensor (different depth) is caught as well.
   manual_seed(1);
   CifarResNet<float> deeper({.depth = odd_one ? 14 : 8, .in_channels = 1, .classes = 3, .width = 4, .image = {8, 8}});
@@ -142,7 +143,8 @@ TEST_CASE("DataParallel: the averaged gradient is the mean of the ranks' gradien
   REQUIRE(rbtest::same_on_all_ranks(comm, rbtest::parameter_hash(net)));
 }
 
-TEST_CASE("DataParallel: P ranks x B/P with SyncBatchNorm track 1 x B over SGD steps", "[mpi][data_parallel][determinism]") {
+TEST_CASE("DataParallel: P ranks x B/P with SyncBatchNorm track 1 x B over SGD steps",
+          "[mpi][data_parallel][determinism]") {
   const Communicator comm;
   const Index batch = 12;  // divisible by 1, 2, 3 and 4 ranks
   if (batch % comm.size() != 0) return;
@@ -166,7 +168,8 @@ TEST_CASE("DataParallel: P ranks x B/P with SyncBatchNorm track 1 x B over SGD s
     opt_single.step(single);
 
     shard = x.middleCols(comm.rank() * local * 64, local * 64);
-    const std::vector<int> shard_labels(labels.begin() + comm.rank() * local, labels.begin() + (comm.rank() + 1) * local);
+    const std::vector<int> shard_labels(labels.begin() + comm.rank() * local,
+                                        labels.begin() + (comm.rank() + 1) * local);
     net.zero_grad();
     loss.forward(dp.forward(shard), shard_labels);
     dp.backward(loss.backward());
@@ -174,10 +177,12 @@ TEST_CASE("DataParallel: P ranks x B/P with SyncBatchNorm track 1 x B over SGD s
   }
   const auto [diff, scale] = rbtest::max_parameter_difference(single, net);
   if (comm.rank() == 0)
-    std::printf("DataParallel determinism: %d ranks x batch %ld vs 1 x batch %ld, %d SGD steps: max |dθ| = %.3g (max |θ| %.3g)\n",
-                comm.size(), static_cast<long>(local), static_cast<long>(batch), steps, diff, scale);
+    std::printf(
+        "DataParallel determinism: %d ranks x batch %ld vs 1 x batch %ld, %d SGD steps: max |dθ| = %.3g (max |θ| "
+        "%.3g)\n",
+        comm.size(), static_cast<long>(local), static_cast<long>(batch), steps, diff, scale);
   REQUIRE(rbtest::same_on_all_ranks(comm, rbtest::parameter_hash(net)));  // the replicas never diverge
-  REQUIRE(diff < 1e-4 * scale);  // float reassociation only
+  REQUIRE(diff < 1e-4 * scale);                                           // float reassociation only
   // The running statistics follow the joint batch too.
   std::vector<double> a, b;
   single.for_each_buffer([&](std::string_view, const auto& v) {
@@ -216,7 +221,8 @@ TEST_CASE("DataParallel: one rank is bit-identical to training without MPI", "[m
   REQUIRE(rbtest::parameter_hash(net) == rbtest::parameter_hash(plain));
 }
 
-TEST_CASE("DataParallel: a steady-state step makes no C++ allocation, SyncBatchNorm included", "[mpi][data_parallel][allocation]") {
+TEST_CASE("DataParallel: a steady-state step makes no C++ allocation, SyncBatchNorm included",
+          "[mpi][data_parallel][allocation]") {
   const Communicator comm;
   CrossEntropyLoss<float> loss;
   Batch<float, Dynamic> x;

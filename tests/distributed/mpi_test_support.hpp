@@ -14,13 +14,18 @@ namespace rbtest {
 template <class S>
 resblocks::CifarResNet<S> small_resnet(std::uint64_t seed) {
   resblocks::manual_seed(seed);
-  return resblocks::CifarResNet<S>({.depth = 8, .in_channels = 1, .classes = 3, .width = 4, .image = {8, 8},
+  return resblocks::CifarResNet<S>({.depth = 8,
+                                    .in_channels = 1,
+                                    .classes = 3,
+                                    .width = 4,
+                                    .image = {8, 8},
                                     .downsample = resblocks::ShortcutKind::projection});
 }
 
 /// n images (1×8×8) and labels, the same for a seed on every rank.
 template <class S>
-void make_batch(std::uint64_t seed, resblocks::Index n, resblocks::Batch<S, resblocks::Dynamic>& x, std::vector<int>& labels) {
+void make_batch(std::uint64_t seed, resblocks::Index n, resblocks::Batch<S, resblocks::Dynamic>& x,
+                std::vector<int>& labels) {
   resblocks::Generator g(seed);
   x.resize(1, 64 * n);
   resblocks::fill_uniform(x, 1.0, g);

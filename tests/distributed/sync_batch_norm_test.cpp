@@ -72,8 +72,12 @@ TEST_CASE("Sharded evaluation: uneven shards cover the test set once, the counts
   std::vector<int> labels(static_cast<std::size_t>(n));
   std::iota(labels.begin(), labels.end(), 0);
   const ImageDataset data(1, 2, 2, pixels, labels);
-  BatchLoader<float> loader(data, {.batch_size = 3, .shuffle = true, .seed = 4, .rank = comm.rank(),
-                                   .world_size = comm.size(), .pad_shards = false});
+  BatchLoader<float> loader(data, {.batch_size = 3,
+                                   .shuffle = true,
+                                   .seed = 4,
+                                   .rank = comm.rank(),
+                                   .world_size = comm.size(),
+                                   .pad_shards = false});
   std::int64_t counts[2] = {0, 0};  // samples, Σ label
   while (loader.next())
     for (const int label : loader.labels()) {

@@ -19,7 +19,6 @@
 // After the other headers: it replaces malloc, which they declare.
 #include "support/allocation_counter.hpp"
 
-
 using namespace resblocks;
 
 namespace {
@@ -49,7 +48,8 @@ template <class S>
 std::vector<std::pair<Batch<S, Dynamic>, std::vector<int>>> epoch(BatchLoader<S>& loader) {
   std::vector<std::pair<Batch<S, Dynamic>, std::vector<int>>> out;
   loader.start_epoch();
-  while (loader.next()) out.emplace_back(loader.images(), std::vector<int>(loader.labels().begin(), loader.labels().end()));
+  while (loader.next())
+    out.emplace_back(loader.images(), std::vector<int>(loader.labels().begin(), loader.labels().end()));
   return out;
 }
 
@@ -78,7 +78,8 @@ TEST_CASE("BatchLoader: shapes, column layout and counts in order", "[io][loader
       REQUIRE(loader.labels()[static_cast<std::size_t>(j)] == i);
       for (Index h = 0; h < 3; ++h)
         for (Index w = 0; w < 4; ++w)
-          for (Index c = 0; c < 2; ++c) REQUIRE(x(c, w + 4 * (h + 3 * j)) == static_cast<float>(test_pixel(i, c, h, w) / 255.0));
+          for (Index c = 0; c < 2; ++c)
+            REQUIRE(x(c, w + 4 * (h + 3 * j)) == static_cast<float>(test_pixel(i, c, h, w) / 255.0));
     }
   }
   REQUIRE_FALSE(loader.next());
@@ -103,7 +104,8 @@ TEST_CASE("BatchLoader: normalisation (pixel / 255 - mean) / std", "[io][loader]
   for (Index i = 0; i < 3; ++i)
     for (Index h = 0; h < 2; ++h)
       for (Index w = 0; w < 2; ++w)
-        REQUIRE(loader.images()(0, w + 2 * (h + 2 * i)) == Approx((test_pixel(i, 0, h, w) / 255.0 - 0.5) / 0.25).epsilon(1e-15));
+        REQUIRE(loader.images()(0, w + 2 * (h + 2 * i)) ==
+                Approx((test_pixel(i, 0, h, w) / 255.0 - 0.5) / 0.25).epsilon(1e-15));
 
   BatchLoader<float> lf(data, o);
   REQUIRE(lf.next());
@@ -124,7 +126,8 @@ TEST_CASE("BatchLoader: every sample once per shuffled epoch, in a new order eac
         order.push_back(labels[j]);
         // The image is the one of its label.
         for (Index k = 0; k < 6; ++k)
-          REQUIRE(x(0, static_cast<Index>(j) * 6 + k) == static_cast<float>(test_pixel(labels[j], 0, k / 3, k % 3) / 255.0));
+          REQUIRE(x(0, static_cast<Index>(j) * 6 + k) ==
+                  static_cast<float>(test_pixel(labels[j], 0, k / 3, k % 3) / 255.0));
       }
     }
     REQUIRE(order.size() == 37);
@@ -203,8 +206,8 @@ namespace {
 /// Which transform of its raw image sample j of `x` is: the shift (dy, dx) and flip with
 /// out(h, w) = raw(h + dy, w' + dx), w' = W-1-w if flipped, and `fill` outside the image.
 /// Returns every match as dy*100 + dx*10 + flip (dy, dx in 0..2p stored with +p).
-std::vector<int> matches(const Batch<double, Dynamic>& x, Index j, Index image, Index c_count, Index height, Index width,
-                         Index p, bool try_flip, double fill) {
+std::vector<int> matches(const Batch<double, Dynamic>& x, Index j, Index image, Index c_count, Index height,
+                         Index width, Index p, bool try_flip, double fill) {
   std::vector<int> found;
   for (Index dy = -p; dy <= p; ++dy)
     for (Index dx = -p; dx <= p; ++dx)
@@ -242,7 +245,8 @@ TEST_CASE("BatchLoader: no augmentation leaves the pixels, a flip mirrors the co
     loader.start_epoch();
     REQUIRE(loader.next());
     for (Index j = 0; j < 40; ++j) {
-      const auto found = matches(loader.images(), j, loader.labels()[static_cast<std::size_t>(j)], 3, 5, 6, 0, true, -1);
+      const auto found =
+          matches(loader.images(), j, loader.labels()[static_cast<std::size_t>(j)], 3, 5, 6, 0, true, -1);
       REQUIRE(found.size() == 1);  // exactly one of identity and mirror
       flipped += found[0] % 10;
     }
@@ -258,7 +262,8 @@ TEST_CASE("BatchLoader: no augmentation leaves the pixels, a flip mirrors the co
             std::vector<int>{0});  // the identity, never the mirror
 }
 
-TEST_CASE("BatchLoader: random crop shifts by up to the padding and fills with the normalised 0", "[io][loader][augment]") {
+TEST_CASE("BatchLoader: random crop shifts by up to the padding and fills with the normalised 0",
+          "[io][loader][augment]") {
   const ImageDataset data = make_dataset(50, 1, 5, 6);
   BatchLoaderOptions o;
   o.batch_size = 50;
@@ -319,26 +324,36 @@ TEST_CASE("BatchLoader: options are validated", "[io][loader][error]") {
     change(o);
     return o;
   };
-  REQUIRE_THROWS_WITH(BatchLoader<float>(data, with([](auto& o) { o.batch_size = 0; })), rbtest::contains("batch_size"));
-  REQUIRE_THROWS_WITH(BatchLoader<float>(data, with([](auto& o) { o.std = 0; })), rbtest::contains("std must be positive"));
-  REQUIRE_THROWS_WITH(BatchLoader<float>(data, with([](auto& o) { o.std = -1; })), rbtest::contains("std must be positive"));
+  REQUIRE_THROWS_WITH(BatchLoader<float>(data, with([](auto& o) { o.batch_size = 0; })),
+                      rbtest::contains("batch_size"));
+  REQUIRE_THROWS_WITH(BatchLoader<float>(data, with([](auto& o) { o.std = 0; })),
+                      rbtest::contains("std must be positive"));
+  REQUIRE_THROWS_WITH(BatchLoader<float>(data, with([](auto& o) { o.std = -1; })),
+                      rbtest::contains("std must be positive"));
   REQUIRE_THROWS_AS(BatchLoader<float>(data, with([](auto& o) { o.std = std::numeric_limits<double>::quiet_NaN(); })),
                     std::invalid_argument);
   REQUIRE_THROWS_AS(BatchLoader<float>(data, with([](auto& o) { o.mean = std::numeric_limits<double>::infinity(); })),
                     std::invalid_argument);
-  REQUIRE_THROWS_WITH(BatchLoader<float>(data, with([](auto& o) { o.crop_padding = -1; })), rbtest::contains("crop_padding"));
+  REQUIRE_THROWS_WITH(BatchLoader<float>(data, with([](auto& o) { o.crop_padding = -1; })),
+                      rbtest::contains("crop_padding"));
   REQUIRE_THROWS_AS(BatchLoader<float>(data, with([](auto& o) { o.batch_size = -3; })), std::invalid_argument);
 }
 
-TEST_CASE("BatchLoader: rank/world_size shards one shared shuffle (DistributedSampler semantics)", "[io][loader][shard]") {
+TEST_CASE("BatchLoader: rank/world_size shards one shared shuffle (DistributedSampler semantics)",
+          "[io][loader][shard]") {
   const ImageDataset data = make_dataset(10, 1, 2, 2);
   // The whole epoch's order on one rank (same seed): the shards must be its strided slices.
   BatchLoader<float> whole(data, {.batch_size = 100, .shuffle = true, .seed = 5});
   REQUIRE(whole.next());
   const std::vector<int> order(whole.labels().begin(), whole.labels().end());
   auto shard = [&](Index rank, Index world, bool drop_last, bool pad, Index batch = 2) {
-    BatchLoader<float> loader(data, {.batch_size = batch, .shuffle = true, .drop_last = drop_last, .seed = 5,
-                                     .rank = rank, .world_size = world, .pad_shards = pad});
+    BatchLoader<float> loader(data, {.batch_size = batch,
+                                     .shuffle = true,
+                                     .drop_last = drop_last,
+                                     .seed = 5,
+                                     .rank = rank,
+                                     .world_size = world,
+                                     .pad_shards = pad});
     std::vector<int> seen;
     Index batches = 0;
     while (loader.next()) {
@@ -377,7 +392,8 @@ TEST_CASE("BatchLoader: rank/world_size shards one shared shuffle (DistributedSa
     REQUIRE(shard(1, 3, true, true, 3).size() == 3);
   }
   SECTION("one rank of one is the unsharded loader") { REQUIRE(shard(0, 1, false, true, 100) == order); }
-  REQUIRE_THROWS_WITH(BatchLoader<float>(data, {.rank = 2, .world_size = 2}), rbtest::contains("rank must be in [0, world_size)"));
+  REQUIRE_THROWS_WITH(BatchLoader<float>(data, {.rank = 2, .world_size = 2}),
+                      rbtest::contains("rank must be in [0, world_size)"));
   REQUIRE_THROWS_AS(BatchLoader<float>(data, {.rank = 0, .world_size = 0}), std::invalid_argument);
 }
 
@@ -391,7 +407,10 @@ TEST_CASE("BatchLoader: next() does not allocate, the buffers stay put", "[io][l
   REQUIRE(loader.next());
   const float* full = loader.images().data();
 #if defined(__GLIBC__)
-  const long counted = allocations_in([] { std::vector<int> v(10); v[0] = 1; });
+  const long counted = allocations_in([] {
+    std::vector<int> v(10);
+    v[0] = 1;
+  });
   REQUIRE(counted > 0);  // the counter works, so the checks below can fail
   long batches = 0;
   const long allocations = allocations_in([&] {

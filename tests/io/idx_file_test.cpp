@@ -68,7 +68,8 @@ TEST_CASE("read_idx: every element type decodes big-endian values", "[io][idx]")
     REQUIRE(a.at<int>(1) == -2);
   }
   SECTION("i32") {
-    const auto path = write_both(dir, "i32", idx_bytes(0x0C, {1, 2}, {0x00, 0x01, 0x11, 0x70, 0xff, 0xfe, 0xee, 0x90}))[1];
+    const auto path =
+        write_both(dir, "i32", idx_bytes(0x0C, {1, 2}, {0x00, 0x01, 0x11, 0x70, 0xff, 0xfe, 0xee, 0x90}))[1];
     const IdxArray a = read_idx(path);
     REQUIRE(a.type == IdxType::i32);
     REQUIRE(a.dims == std::vector<Index>{1, 2});
@@ -139,7 +140,8 @@ TEST_CASE("read_idx: bad headers", "[io][idx][error]") {
   for (const auto& path : write_both(dir, "type", idx_bytes(0x07, {1}, {5})))
     require_idx_error(path, "unknown data type code 0x07");
   for (const auto& path : write_both(dir, "rank0", idx_bytes(0x08, {}, {5}))) require_idx_error(path, "0 dimensions");
-  for (const auto& path : write_both(dir, "zero", idx_bytes(0x08, {2, 0, 3}, {}))) require_idx_error(path, "dimension 1 is 0");
+  for (const auto& path : write_both(dir, "zero", idx_bytes(0x08, {2, 0, 3}, {})))
+    require_idx_error(path, "dimension 1 is 0");
   for (const auto& path : write_both(dir, "absurd", idx_bytes(0x08, {0x80000000u, 1}, {1})))
     require_idx_error(path, "dimension 0 is 2147483648, absurdly large");
   for (const auto& path : write_both(dir, "overflow", idx_bytes(0x0E, {0x7fffffff, 0x7fffffff, 0x7fffffff}, {1})))

@@ -26,8 +26,8 @@ class TempDir {
     std::random_device rd;
     const auto tick = std::chrono::steady_clock::now().time_since_epoch().count();
     for (int attempt = 0; attempt < 100; ++attempt) {
-      m_path = std::filesystem::temp_directory_path() /
-               ("resblocks_io_test_" + std::to_string(tick) + "_" + std::to_string(rd()) + "_" + std::to_string(attempt));
+      m_path = std::filesystem::temp_directory_path() / ("resblocks_io_test_" + std::to_string(tick) + "_" +
+                                                         std::to_string(rd()) + "_" + std::to_string(attempt));
       if (std::filesystem::create_directory(m_path)) return;
     }
     throw std::runtime_error("TempDir: cannot create a scratch directory");
@@ -69,7 +69,8 @@ inline void write_raw(const std::string& path, const Bytes& bytes) {
 inline void write_gz(const std::string& path, const Bytes& bytes) {
   gzFile f = gzopen(path.c_str(), "wb");
   REQUIRE(f != nullptr);
-  if (!bytes.empty()) REQUIRE(gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size())) == static_cast<int>(bytes.size()));
+  if (!bytes.empty())
+    REQUIRE(gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size())) == static_cast<int>(bytes.size()));
   REQUIRE(gzclose(f) == Z_OK);
 }
 

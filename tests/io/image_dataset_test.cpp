@@ -19,7 +19,9 @@ using rbtest::require_runtime_error;
 namespace {
 
 /// Pixel (n, h, w, c) of the test images.
-unsigned char pixel(int n, int h, int w, int c) { return static_cast<unsigned char>(37 * n + 11 * h + 3 * w + 101 * c + 1); }
+unsigned char pixel(int n, int h, int w, int c) {
+  return static_cast<unsigned char>(37 * n + 11 * h + 3 * w + 101 * c + 1);
+}
 
 /// Row-major (N, H, W, C) bytes of the test images.
 Bytes nhwc(int n_images, int height, int width, int channels) {
@@ -112,10 +114,10 @@ TEST_CASE("ImageDataset: construction checks and classes", "[io][dataset]") {
   const ImageDataset d(1, 1, 2, {0, 255, 255, 0, 51, 51}, {0, 2, 1});
   REQUIRE(d.classes() == 3);
   REQUIRE(ImageDataset(1, 1, 2, {0, 255, 255, 0, 51, 51}, {0, 2, 1}, 10).classes() == 10);
-  REQUIRE_THROWS_AS(ImageDataset(1, 1, 2, {0, 255, 255}, {0, 1}), std::invalid_argument);   // 3 bytes, 2 images
-  REQUIRE_THROWS_AS(ImageDataset(1, 1, 1, {0, 255}, {0, -1}), std::invalid_argument);       // negative label
-  REQUIRE_THROWS_AS(ImageDataset(1, 1, 1, {0, 255}, {0, 3}, 3), std::invalid_argument);     // label >= classes
-  REQUIRE_THROWS_AS(ImageDataset(0, 1, 1, {}, {}), std::invalid_argument);                  // no channels
+  REQUIRE_THROWS_AS(ImageDataset(1, 1, 2, {0, 255, 255}, {0, 1}), std::invalid_argument);  // 3 bytes, 2 images
+  REQUIRE_THROWS_AS(ImageDataset(1, 1, 1, {0, 255}, {0, -1}), std::invalid_argument);      // negative label
+  REQUIRE_THROWS_AS(ImageDataset(1, 1, 1, {0, 255}, {0, 3}, 3), std::invalid_argument);    // label >= classes
+  REQUIRE_THROWS_AS(ImageDataset(0, 1, 1, {}, {}), std::invalid_argument);                 // no channels
   REQUIRE(ImageDataset().size() == 0);
 }
 

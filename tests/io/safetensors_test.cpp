@@ -19,12 +19,12 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
-#include <limits>
-#include <span>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <random>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -134,8 +134,8 @@ using SmallNet = Sequential<Conv2d<S, 2, 3>, BatchNorm2d<S, 3>, ReLU<S, 3>, Flat
 template <class S>
 SmallNet<S> small_net(std::uint64_t seed) {
   manual_seed(seed);
-  SmallNet<S> net(Conv2d<S, 2, 3>(3, {.padding = 1, .bias = false}), BatchNorm2d<S, 3>(), ReLU<S, 3>(),
-                  Flatten<S, 3>(), Linear<S>(48, 5));
+  SmallNet<S> net(Conv2d<S, 2, 3>(3, {.padding = 1, .bias = false}), BatchNorm2d<S, 3>(), ReLU<S, 3>(), Flatten<S, 3>(),
+                  Linear<S>(48, 5));
   net.set_image_size({4, 4});
   return net;
 }
@@ -378,7 +378,8 @@ TEST_CASE("safetensors: malformed header JSON is rejected with the byte offset",
   const std::string h = v.parts.header;
   // `{"a" 1}`: the ':' is missing at header byte 5, file byte 13.
   require_rejected(dir, with_header("{\"a\" 1}"), {"malformed header JSON at byte 13", "expected ':'"});
-  require_rejected(dir, with_header(h.substr(0, h.find_last_of('}'))), {"malformed header JSON", "expected ',' or '}'"});
+  require_rejected(dir, with_header(h.substr(0, h.find_last_of('}'))),
+                   {"malformed header JSON", "expected ',' or '}'"});
   require_rejected(dir, with_header(h + "x"), {"malformed header JSON", "after the end"});
   require_rejected(dir, with_header(replace_once(h, "\"shape\":[5,48]", "\"shape\":[5.0,48]")),
                    {"malformed header JSON", "only integers"});
@@ -388,12 +389,14 @@ TEST_CASE("safetensors: malformed header JSON is rejected with the byte offset",
   require_rejected(dir, with_header(replace_once(h, "\"format\":\"pt\"", "\"format\":\"p\\qt\"")), {"invalid escape"});
   require_rejected(dir, with_header(replace_once(h, "\"format\":\"pt\"", "\"format\":\"p\nt\"")),
                    {"control character"});
-  require_rejected(dir, with_header(replace_once(h, "\"format\":\"pt\"", "\"format\":\"pt")), {"malformed header JSON"});
+  require_rejected(dir, with_header(replace_once(h, "\"format\":\"pt\"", "\"format\":\"pt")),
+                   {"malformed header JSON"});
   require_rejected(dir, with_header(replace_once(h, "\"format\":\"pt\"", "\"format\":\"\\ud800\"")), {"surrogate"});
   require_rejected(dir, with_header(replace_once(h, "\"format\":\"pt\"", "\"format\":\"pt\",\"format\":\"pt\"")),
                    {"duplicate key \"format\""});
   require_rejected(dir, with_header(replace_once(h, "\"format\":\"pt\"", "\"format\":true")), {"expected a value"});
-  require_rejected(dir, with_header(replace_once(h, "\"format\":\"pt\"", "\"format\":1")), {"__metadata__", "not a string"});
+  require_rejected(dir, with_header(replace_once(h, "\"format\":\"pt\"", "\"format\":1")),
+                   {"__metadata__", "not a string"});
   require_rejected(dir, with_header("[1,2]"), {"not a JSON object"});
   require_rejected(dir, with_header(std::string(200, '[') + std::string(200, ']')), {"nested deeper"});
   require_rejected(dir, with_header(""), {"malformed header JSON", "end of the header"});
@@ -411,9 +414,11 @@ TEST_CASE("safetensors: wrong dtypes and shapes are rejected", "[io][safetensors
   require_rejected(dir, edit("\"4.weight\":{\"dtype\":\"F32\"", "\"4.weight\":{\"dtype\":\"F17\""),
                    {"tensor '4.weight'", "unknown dtype \"F17\""});
   // The int64 bits of a small count read as F64 are a denormal, not an integer.
-  require_rejected(dir, edit("\"1.num_batches_tracked\":{\"dtype\":\"I64\"", "\"1.num_batches_tracked\":{\"dtype\":\"F64\""),
+  require_rejected(dir,
+                   edit("\"1.num_batches_tracked\":{\"dtype\":\"I64\"", "\"1.num_batches_tracked\":{\"dtype\":\"F64\""),
                    {"tensor '1.num_batches_tracked'", "is not an integer"});
-  require_rejected(dir, edit("\"1.num_batches_tracked\":{\"dtype\":\"I64\"", "\"1.num_batches_tracked\":{\"dtype\":\"F64\""),
+  require_rejected(dir,
+                   edit("\"1.num_batches_tracked\":{\"dtype\":\"I64\"", "\"1.num_batches_tracked\":{\"dtype\":\"F64\""),
                    {"tensor '1.num_batches_tracked'", "expected I64", "float_counters"}, {.float_counters = false});
   // Same element count, but not the model's shape (a transposed weight).
   require_rejected(dir, edit("\"shape\":[5,48]", "\"shape\":[48,5]"),
@@ -462,9 +467,9 @@ TEST_CASE("safetensors: missing, unexpected and overlapping tensors are rejected
 
   // An extra tensor in 4 new bytes: an error with strict, ignored without.
   const std::string data_end = std::to_string(v.parts.data.size());
-  const std::string extra_header =
-      h.substr(0, h.find_last_of('}')) + ",\"extra.weight\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[" +
-      data_end + "," + std::to_string(v.parts.data.size() + 4) + "]}}";
+  const std::string extra_header = h.substr(0, h.find_last_of('}')) +
+                                   ",\"extra.weight\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[" + data_end +
+                                   "," + std::to_string(v.parts.data.size() + 4) + "]}}";
   const std::string extra = Parts{extra_header, v.parts.data + std::string(4, '\0')}.bytes();
   require_rejected(dir, extra, {"unexpected tensors", "extra.weight", "strict = false"});
   write_bytes(dir.file("extra.safetensors"), extra);
@@ -528,8 +533,7 @@ TEST_CASE("safetensors: failed saves throw and leave nothing behind", "[io][safe
   auto net = small_net<float>(51);
   const std::string nowhere = (dir.path() / "no_such_dir" / "net.safetensors").string();
   REQUIRE_THROWS_AS(save_safetensors(net, nowhere), std::runtime_error);
-  REQUIRE_THROWS_WITH(save_safetensors(net, nowhere),
-                      rbtest::contains(nowhere) && rbtest::contains("does not exist"));
+  REQUIRE_THROWS_WITH(save_safetensors(net, nowhere), rbtest::contains(nowhere) && rbtest::contains("does not exist"));
   REQUIRE(dir.listing().empty());
 
   // The target is a directory: the rename fails, the temporary file is removed.
@@ -583,7 +587,8 @@ TEST_CASE("safetensors: a save keeps the old file's permissions, a new file hono
           (fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read));
 }
 
-TEST_CASE("safetensors: directories, FIFOs and oversized files are refused before reading", "[io][safetensors][errors]") {
+TEST_CASE("safetensors: directories, FIFOs and oversized files are refused before reading",
+          "[io][safetensors][errors]") {
   TempDir dir;
   auto net = small_net<float>(65);
   const Snapshot before = snapshot(net);
@@ -660,7 +665,8 @@ TEST_CASE("safetensors: a float num_batches_tracked loads when its value is an e
     auto net = small_net<float>(61);
     load_safetensors(net, dir.file("counter.safetensors"));
     REQUIRE(net.get<1>().num_batches_tracked() == 7);
-    require_rejected(dir, float_counter_file(v, dtype, 7.5), {"tensor '1.num_batches_tracked'", "7.5", "not an integer"});
+    require_rejected(dir, float_counter_file(v, dtype, 7.5),
+                     {"tensor '1.num_batches_tracked'", "7.5", "not an integer"});
     require_rejected(dir, float_counter_file(v, dtype, 7.0), {"tensor '1.num_batches_tracked'", "expected I64"},
                      {.float_counters = false});
   }
@@ -676,8 +682,8 @@ TEST_CASE("safetensors: parameters_only loads a file without buffers and leaves 
   REQUIRE(header.find("running_mean") == std::string::npos);
   const std::string parameters_file = Parts{header, v.parts.data}.bytes();
   // Without the option: missing tensors, and the message names the option.
-  require_rejected(dir, parameters_file, {"missing tensors: 1.running_mean, 1.running_var, 1.num_batches_tracked",
-                                          "parameters_only"});
+  require_rejected(dir, parameters_file,
+                   {"missing tensors: 1.running_mean, 1.running_var, 1.num_batches_tracked", "parameters_only"});
 
   auto reference = small_net<float>(11);  // the net valid_small_file saved
   train_statistics(reference, 2, 2 * 16, 1);
@@ -687,7 +693,8 @@ TEST_CASE("safetensors: parameters_only loads a file without buffers and leaves 
     auto net = small_net<float>(62);
     train_statistics(net, 2, 2 * 16, 3);
     const Eigen::VectorXf running_mean = net.get<1>().running_mean();
-    load_safetensors(net, dir.file("p.safetensors"), {.parameters_only = true});  // strict: buffers are not "unexpected"
+    load_safetensors(net, dir.file("p.safetensors"),
+                     {.parameters_only = true});  // strict: buffers are not "unexpected"
     REQUIRE(net.get<0>().weight() == reference.get<0>().weight());
     REQUIRE(net.get<4>().bias() == reference.get<4>().bias());
     REQUIRE(net.get<1>().weight() == reference.get<1>().weight());

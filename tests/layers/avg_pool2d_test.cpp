@@ -5,8 +5,8 @@
 #include <stdexcept>
 
 using namespace resblocks;
-using rbtest::k_windows;
 using rbtest::contains;
+using rbtest::k_windows;
 
 static_assert(Layer<AvgPool2d<float>>);
 static_assert(Layer<AvgPool2d<double, 3>>);
@@ -139,6 +139,5 @@ TEST_CASE("AvgPool2d: errors name the layer", "[avgpool][errors]") {
   REQUIRE_THROWS_AS(pool.infer(x, ws), std::invalid_argument);
   const Eigen::MatrixXf ok = Eigen::MatrixXf::Ones(2, 70);
   REQUIRE(pool.forward(ok).cols() == 2 * 3 * 2);
-  REQUIRE_THROWS_WITH(pool.backward(Eigen::MatrixXf::Ones(2, 3)),
-                      contains("AvgPool2d") && contains("gradient"));
+  REQUIRE_THROWS_WITH(pool.backward(Eigen::MatrixXf::Ones(2, 3)), contains("AvgPool2d") && contains("gradient"));
 }

@@ -43,7 +43,8 @@ TEST_CASE("BatchNorm2d: training forward normalises with batch statistics", "[ba
   const Eigen::MatrixXd& y = bn.forward(x);
   for (Index r = 0; r < 3; ++r)
     for (Index c = 0; c < 40; ++c)
-      REQUIRE(std::abs(y(r, c) - (bn.weight()(r) * (x(r, c) - mean(r)) / std::sqrt(var(r) + 1e-5) + bn.bias()(r))) < 1e-12);
+      REQUIRE(std::abs(y(r, c) - (bn.weight()(r) * (x(r, c) - mean(r)) / std::sqrt(var(r) + 1e-5) + bn.bias()(r))) <
+              1e-12);
   // Running statistics, as PyTorch: momentum 0.1, unbiased variance.
   for (Index r = 0; r < 3; ++r) {
     REQUIRE(std::abs(bn.running_mean()(r) - 0.1 * mean(r)) < 1e-14);
@@ -78,9 +79,9 @@ TEST_CASE("BatchNorm2d: evaluation mode uses running statistics", "[batch_norm]"
   const Eigen::MatrixXd& y = bn.forward(x);
   for (Index r = 0; r < 2; ++r)
     for (Index c = 0; c < 7; ++c)
-      REQUIRE(std::abs(y(r, c) - (bn.weight()(r) * (x(r, c) - bn.running_mean()(r)) /
-                                      std::sqrt(bn.running_var()(r) + 1e-5) +
-                                  bn.bias()(r))) < 1e-12);
+      REQUIRE(std::abs(y(r, c) -
+                       (bn.weight()(r) * (x(r, c) - bn.running_mean()(r)) / std::sqrt(bn.running_var()(r) + 1e-5) +
+                        bn.bias()(r))) < 1e-12);
   REQUIRE(bn.num_batches_tracked() == 0);
   REQUIRE(bn.running_mean()(0) == 0.5);
   // A single column is fine in evaluation mode, not in training mode.

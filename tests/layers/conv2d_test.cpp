@@ -14,7 +14,8 @@ Eigen::MatrixXd reference(const Conv& conv, const Eigen::MatrixXd& x, ImageSize 
   const Index k = conv.kernel_size(), cin = conv.in_features(), cout = conv.out_features();
   const Index cg = cin / o.groups, og = cout / o.groups;
   const Index reach = o.dilation * (k - 1) + 1;
-  const Index ho = (in.height + 2 * o.padding - reach) / o.stride + 1, wo = (in.width + 2 * o.padding - reach) / o.stride + 1;
+  const Index ho = (in.height + 2 * o.padding - reach) / o.stride + 1,
+              wo = (in.width + 2 * o.padding - reach) / o.stride + 1;
   const Index n = x.cols() / in.area();
   Eigen::MatrixXd y = Eigen::MatrixXd::Zero(cout, n * ho * wo);
   for (Index s = 0; s < n; ++s)
@@ -26,7 +27,8 @@ Eigen::MatrixXd reference(const Conv& conv, const Eigen::MatrixXd& x, ImageSize 
           for (Index ci = 0; ci < cg; ++ci)
             for (Index kh = 0; kh < k; ++kh)
               for (Index kw = 0; kw < k; ++kw) {
-                const Index hi = h * o.stride - o.padding + kh * o.dilation, wi = w * o.stride - o.padding + kw * o.dilation;
+                const Index hi = h * o.stride - o.padding + kh * o.dilation,
+                            wi = w * o.stride - o.padding + kw * o.dilation;
                 if (hi < 0 || hi >= in.height || wi < 0 || wi >= in.width) continue;
                 acc += double(conv.weight()(oc, kw + k * (kh + k * ci))) *
                        x(g * cg + ci, s * in.area() + hi * in.width + wi);
@@ -44,7 +46,8 @@ void reference_backward(const Conv& conv, const Eigen::MatrixXd& x, const Eigen:
   const Index k = conv.kernel_size(), cin = conv.in_features(), cout = conv.out_features();
   const Index cg = cin / o.groups, og = cout / o.groups;
   const Index reach = o.dilation * (k - 1) + 1;
-  const Index ho = (in.height + 2 * o.padding - reach) / o.stride + 1, wo = (in.width + 2 * o.padding - reach) / o.stride + 1;
+  const Index ho = (in.height + 2 * o.padding - reach) / o.stride + 1,
+              wo = (in.width + 2 * o.padding - reach) / o.stride + 1;
   const Index n = x.cols() / in.area();
   dx = Eigen::MatrixXd::Zero(cin, x.cols());
   dw = Eigen::MatrixXd::Zero(cout, cg * k * k);
@@ -57,7 +60,8 @@ void reference_backward(const Conv& conv, const Eigen::MatrixXd& x, const Eigen:
           for (Index ci = 0; ci < cg; ++ci)
             for (Index kh = 0; kh < k; ++kh)
               for (Index kw = 0; kw < k; ++kw) {
-                const Index hi = h * o.stride - o.padding + kh * o.dilation, wi = w * o.stride - o.padding + kw * o.dilation;
+                const Index hi = h * o.stride - o.padding + kh * o.dilation,
+                            wi = w * o.stride - o.padding + kw * o.dilation;
                 if (hi < 0 || hi >= in.height || wi < 0 || wi >= in.width) continue;
                 const Index col = s * in.area() + hi * in.width + wi;
                 dw(oc, kw + k * (kh + k * ci)) += g_out * x(g * cg + ci, col);
@@ -76,7 +80,8 @@ struct Case {
 std::string describe(const Case& c) {
   return std::to_string(c.cin) + "->" + std::to_string(c.cout) + " k" + std::to_string(c.k) + " s" +
          std::to_string(c.opt.stride) + " p" + std::to_string(c.opt.padding) + " d" + std::to_string(c.opt.dilation) +
-         " g" + std::to_string(c.opt.groups) + (c.opt.bias ? " bias " : " ") + c.size.str() + " n" + std::to_string(c.n);
+         " g" + std::to_string(c.opt.groups) + (c.opt.bias ? " bias " : " ") + c.size.str() + " n" +
+         std::to_string(c.n);
 }
 
 const Case k_cases[] = {
@@ -85,11 +90,11 @@ const Case k_cases[] = {
     {4, 6, 3, {.stride = 1, .padding = 0, .groups = 2}, {5, 5}, 1},
     {4, 4, 3, {.stride = 2, .padding = 1, .groups = 4, .bias = false}, {6, 7}, 2},  // depthwise
     {2, 3, 3, {.stride = 1, .padding = 2, .dilation = 2}, {6, 5}, 1},
-    {3, 4, 1, {.stride = 1}, {4, 3}, 3},                                             // pointwise: one GEMM
-    {3, 4, 1, {.stride = 2, .bias = false}, {5, 5}, 2},                              // projection shortcut
+    {3, 4, 1, {.stride = 1}, {4, 3}, 3},                 // pointwise: one GEMM
+    {3, 4, 1, {.stride = 2, .bias = false}, {5, 5}, 2},  // projection shortcut
     {2, 3, 5, {.stride = 3, .padding = 2}, {9, 8}, 1},
-    {2, 2, 2, {.stride = 1, .padding = 0}, {3, 4}, 2},                               // even kernel
-    {3, 2, 1, {.stride = 1, .padding = 1}, {3, 3}, 2},                               // padding > d(k-1): scatter
+    {2, 2, 2, {.stride = 1, .padding = 0}, {3, 4}, 2},  // even kernel
+    {3, 2, 1, {.stride = 1, .padding = 1}, {3, 3}, 2},  // padding > d(k-1): scatter
 };
 
 // Large enough to run in two parts side by side (and, with 2 threads, on both cores).
@@ -128,7 +133,9 @@ struct Step {
 Step check_against_definition(Conv2d<double>& conv, const Case& c, std::uint64_t seed) {
   const ImageSize out = conv.set_image_size(c.size);
   Step s{rbtest::random_batch<Eigen::MatrixXd>(c.cin, c.n * c.size.area(), seed),
-         rbtest::random_batch<Eigen::MatrixXd>(c.cout, c.n * out.area(), seed + 1), {}, {}};
+         rbtest::random_batch<Eigen::MatrixXd>(c.cout, c.n * out.area(), seed + 1),
+         {},
+         {}};
   reference_backward(conv, s.x, s.dy, c.size, s.dx, s.dw);
   REQUIRE(rbtest::rel_diff(conv.forward(s.x), reference(conv, s.x, c.size)) < 1e-13);
   REQUIRE(rbtest::rel_diff(conv.backward(s.dy), s.dx) < 1e-13);

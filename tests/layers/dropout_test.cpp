@@ -70,7 +70,8 @@ TEST_CASE("Dropout: backward multiplies by the forward's mask", "[dropout]") {
   const Eigen::MatrixXd& dL_dx = drop.backward(dL_dy);
   for (Index i = 0; i < x.size(); ++i) REQUIRE(dL_dx(i) == (y(i) == 0.0 ? 0.0 : dL_dy(i) * 2.0));
   REQUIRE(dL_dx.cwiseAbs().minCoeff() == 0.0);
-  REQUIRE_THROWS_WITH(drop.backward(Eigen::MatrixXd::Zero(7, 8)), rbtest::contains("Dropout") && rbtest::contains("7x9"));
+  REQUIRE_THROWS_WITH(drop.backward(Eigen::MatrixXd::Zero(7, 8)),
+                      rbtest::contains("Dropout") && rbtest::contains("7x9"));
 }
 
 TEST_CASE("Dropout: seeding, eval mode, infer, p = 0 and p = 1", "[dropout]") {

@@ -111,8 +111,7 @@ TEST_CASE("Flatten: errors name the layer", "[flatten][errors]") {
   REQUIRE_THROWS_WITH(flat.forward(x), contains("Flatten") && contains("7x5"));
   const Eigen::MatrixXf ok = Eigen::MatrixXf::Ones(2, 70);
   REQUIRE(flat.forward(ok).rows() == 70);
-  REQUIRE_THROWS_WITH(flat.backward(Eigen::MatrixXf::Ones(70, 3)),
-                      contains("Flatten") && contains("gradient"));
+  REQUIRE_THROWS_WITH(flat.backward(Eigen::MatrixXf::Ones(70, 3)), contains("Flatten") && contains("gradient"));
   Flatten<float> three(3);
   three.set_image_size({7, 5});
   REQUIRE_THROWS_AS(three.forward(ok), std::invalid_argument);  // 2 channels, expected 3
@@ -128,7 +127,8 @@ TEST_CASE("Flatten: feeds a Linear inside a Sequential, sizes checked once the i
   REQUIRE(net.forward(x).rows() == 5);
   REQUIRE(net.forward(x).cols() == 2);
   rbtest::require_gradients(net, x);
-  REQUIRE_THROWS_WITH(net.set_image_size({6, 6}), rbtest::contains("takes 12 features but the layer before it gives 27"));
+  REQUIRE_THROWS_WITH(net.set_image_size({6, 6}),
+                      rbtest::contains("takes 12 features but the layer before it gives 27"));
   // With the channels unknown until forward, the Linear's own input check catches the mismatch.
   Sequential<MaxPool2d<double>, Flatten<double>, Linear<double>> open(MaxPool2d<double>(2), Flatten<double>(),
                                                                       Linear<double>(3 * 2 * 2, 5));

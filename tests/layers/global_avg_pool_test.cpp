@@ -17,7 +17,7 @@ TEST_CASE("GlobalAvgPool: hand-computed means and gradients", "[globalavgpool]")
   GlobalAvgPool<double> pool;
   REQUIRE(pool.set_image_size({2, 2}) == ImageSize{1, 1});
   REQUIRE(pool.image_size() == ImageSize{2, 2});
-  Eigen::MatrixXd x(2, 8);  // two samples of 2x2
+  Eigen::MatrixXd x(2, 8);      // two samples of 2x2
   x << 1, 2, 3, 4, 5, 6, 7, 8,  //
       10, 0, 0, 2, -4, -4, -4, -4;
   Eigen::MatrixXd expected(2, 2);
@@ -93,8 +93,7 @@ TEST_CASE("GlobalAvgPool: errors name the layer", "[globalavgpool][errors]") {
   REQUIRE_THROWS_WITH(pool.forward(x), contains("GlobalAvgPool") && contains("7x5"));
   const Eigen::MatrixXf ok = Eigen::MatrixXf::Ones(2, 70);
   REQUIRE(pool.forward(ok).cols() == 2);
-  REQUIRE_THROWS_WITH(pool.backward(Eigen::MatrixXf::Ones(2, 3)),
-                      contains("GlobalAvgPool") && contains("gradient"));
+  REQUIRE_THROWS_WITH(pool.backward(Eigen::MatrixXf::Ones(2, 3)), contains("GlobalAvgPool") && contains("gradient"));
   GlobalAvgPool<float> three(3);
   three.set_image_size({7, 5});
   REQUIRE_THROWS_AS(three.forward(ok), std::invalid_argument);  // 2 channels, expected 3

@@ -196,7 +196,8 @@ TEST_CASE("LayerNorm: results do not depend on the thread count", "[layer_norm][
   REQUIRE(db[0] == db[1]);
 }
 
-TEST_CASE("LayerNorm: fused into a residual and beside ReLU (forward_add, backward_add, epilogues)", "[layer_norm][gradient]") {
+TEST_CASE("LayerNorm: fused into a residual and beside ReLU (forward_add, backward_add, epilogues)",
+          "[layer_norm][gradient]") {
   // Residual<LayerNorm>: the add rides in LayerNorm's passes.
   Residual<LayerNorm<double, 6>> res;
   randomise_affine(res.body(), 24);

@@ -5,8 +5,8 @@
 #include <stdexcept>
 
 using namespace resblocks;
-using rbtest::k_windows;
 using rbtest::contains;
+using rbtest::k_windows;
 
 static_assert(Layer<MaxPool2d<float>>);
 static_assert(Layer<MaxPool2d<double, 3>>);
@@ -180,8 +180,7 @@ TEST_CASE("MaxPool2d: errors name the layer", "[maxpool][errors]") {
 
   Eigen::MatrixXf ok = Eigen::MatrixXf::Ones(2, 70);
   REQUIRE(pool.forward(ok).cols() == 2 * 2 * 1);
-  REQUIRE_THROWS_WITH(pool.backward(Eigen::MatrixXf::Ones(2, 3)),
-                      contains("MaxPool2d") && contains("gradient"));
+  REQUIRE_THROWS_WITH(pool.backward(Eigen::MatrixXf::Ones(2, 3)), contains("MaxPool2d") && contains("gradient"));
 
   MaxPool2d<float> three(2, 2, 0, 3);
   three.set_image_size({2, 2});

@@ -103,7 +103,8 @@ TEST_CASE("MultiHeadAttention: long causal sequences (several query blocks) matc
       mha.set_sequence_length(length);
       if (masked) mha.set_key_padding_mask(padded);
       const auto x = rbtest::random_batch<Eigen::MatrixXd>(12, 2 * length, 31);
-      const Eigen::MatrixXd expected = rbtest::naive_attention(mha, x, length, masked ? padded : std::vector<unsigned char>{});
+      const Eigen::MatrixXd expected =
+          rbtest::naive_attention(mha, x, length, masked ? padded : std::vector<unsigned char>{});
       REQUIRE(rbtest::rel_diff(mha.forward(x), expected) < 1e-13);
     }
   MultiHeadAttention<double> small(4, 2, AttentionOptions{true});
@@ -118,8 +119,7 @@ TEST_CASE("MultiHeadAttention: a query whose keys are all masked outputs out_pro
   // Sequence 1 is all padding; sequence 0 pads its last key.
   BoolMatrix mask(3, 2);
   mask << false, true,  // row t = key t, column b = sequence b
-      false, true,
-      true, true;
+      false, true, true, true;
   MultiHeadAttention<double> mha(4, 2);
   randomise(mha, 14);
   mha.set_sequence_length(3);
@@ -190,9 +190,7 @@ TEST_CASE("MultiHeadAttention: the mask as a span and as a bool matrix agree, an
           "[attention][mask]") {
   BoolMatrix m(4, 2);
   m << false, true,  // row t = key t, column b = sequence b: key 2 of sequence 0 and key 0 of sequence 1 are padding
-      false, false,
-      true, false,
-      false, false;
+      false, false, true, false, false, false;
   std::vector<unsigned char> flat(8);
   for (Index i = 0; i < 8; ++i) flat[static_cast<std::size_t>(i)] = m.data()[i] ? 1 : 0;
   MultiHeadAttention<double> a(6, 2), b(6, 2);
@@ -452,7 +450,7 @@ TEST_CASE("MultiHeadAttention: attention dropout in training mode (mask, scaling
     REQUIRE(mask.rows() == length);
     REQUIRE(mask.cols() == length * heads * sequences);
     const double zeros = (mask.array() == 0).cast<double>().mean();
-    REQUIRE((zeros > 0.15 && zeros < 0.45));  // p = 0.3 of 150 draws
+    REQUIRE((zeros > 0.15 && zeros < 0.45));                              // p = 0.3 of 150 draws
     REQUIRE(((mask.array() == 0) || (mask.array() == 1.0 / 0.7)).all());  // torch's inverted scaling
     // The output is the textbook attention with the drawn factors on the weights.
     REQUIRE(rbtest::rel_diff(y, rbtest::naive_attention(mha, x, length, {}, &mask)) < 1e-13);

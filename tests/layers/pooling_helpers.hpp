@@ -33,8 +33,8 @@ M distinct_batch(resblocks::Index rows, resblocks::Index cols, std::uint64_t see
               order[static_cast<std::size_t>(g.next() % static_cast<std::uint64_t>(i + 1))]);
   M m(rows, cols);
   for (resblocks::Index k = 0; k < n; ++k)
-    m(k) = static_cast<typename M::Scalar>(-1.0 + 2.0 * (static_cast<double>(order[static_cast<std::size_t>(k)]) + 0.5) /
-                                           static_cast<double>(n));
+    m(k) = static_cast<typename M::Scalar>(
+        -1.0 + 2.0 * (static_cast<double>(order[static_cast<std::size_t>(k)]) + 0.5) / static_cast<double>(n));
   return m;
 }
 
@@ -43,7 +43,8 @@ template <class A, class B>
 bool bitwise_equal(const A& a, const B& b) {
   static_assert(std::is_same_v<typename A::Scalar, typename B::Scalar>);
   return a.rows() == b.rows() && a.cols() == b.cols() &&
-         (a.size() == 0 || std::memcmp(a.data(), b.data(), sizeof(typename A::Scalar) * static_cast<std::size_t>(a.size())) == 0);
+         (a.size() == 0 ||
+          std::memcmp(a.data(), b.data(), sizeof(typename A::Scalar) * static_cast<std::size_t>(a.size())) == 0);
 }
 
 /// infer(x) equals forward(x) bit for bit (with a fresh workspace and with a reused one).

@@ -52,7 +52,8 @@ void check_attention(const std::string& file, bool causal) {
   resblocks_tests::check_training_step(f, mha, x, dL_dy, tol, [&](const MultiHeadAttention<S, D>& m) {
     Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic> weights(length, length * sequences * heads);
     for (Index b = 0; b < sequences; ++b)
-      for (Index h = 0; h < heads; ++h) weights.middleCols((b * heads + h) * length, length) = m.attention_weights(b, h);
+      for (Index h = 0; h < heads; ++h)
+        weights.middleCols((b * heads + h) * length, length) = m.attention_weights(b, h);
     check_close(f, "attention_weights", weights, tol);
   });
 }

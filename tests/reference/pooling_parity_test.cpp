@@ -27,10 +27,10 @@
 namespace {
 
 using resblocks::Index;
-using resblocks_tests::Fixture;
-using resblocks_tests::load_fixture;
 using resblocks_tests::check_close;
+using resblocks_tests::Fixture;
 using resblocks_tests::fixture_batch;
+using resblocks_tests::load_fixture;
 using resblocks_tests::tolerance;
 
 /// Configures `layer` for the fixture's image size, runs forward(x) and backward(dL_dy), and compares

@@ -26,13 +26,13 @@
 namespace {
 
 using resblocks::Index;
-using resblocks_tests::Fixture;
-using resblocks_tests::load_fixture;
 using resblocks_tests::check_close;
+using resblocks_tests::check_parity;
+using resblocks_tests::Fixture;
 using resblocks_tests::fixture_batch;
+using resblocks_tests::load_fixture;
 using resblocks_tests::load_parameters;
 using resblocks_tests::tolerance;
-using resblocks_tests::check_parity;
 
 // --- a. residual MLP: y = x + Linear(8,16) -> ReLU -> Linear(16,8) ---------------------------------
 

@@ -34,9 +34,9 @@
 namespace {
 
 using resblocks::Index;
+using resblocks_tests::check_close;
 using resblocks_tests::Fixture;
 using resblocks_tests::load_fixture;
-using resblocks_tests::check_close;
 using resblocks_tests::load_parameters;
 using resblocks_tests::tolerance;
 

@@ -45,10 +45,9 @@ void check_block(const std::string& file, bool norm_first) {
               heads = shape_entry(f, 3), ff = shape_entry(f, 4);
   const bool causal = f.matrix("causal")(0, 0) != 0.0;
   using resblocks::FeedForwardActivation;
-  const FeedForwardActivation activation =
-      !f.contains("activation")                  ? FeedForwardActivation::gelu
-      : f.matrix("activation")(0, 0) == 0.0      ? FeedForwardActivation::relu
-                                                 : FeedForwardActivation::gelu_tanh;
+  const FeedForwardActivation activation = !f.contains("activation")             ? FeedForwardActivation::gelu
+                                           : f.matrix("activation")(0, 0) == 0.0 ? FeedForwardActivation::relu
+                                                                                 : FeedForwardActivation::gelu_tanh;
   INFO(file << (D == resblocks::Dynamic ? " (Dynamic d)" : " (static d)"));
   REQUIRE((D == resblocks::Dynamic || D == d));
   // torch ran with dropout=0 in training mode: here too (the three Dropouts are the identity).
@@ -131,14 +130,16 @@ void check_lm() {
 
 }  // namespace
 
-TEST_CASE("TransformerBlock parity: TransformerEncoderLayer pre-LN, post-LN, causal, key padding, ReLU, tanh-GELU (double)",
-          "[transformer][parity]") {
+TEST_CASE(
+    "TransformerBlock parity: TransformerEncoderLayer pre-LN, post-LN, causal, key padding, ReLU, tanh-GELU (double)",
+    "[transformer][parity]") {
   check_all_blocks<double, resblocks::Dynamic>();
   check_all_blocks<double, 8>();
 }
 
-TEST_CASE("TransformerBlock parity: TransformerEncoderLayer pre-LN, post-LN, causal, key padding, ReLU, tanh-GELU (float)",
-          "[transformer][parity]") {
+TEST_CASE(
+    "TransformerBlock parity: TransformerEncoderLayer pre-LN, post-LN, causal, key padding, ReLU, tanh-GELU (float)",
+    "[transformer][parity]") {
   check_all_blocks<float, resblocks::Dynamic>();
   check_all_blocks<float, 8>();
 }

@@ -39,12 +39,11 @@ inline Eigen::MatrixXd naive_attention(const resblocks::MultiHeadAttention<doubl
         double sum = 0;
         for (double& e : score) sum += (e = std::exp(e - max));
         for (Index j = 0; j < length; ++j)
-          o.col(b * length + i).segment(h * dh, dh) +=
-              score[static_cast<std::size_t>(j)] / sum * (drop ? (*drop)(j, (b * heads + h) * length + i) : 1.0) *
-              qkv.col(b * length + j).segment(2 * d + h * dh, dh);
+          o.col(b * length + i).segment(h * dh, dh) += score[static_cast<std::size_t>(j)] / sum *
+                                                       (drop ? (*drop)(j, (b * heads + h) * length + i) : 1.0) *
+                                                       qkv.col(b * length + j).segment(2 * d + h * dh, dh);
       }
   return (mha.out_proj_weight() * o).colwise() + mha.out_proj_bias();
 }
-
 
 }  // namespace rbtest

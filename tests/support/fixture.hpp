@@ -121,8 +121,7 @@ inline Fixture parse_fixture(std::istream& in, const std::string& source) {
     Eigen::MatrixXd value(rows, cols);
     for (long c = 0; c < cols; ++c) {
       if (!next_line(words))
-        fail("tensor '" + name + "' ends after " + std::to_string(c) + " of its " + std::to_string(cols) +
-             " columns");
+        fail("tensor '" + name + "' ends after " + std::to_string(c) + " of its " + std::to_string(cols) + " columns");
       if (static_cast<long>(words.size()) != rows)
         fail("column " + std::to_string(c) + " of tensor '" + name + "' has " + std::to_string(words.size()) +
              " values, expected " + std::to_string(rows));

@@ -42,7 +42,8 @@ double rel_diff(const A& a, const B& b) {
 template <class From, class To>
 void copy_parameters(const From& from, To& to) {
   std::vector<Eigen::MatrixXd> values;
-  from.for_each_parameter([&](std::string_view, const auto& v, const auto&) { values.emplace_back(v.template cast<double>()); });
+  from.for_each_parameter(
+      [&](std::string_view, const auto& v, const auto&) { values.emplace_back(v.template cast<double>()); });
   std::size_t i = 0;
   to.for_each_parameter([&](std::string_view, auto& v, const auto&) {
     using T = typename std::remove_reference_t<decltype(v)>::Scalar;

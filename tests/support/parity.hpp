@@ -37,8 +37,8 @@ void check_close(const Fixture& fixture, const std::string& tensor, const Eigen:
   const double error = (a - expected).cwiseAbs().maxCoeff(&row, &col);
   const double allowed = tol * std::max(1.0, expected.cwiseAbs().maxCoeff());
   INFO(std::setprecision(17) << "max |resblocks - PyTorch| = " << error << " at (" << row << ", " << col
-                             << "): resblocks " << a(row, col) << ", PyTorch " << expected(row, col)
-                             << "; allowed " << allowed);
+                             << "): resblocks " << a(row, col) << ", PyTorch " << expected(row, col) << "; allowed "
+                             << allowed);
   const double error_over_allowed = error / allowed;
   CHECK(error_over_allowed <= 1.0);
 }

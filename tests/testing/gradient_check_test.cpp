@@ -17,7 +17,8 @@ class BrokenScale {
   struct Workspace {
     Output y;
   };
-  explicit BrokenScale(bool broken_input, bool broken_param) : m_broken_input(broken_input), m_broken_param(broken_param) {}
+  explicit BrokenScale(bool broken_input, bool broken_param)
+      : m_broken_input(broken_input), m_broken_param(broken_param) {}
   Index in_features() const { return -1; }
   Index out_features() const { return -1; }
   const Output& forward(const Input& x) {
@@ -46,7 +47,8 @@ class BrokenScale {
 
  private:
   bool m_broken_input, m_broken_param;
-  Eigen::Matrix<double, 1, 1> m_a{Eigen::Matrix<double, 1, 1>::Constant(0.7)}, m_da{Eigen::Matrix<double, 1, 1>::Zero()};
+  Eigen::Matrix<double, 1, 1> m_a{Eigen::Matrix<double, 1, 1>::Constant(0.7)},
+      m_da{Eigen::Matrix<double, 1, 1>::Zero()};
   const Input* m_x = nullptr;
   Output m_y, m_dx;
 };

@@ -195,8 +195,8 @@ TEST_CASE("Adam, AdamW: check_finite refuses a non-finite gradient before anythi
   model.dL_dweight.setConstant(std::numeric_limits<double>::quiet_NaN());
   const auto weight = model.weight;
   Adam adam(model, {.check_finite = true});
-  REQUIRE_THROWS_WITH(adam.step(model), rbtest::contains("resblocks::Adam: step 1:") &&
-                                            rbtest::contains("'fc.weight' holds NaN"));
+  REQUIRE_THROWS_WITH(adam.step(model),
+                      rbtest::contains("resblocks::Adam: step 1:") && rbtest::contains("'fc.weight' holds NaN"));
   AdamW adam_w(model, {.check_finite = true});
   REQUIRE_THROWS_WITH(adam_w.step(model), rbtest::contains("resblocks::AdamW: step 1:"));
   REQUIRE(model.weight == weight);

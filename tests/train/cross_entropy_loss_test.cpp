@@ -152,7 +152,7 @@ TEST_CASE("CrossEntropyLoss: hand-computed values and sum equals n times mean", 
 
 TEST_CASE("CrossEntropyLoss: correct counts argmax hits, ties go to the first maximum", "[loss][cross_entropy]") {
   Eigen::MatrixXf z(3, 4);
-  z.col(0) << 1, 3, 3;     // tie between 1 and 2: argmax 1
+  z.col(0) << 1, 3, 3;  // tie between 1 and 2: argmax 1
   z.col(1) << 1, 3, 3;
   z.col(2) << 2, 2, 2;     // all equal: argmax 0
   z.col(3) << -5, -1, -7;  // argmax 1
@@ -178,7 +178,8 @@ TEST_CASE("CrossEntropyLoss: bad labels and options throw, naming the problem", 
                       rbtest::contains("label -1") && rbtest::contains("index 1"));
   REQUIRE_THROWS_AS(loss.backward(), std::logic_error);  // the failed calls did not count as a forward
   REQUIRE_THROWS_AS(loss.forward(Batch<double, 5>(5, 0), std::vector<int>{}), std::invalid_argument);
-  REQUIRE_THROWS_AS(CrossEntropyLoss<float>().forward(Eigen::MatrixXf(0, 2), std::vector<int>{0, 0}), std::invalid_argument);
+  REQUIRE_THROWS_AS(CrossEntropyLoss<float>().forward(Eigen::MatrixXf(0, 2), std::vector<int>{0, 0}),
+                    std::invalid_argument);
   for (const double eps : {-0.1, 1.5, std::numeric_limits<double>::quiet_NaN()}) {
     REQUIRE_THROWS_AS(CrossEntropyLoss<float>({.label_smoothing = eps}), std::invalid_argument);
     REQUIRE_THROWS_WITH(CrossEntropyLoss<float>({.label_smoothing = eps}), rbtest::contains("label_smoothing"));

@@ -1,5 +1,5 @@
-#include "support/helpers.hpp"
 #include "support/fixture.hpp"
+#include "support/helpers.hpp"
 #include "train/optim_test_model.hpp"
 
 #include <resblocks/train/cosine_annealing_lr.hpp>

@@ -96,7 +96,8 @@ TEST_CASE("MseLoss: shape mismatch names both shapes", "[loss][mse][errors]") {
   REQUIRE_THROWS_AS(loss.backward(), std::logic_error);
   const Eigen::MatrixXd a = Eigen::MatrixXd::Zero(3, 4), b = Eigen::MatrixXd::Zero(3, 5);
   REQUIRE_THROWS_AS(loss.forward(a, b), std::invalid_argument);
-  REQUIRE_THROWS_WITH(loss.forward(a, b), rbtest::contains("MseLoss") && rbtest::contains("3x4") && rbtest::contains("3x5"));
+  REQUIRE_THROWS_WITH(loss.forward(a, b),
+                      rbtest::contains("MseLoss") && rbtest::contains("3x4") && rbtest::contains("3x5"));
   REQUIRE_THROWS_AS(loss.forward(Eigen::MatrixXd(3, 0), Eigen::MatrixXd(3, 0)), std::invalid_argument);
   REQUIRE_THROWS_AS(loss.backward(), std::logic_error);
 }

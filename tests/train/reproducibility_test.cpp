@@ -37,10 +37,20 @@ ImageDataset synthetic_images() {
 std::vector<unsigned char> train_and_snapshot(std::uint64_t seed, int threads, int steps) {
   set_num_threads(threads);
   const ImageDataset data = synthetic_images();
-  BatchLoader<float> loader(data, {.batch_size = 8, .shuffle = true, .drop_last = true, .seed = seed, .mean = 0.3,
-                                   .std = 0.3, .crop_padding = 2, .horizontal_flip = true});
+  BatchLoader<float> loader(data, {.batch_size = 8,
+                                   .shuffle = true,
+                                   .drop_last = true,
+                                   .seed = seed,
+                                   .mean = 0.3,
+                                   .std = 0.3,
+                                   .crop_padding = 2,
+                                   .horizontal_flip = true});
   manual_seed(seed);
-  CifarResNet<float> net({.depth = 8, .in_channels = 1, .classes = 3, .width = 4, .image = {10, 10},
+  CifarResNet<float> net({.depth = 8,
+                          .in_channels = 1,
+                          .classes = 3,
+                          .width = 4,
+                          .image = {10, 10},
                           .downsample = ShortcutKind::projection});
   Sgd opt(net, {.lr = 0.05, .momentum = 0.9, .nesterov = true, .weight_decay = 5e-4});
   const LinearWarmup schedule(CosineAnnealingLr(0.05, steps), 2, 0.1);

@@ -104,13 +104,12 @@ TEST_CASE("Sgd: the decay predicate exempts the parameters it rejects", "[sgd]")
     model.dL_dbias.setConstant(0.25);
     model.dL_dgain.setConstant(-1.0);
     int asked = 0;
-    Sgd opt(model, {.lr = 0.5,
-                    .weight_decay = 0.125,
-                    .decoupled_weight_decay = decoupled,
-                    .decay = [&](std::string_view name) {
-                      ++asked;
-                      return name != "fc.bias";
-                    }});
+    Sgd opt(
+        model,
+        {.lr = 0.5, .weight_decay = 0.125, .decoupled_weight_decay = decoupled, .decay = [&](std::string_view name) {
+           ++asked;
+           return name != "fc.bias";
+         }});
     REQUIRE(asked == 3);
     opt.step(model);
     opt.step(model);

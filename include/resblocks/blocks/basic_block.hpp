@@ -34,7 +34,8 @@ class BasicBlock : public Sequential<Residual<BasicBranch<S>, Shortcut<S>>, ReLU
       : Base{Residual<BasicBranch<S>, Shortcut<S>>{
                  BasicBranch<S>{Conv2d<S>(in_channels, channels, 3, {.stride = stride, .padding = 1, .bias = false}),
                                 BatchNorm2d<S>(channels), ReLU<S>(),
-                                Conv2d<S>(channels, channels, 3, {.padding = 1, .bias = false}), BatchNorm2d<S>(channels)},
+                                Conv2d<S>(channels, channels, 3, {.padding = 1, .bias = false}),
+                                BatchNorm2d<S>(channels)},
                  Shortcut<S>(in_channels, channels, stride,
                              detail::shortcut_kind(in_channels, channels, stride, o, false))},
              ReLU<S>()} {

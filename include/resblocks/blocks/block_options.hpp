@@ -12,8 +12,9 @@ struct BlockOptions {
   /// The skip where the block changes shape: projection (He et al. option B; a bare 1×1 conv in
   /// the pre-activation blocks) or zero_pad (option A). Same-shape blocks always use the identity.
   ShortcutKind downsample = ShortcutKind::projection;
-  bool plain = false;               ///< no skip at all: the plain network's block (same layers)
-  bool zero_init_residual = false;  ///< the branch's last BatchNorm γ starts at 0: the block starts as its skip (Goyal et al.)
+  bool plain = false;  ///< no skip at all: the plain network's block (same layers)
+  bool zero_init_residual =
+      false;  ///< the branch's last BatchNorm γ starts at 0: the block starts as its skip (Goyal et al.)
 };
 
 namespace detail {

@@ -17,8 +17,8 @@ namespace resblocks {
 
 /// The residual branch of a Bottleneck: conv1×1-BN-ReLU-conv3×3-BN-ReLU-conv1×1-BN.
 template <class S = float>
-using BottleneckBranch = Sequential<Conv2d<S>, BatchNorm2d<S>, ReLU<S>, Conv2d<S>, BatchNorm2d<S>, ReLU<S>,
-                                    Conv2d<S>, BatchNorm2d<S>>;
+using BottleneckBranch =
+    Sequential<Conv2d<S>, BatchNorm2d<S>, ReLU<S>, Conv2d<S>, BatchNorm2d<S>, ReLU<S>, Conv2d<S>, BatchNorm2d<S>>;
 
 /// \brief ResNet v1 bottleneck block: `channels` wide inside, `4·channels` out, the stride on the
 /// 3×3 convolution (torchvision's "ResNet v1.5"); `Sequential<Residual<BottleneckBranch, Shortcut>, ReLU>`
@@ -33,12 +33,11 @@ class Bottleneck : public Sequential<Residual<BottleneckBranch<S>, Shortcut<S>>,
 
   Bottleneck(Index in_channels, Index channels, Index stride = 1, const BlockOptions& o = {})
       : Base{Residual<BottleneckBranch<S>, Shortcut<S>>{
-                 BottleneckBranch<S>{Conv2d<S>(in_channels, channels, 1, {.bias = false}), BatchNorm2d<S>(channels),
-                                     ReLU<S>(),
-                                     Conv2d<S>(channels, channels, 3, {.stride = stride, .padding = 1, .bias = false}),
-                                     BatchNorm2d<S>(channels), ReLU<S>(),
-                                     Conv2d<S>(channels, channels * expansion, 1, {.bias = false}),
-                                     BatchNorm2d<S>(channels * expansion)},
+                 BottleneckBranch<S>{
+                     Conv2d<S>(in_channels, channels, 1, {.bias = false}), BatchNorm2d<S>(channels), ReLU<S>(),
+                     Conv2d<S>(channels, channels, 3, {.stride = stride, .padding = 1, .bias = false}),
+                     BatchNorm2d<S>(channels), ReLU<S>(), Conv2d<S>(channels, channels * expansion, 1, {.bias = false}),
+                     BatchNorm2d<S>(channels * expansion)},
                  Shortcut<S>(in_channels, channels * expansion, stride,
                              detail::shortcut_kind(in_channels, channels * expansion, stride, o, false))},
              ReLU<S>()} {

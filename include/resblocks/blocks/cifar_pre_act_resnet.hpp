@@ -25,8 +25,9 @@ namespace resblocks {
 /// zero_pad; `zero_init_residual` zeroes each block's second BN γ, so every block starts as its skip).
 /// Names: `conv1.weight`, `layer1.0.bn1.weight`, `layer2.0.downsample.0.weight`, `bn.weight`, `fc.bias`.
 template <class S = float>
-class CifarPreActResNet : public Sequential<Conv2d<S>, Repeat<PreActBlock<S>>, Repeat<PreActBlock<S>>,
-                                            Repeat<PreActBlock<S>>, BatchNorm2d<S>, ReLU<S>, GlobalAvgPool<S>, Linear<S>> {
+class CifarPreActResNet
+    : public Sequential<Conv2d<S>, Repeat<PreActBlock<S>>, Repeat<PreActBlock<S>>, Repeat<PreActBlock<S>>,
+                        BatchNorm2d<S>, ReLU<S>, GlobalAvgPool<S>, Linear<S>> {
   using Base = Sequential<Conv2d<S>, Repeat<PreActBlock<S>>, Repeat<PreActBlock<S>>, Repeat<PreActBlock<S>>,
                           BatchNorm2d<S>, ReLU<S>, GlobalAvgPool<S>, Linear<S>>;
 
@@ -42,7 +43,10 @@ class CifarPreActResNet : public Sequential<Conv2d<S>, Repeat<PreActBlock<S>>, R
              detail::resnet_stage<PreActBlock<S>>(o.width, o.width, n, 1, detail::cifar_block_options(o)),
              detail::resnet_stage<PreActBlock<S>>(o.width, 2 * o.width, n, 2, detail::cifar_block_options(o)),
              detail::resnet_stage<PreActBlock<S>>(2 * o.width, 4 * o.width, n, 2, detail::cifar_block_options(o)),
-             BatchNorm2d<S>(4 * o.width), ReLU<S>(), GlobalAvgPool<S>(), Linear<S>(4 * o.width, o.classes)} {
+             BatchNorm2d<S>(4 * o.width),
+             ReLU<S>(),
+             GlobalAvgPool<S>(),
+             Linear<S>(4 * o.width, o.classes)} {
     this->set_child_names({"conv1", "layer1", "layer2", "layer3", "bn", "", "", "fc"});
     detail::finish_cifar_net(*this, o);
   }

@@ -24,13 +24,13 @@ namespace resblocks {
 
 /// \brief Settings of CifarResNet (the paper's CIFAR-10 networks by default).
 struct CifarResNetOptions {
-  Index depth = 20;        ///< 6n + 2: 20, 32, 44, 56, 110, …
-  Index in_channels = 3;   ///< 1 for Fashion-MNIST
+  Index depth = 20;       ///< 6n + 2: 20, 32, 44, 56, 110, …
+  Index in_channels = 3;  ///< 1 for Fashion-MNIST
   Index classes = 10;
-  Index width = 16;        ///< channels of the first stage (then 2× and 4×)
+  Index width = 16;  ///< channels of the first stage (then 2× and 4×)
   ImageSize image{32, 32};
   ShortcutKind downsample = ShortcutKind::zero_pad;  ///< option A, as the paper's CIFAR nets; or projection (B)
-  bool plain = false;               ///< the plain twin: the same layers, no skips
+  bool plain = false;                                ///< the plain twin: the same layers, no skips
   bool zero_init_residual = false;
   /// false: backward skips the input gradient (the first convolution's dL/dx, returned as zeros),
   /// which training never uses — as PyTorch does for inputs without requires_grad.
@@ -78,10 +78,13 @@ class CifarResNet : public Sequential<Conv2d<S>, BatchNorm2d<S>, ReLU<S>, Repeat
 
  private:
   CifarResNet(const CifarResNetOptions& o, Index n)
-      : Base{Conv2d<S>(o.in_channels, o.width, 3, {.padding = 1, .bias = false}), BatchNorm2d<S>(o.width), ReLU<S>(),
+      : Base{Conv2d<S>(o.in_channels, o.width, 3, {.padding = 1, .bias = false}),
+             BatchNorm2d<S>(o.width),
+             ReLU<S>(),
              detail::resnet_stage<BasicBlock<S>>(o.width, o.width, n, 1, detail::cifar_block_options(o)),
              detail::resnet_stage<BasicBlock<S>>(o.width, 2 * o.width, n, 2, detail::cifar_block_options(o)),
-             detail::resnet_stage<BasicBlock<S>>(2 * o.width, 4 * o.width, n, 2, detail::cifar_block_options(o)), GlobalAvgPool<S>(),
+             detail::resnet_stage<BasicBlock<S>>(2 * o.width, 4 * o.width, n, 2, detail::cifar_block_options(o)),
+             GlobalAvgPool<S>(),
              Linear<S>(4 * o.width, o.classes)} {
     this->set_child_names({"conv1", "bn1", "", "layer1", "layer2", "layer3", "", "fc"});
     detail::finish_cifar_net(*this, o);

@@ -27,9 +27,11 @@ namespace resblocks {
 struct DenseBlockMemory {
   Index features = 0;     ///< the (c0 + L·k) × P feature buffer: x, every layer's output, the block's output
   Index bottlenecks = 0;  ///< each layer's conv1 output, kept for backward: L · 4k × P
-  Index shared = 0;       ///< full-size forward buffers the layers share: relu(norm2(·)) 4k × P, conv2's output k × P
-  Index chunks = 0;       ///< per-thread chunk buffers (relu(norm1(·)), its gradient, dL/dh: about 256 KB each) and per-chunk partial sums
-  Index gradients = 0;    ///< backward: dL/d(features) of the last layer's input c_max × P, dL/dx c0 × P, shared dL/dz2 4k × P, dL/dout k × P
+  Index shared = 0;     ///< full-size forward buffers the layers share: relu(norm2(·)) 4k × P, conv2's output k × P
+  Index chunks = 0;     ///< per-thread chunk buffers (relu(norm1(·)), its gradient, dL/dh: about 256 KB each) and
+                        ///< per-chunk partial sums
+  Index gradients = 0;  ///< backward: dL/d(features) of the last layer's input c_max × P, dL/dx c0 × P, shared dL/dz2
+                        ///< 4k × P, dL/dout k × P
   [[nodiscard]] Index total() const noexcept { return features + bottlenecks + shared + chunks + gradients; }
 };
 
@@ -112,9 +114,8 @@ class DenseBlock {
 
   const Output& forward(const Input& x) {
     check_input(x);
-    run(x, m_features, m_stats, m_scratch, [&](Index i, ConstView in, View out) {
-      m_layers[std::size_t(i)].forward_view(in, m_stats, m_scratch, out);
-    });
+    run(x, m_features, m_stats, m_scratch,
+        [&](Index i, ConstView in, View out) { m_layers[std::size_t(i)].forward_view(in, m_stats, m_scratch, out); });
     return m_features;
   }
   const Output& forward(Input&&) = delete;  // for the contract's sake (x itself is copied into the buffer)
@@ -145,8 +146,8 @@ class DenseBlock {
         detail::add_pending(const_rows(m_grad, c, m_k), const_rows(m_features, c, m_k), m_pending_b, m_pending_c, c,
                             m_scratch.dout);
       const ConstView base = i == L - 1 ? const_rows(dL_dy, 0, c) : const_rows(m_grad, 0, c);
-      m_layers[std::size_t(i)].backward_view(m_scratch.dout, const_rows(m_features, 0, c), m_scratch, rows(m_grad, 0, c),
-                                             &base, m_pending_b, m_pending_c);
+      m_layers[std::size_t(i)].backward_view(m_scratch.dout, const_rows(m_features, 0, c), m_scratch,
+                                             rows(m_grad, 0, c), &base, m_pending_b, m_pending_c);
     }
     detail::add_pending(const_rows(m_grad, 0, m_c0), const_rows(m_features, 0, m_c0), m_pending_b, m_pending_c, 0,
                         m_dL_dx);
@@ -157,7 +158,8 @@ class DenseBlock {
     check_input(x);
     ws.coefficients.resize(m_layers.size());
     run(x, ws.y, ws.stats, ws.scratch, [&](Index i, ConstView in, View out) {
-      m_layers[std::size_t(i)].infer_view(in, ws.stats, ws.coefficients[std::size_t(i)], ws.h, ws.scratch, ws.conv, out);
+      m_layers[std::size_t(i)].infer_view(in, ws.stats, ws.coefficients[std::size_t(i)], ws.h, ws.scratch, ws.conv,
+                                          out);
     });
     return ws.y;
   }

@@ -42,13 +42,13 @@ namespace detail {
 template <class S>
 struct DenseScratch {
   using Vector = Eigen::Matrix<S, Eigen::Dynamic, 1>;
-  Batch<S> z2, dz2;         ///< relu(norm2(h)), conv2's input, and its gradient: 4k × P
-  Batch<S> out, dout;       ///< conv2's output and its gradient: k × P
-  std::vector<Vector> z1c;  ///< per thread: relu(norm1(x)) on one chunk of columns, c × step
-  std::vector<Vector> dz1c; ///< per thread: its gradient on that chunk, c × step
-  std::vector<Vector> dhc;  ///< per thread: dL/dh on that chunk, 4k × step
-  Vector dw_parts;          ///< per chunk: its share of dL/d conv1.weight (4k × c each)
-  Eigen::VectorXd parts;    ///< per chunk: partial sums and moments
+  Batch<S> z2, dz2;                ///< relu(norm2(h)), conv2's input, and its gradient: 4k × P
+  Batch<S> out, dout;              ///< conv2's output and its gradient: k × P
+  std::vector<Vector> z1c;         ///< per thread: relu(norm1(x)) on one chunk of columns, c × step
+  std::vector<Vector> dz1c;        ///< per thread: its gradient on that chunk, c × step
+  std::vector<Vector> dhc;         ///< per thread: dL/dh on that chunk, 4k × step
+  Vector dw_parts;                 ///< per chunk: its share of dL/d conv1.weight (4k × c each)
+  Eigen::VectorXd parts;           ///< per chunk: partial sums and moments
   const void* z2_owner = nullptr;  ///< the layer whose values z2 holds
 };
 
@@ -136,9 +136,8 @@ void normalize_relu(const X& x, const V& scale, const V& shift, Out& out) {
 /// dst = src (same shape, any strides), column ranges in parallel.
 template <class Dst, class Src>
 void copy_columns(Dst& dst, const Src& src) {
-  parallel_for(dst.cols(), double(dst.rows()), [&](Index c0, Index c1) {
-    dst.middleCols(c0, c1 - c0) = src.middleCols(c0, c1 - c0);
-  });
+  parallel_for(dst.cols(), double(dst.rows()),
+               [&](Index c0, Index c1) { dst.middleCols(c0, c1 - c0) = src.middleCols(c0, c1 - c0); });
 }
 
 /// The ReLU mask and the sums of a BatchNorm backward on one block: g (rows × cols, leading
@@ -336,7 +335,6 @@ class DenseLayer {
     return ws.y;
   }
 
-
   /// Scalars of activation storage the layer itself keeps (conv1's output h).
   [[nodiscard]] Index kept_activations() const noexcept { return m_h.size(); }
 
@@ -381,9 +379,8 @@ class DenseLayer {
   void forward_view(const ConstView& x, const Eigen::MatrixXd& x_stats, Scratch& scratch, View y) {
     const bool batch = m_training;
     if (batch) check_batch(x.cols());
-    compute(x, x_stats, m_co, m_h, scratch, y, [&](const Batch<S>& z2, Batch<S>& out) {
-      m_conv2.forward_add(z2, out, NoSkip{});
-    });
+    compute(x, x_stats, m_co, m_h, scratch, y,
+            [&](const Batch<S>& z2, Batch<S>& out) { m_conv2.forward_add(z2, out, NoSkip{}); });
     if (batch) {
       update_running(x_stats, m_running_mean1, m_running_var1, m_num_batches1, x.cols());
       update_running(m_co.stats2, m_running_mean2, m_running_var2, m_num_batches2, x.cols());
@@ -401,7 +398,8 @@ class DenseLayer {
                      Vector& pending_b, Vector& pending_c) {
     const Index P = x.cols(), b = bottleneck_channels(), c = m_in;
     if (m_h.cols() != P || x.rows() != m_in)
-      throw std::logic_error("DenseLayer: backward() called before forward(), or with another input than the last forward's");
+      throw std::logic_error(
+          "DenseLayer: backward() called before forward(), or with another input than the last forward's");
     detail::check_output_gradient(name, m_k, P, dL_dy);
     if (pending_b.size() < c || pending_c.size() < c || dL_dx.rows() != c || dL_dx.cols() != P ||
         (base && (base->rows() != c || base->cols() != P)))
@@ -442,8 +440,8 @@ class DenseLayer {
       auto z1 = detail::grown_view(scratch.z1c[std::size_t(t)], c, n);
       detail::normalize_relu_block(x.middleCols(c0, n), m_co.scale1, m_co.shift1, z1);
       auto dh = detail::grown_view(scratch.dhc[std::size_t(t)], b, n);
-      detail::affine_backward_block(scratch.dz2.middleCols(c0, n), m_h.middleCols(c0, n), m_co.scale2, m_co.b2,
-                                    m_co.c2, dh);
+      detail::affine_backward_block(scratch.dz2.middleCols(c0, n), m_h.middleCols(c0, n), m_co.scale2, m_co.b2, m_co.c2,
+                                    dh);
       auto dw_p = dw.middleCols(p * c, c);
       detail::gemm<false, true>(dw_p, dh, z1, detail::zero_block(dw_p));
       auto dz = detail::grown_view(scratch.dz1c[std::size_t(t)], c, n);
@@ -466,9 +464,8 @@ class DenseLayer {
   void infer_view(const ConstView& x, const Eigen::MatrixXd& x_stats, Coefficients& co, Batch<S>& h, Scratch& scratch,
                   typename Conv2d<S>::Workspace& conv, View y) const {
     if (m_training) check_batch(x.cols());
-    compute(x, x_stats, co, h, scratch, y, [&](const Batch<S>& z2, Batch<S>& out) {
-      m_conv2.infer_add(z2, out, NoSkip{}, conv);
-    });
+    compute(x, x_stats, co, h, scratch, y,
+            [&](const Batch<S>& z2, Batch<S>& out) { m_conv2.infer_add(z2, out, NoSkip{}, conv); });
   }
   /// @}
 
@@ -485,7 +482,9 @@ class DenseLayer {
     return o.bn_size * k;
   }
 
-  static ConstView whole(const Matrix& m) { return ConstView(m.data(), m.rows(), m.cols(), Eigen::OuterStride<>(m.rows())); }
+  static ConstView whole(const Matrix& m) {
+    return ConstView(m.data(), m.rows(), m.cols(), Eigen::OuterStride<>(m.rows()));
+  }
   static View whole(Matrix& m) { return View(m.data(), m.rows(), m.cols(), Eigen::OuterStride<>(m.rows())); }
 
   void check_input(const Input& x) const {
@@ -536,7 +535,9 @@ class DenseLayer {
   /// Columns per chunk of the fused passes over the c-row input (about 256 KB of it).
   [[nodiscard]] Index chunk_columns(Index P) const noexcept { return detail::statistics_partition(m_in, P); }
   /// Threads for `nparts` chunks (each thread takes a contiguous range; results do not depend on it).
-  static Index chunk_threads(Index nparts) noexcept { return std::max<Index>(1, std::min<Index>(num_threads(), nparts)); }
+  static Index chunk_threads(Index nparts) noexcept {
+    return std::max<Index>(1, std::min<Index>(num_threads(), nparts));
+  }
   static void reserve_chunks(std::vector<Vector>& chunks, Index threads, Index size) {
     if (Index(chunks.size()) < threads) chunks.resize(std::size_t(threads));
     for (Index t = 0; t < threads; ++t)
@@ -600,9 +601,9 @@ class DenseLayer {
   std::int64_t m_num_batches1 = 0, m_num_batches2 = 0;
   Matrix m_w1, m_dw1;  ///< conv1.weight (4k × c) and its gradient
   Conv2d<S> m_conv2;
-  Coefficients m_co;    ///< the last forward's
-  Batch<S> m_h;         ///< conv1's output of the last forward (4k × P)
-  Scratch m_scratch;    ///< this layer's own shared buffers, when used alone
+  Coefficients m_co;  ///< the last forward's
+  Batch<S> m_h;       ///< conv1's output of the last forward (4k × P)
+  Scratch m_scratch;  ///< this layer's own shared buffers, when used alone
   Eigen::MatrixXd m_stats;
   Vector m_pending_b, m_pending_c;  ///< norm1's b·x + c part of dL/dx (used alone)
   CachedInput<Input> m_x;

@@ -7,6 +7,7 @@
 #include "resblocks/blocks/sequential.hpp"
 #include "resblocks/blocks/transition.hpp"
 #include "resblocks/core/image_size.hpp"
+#include "resblocks/core/initializers.hpp"
 #include "resblocks/core/random.hpp"
 #include "resblocks/core/types.hpp"
 #include "resblocks/layers/batch_norm2d.hpp"
@@ -14,7 +15,6 @@
 #include "resblocks/layers/global_avg_pool.hpp"
 #include "resblocks/layers/linear.hpp"
 #include "resblocks/layers/relu.hpp"
-#include "resblocks/core/initializers.hpp"
 
 #include <array>
 #include <cmath>
@@ -58,7 +58,7 @@ class DenseNet : public Sequential<Conv2d<S>, DenseBlock<S>, Transition<S>, Dens
     std::array<Index, 3> layers;  ///< per block
     std::array<Index, 3> in;      ///< each block's input channels
     std::array<Index, 2> transition_out;
-    Index features;               ///< channels into norm5 and the classifier
+    Index features;  ///< channels into norm5 and the classifier
   };
 
   explicit DenseNet(const DenseNetOptions& o = {}) : DenseNet(o, plan(o)) {}
@@ -97,10 +97,14 @@ class DenseNet : public Sequential<Conv2d<S>, DenseBlock<S>, Transition<S>, Dens
 
   DenseBlock<S>& block(int i) {
     switch (i) {
-      case 0: return this->template get<1>();
-      case 1: return this->template get<3>();
-      case 2: return this->template get<5>();
-      default: throw std::out_of_range("DenseNet: block index must be 0, 1 or 2, got " + std::to_string(i));
+      case 0:
+        return this->template get<1>();
+      case 1:
+        return this->template get<3>();
+      case 2:
+        return this->template get<5>();
+      default:
+        throw std::out_of_range("DenseNet: block index must be 0, 1 or 2, got " + std::to_string(i));
     }
   }
   Linear<S>& classifier() noexcept { return this->template get<9>(); }
@@ -112,8 +116,11 @@ class DenseNet : public Sequential<Conv2d<S>, DenseBlock<S>, Transition<S>, Dens
              Transition<S>(p.in[0] + p.layers[0] * o.growth_rate, p.transition_out[0]),
              DenseBlock<S>(p.in[1], o.growth_rate, p.layers[1], layer_options(o)),
              Transition<S>(p.in[1] + p.layers[1] * o.growth_rate, p.transition_out[1]),
-             DenseBlock<S>(p.in[2], o.growth_rate, p.layers[2], layer_options(o)), BatchNorm2d<S>(p.features),
-             ReLU<S>(), GlobalAvgPool<S>(), Linear<S>(p.features, o.classes)} {
+             DenseBlock<S>(p.in[2], o.growth_rate, p.layers[2], layer_options(o)),
+             BatchNorm2d<S>(p.features),
+             ReLU<S>(),
+             GlobalAvgPool<S>(),
+             Linear<S>(p.features, o.classes)} {
     this->set_child_names({"features.conv0", "features.denseblock1", "features.transition1", "features.denseblock2",
                            "features.transition2", "features.denseblock3", "features.norm5", "", "", "classifier"});
     torchvision_init(default_generator());

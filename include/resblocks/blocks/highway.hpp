@@ -62,8 +62,7 @@ class Highway {
   };
 
   /// Static sizes, H default-constructed: `Highway<Sequential<Linear<float, 64, 64>, ReLU<float, 64>>> hw;`.
-  explicit Highway(HighwayOptions options = {})
-    requires(InFeatures != Dynamic && std::is_default_constructible_v<H>)
+  explicit Highway(HighwayOptions options = {}) requires(InFeatures != Dynamic && std::is_default_constructible_v<H>)
       : Highway(H{}, options) {}
 
   /// The feature count is H's (static, or its in_features()); throws std::invalid_argument when H
@@ -176,7 +175,9 @@ class Highway {
   struct Init {};
 
   Highway(Init, H h, Index features, bool given, HighwayOptions options)
-      : m_h(std::move(h)), m_opt(options), m_gate(gate_features(m_h, features, given), gate_features(m_h, features, given)) {
+      : m_h(std::move(h)),
+        m_opt(options),
+        m_gate(gate_features(m_h, features, given), gate_features(m_h, features, given)) {
     if (!std::isfinite(options.gate_bias))
       throw std::invalid_argument("Highway: gate_bias must be finite, got " + std::to_string(options.gate_bias));
     // W_T keeps Linear's draw (PyTorch's nn.Linear init); b_T is the constant.

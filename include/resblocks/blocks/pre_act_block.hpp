@@ -32,11 +32,12 @@ class PreActBlock : public Residual<PreActBranch<S>, Shortcut<S>> {
   static constexpr Index expansion = 1;
 
   PreActBlock(Index in_channels, Index channels, Index stride = 1, const BlockOptions& o = {})
-      : Base{PreActBranch<S>{BatchNorm2d<S>(in_channels), ReLU<S>(),
-                             Conv2d<S>(in_channels, channels, 3, {.stride = stride, .padding = 1, .bias = false}),
-                             BatchNorm2d<S>(channels), ReLU<S>(),
-                             Conv2d<S>(channels, channels, 3, {.padding = 1, .bias = false})},
-             Shortcut<S>(in_channels, channels, stride, detail::shortcut_kind(in_channels, channels, stride, o, true))} {
+      : Base{
+            PreActBranch<S>{BatchNorm2d<S>(in_channels), ReLU<S>(),
+                            Conv2d<S>(in_channels, channels, 3, {.stride = stride, .padding = 1, .bias = false}),
+                            BatchNorm2d<S>(channels), ReLU<S>(),
+                            Conv2d<S>(channels, channels, 3, {.padding = 1, .bias = false})},
+            Shortcut<S>(in_channels, channels, stride, detail::shortcut_kind(in_channels, channels, stride, o, true))} {
     this->set_child_names("", "downsample");
     branch().set_child_names({"bn1", "", "conv1", "bn2", "", "conv2"});
     if (o.zero_init_residual) branch().template get<3>().weight().setZero();

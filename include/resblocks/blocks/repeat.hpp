@@ -20,8 +20,9 @@ namespace resblocks {
 
 /// \brief `count` blocks of one type applied in order, so depth is a run-time value and a
 /// 100-block network is not a 100-deep type. Each block takes what the one before gives (the
-/// first block of a ResNet stage may change the channel count; the stage as a whole then does). Each block is built separately (its own random
-/// initialisation). Parameters are named by position (`0.body.0.weight`), as `nn.Sequential`.
+/// first block of a ResNet stage may change the channel count; the stage as a whole then does). Each block is built
+/// separately (its own random initialisation). Parameters are named by position (`0.body.0.weight`), as
+/// `nn.Sequential`.
 template <class Block>
 class Repeat {
   static_assert(Layer<Block>, "resblocks::Repeat: the block must satisfy resblocks::Layer");
@@ -42,14 +43,12 @@ class Repeat {
   };
 
   /// `count` default-constructed blocks.
-  explicit Repeat(Index count)
-    requires std::is_default_constructible_v<Block>
+  explicit Repeat(Index count) requires std::is_default_constructible_v<Block>
       : Repeat(count, [](Index) { return Block(); }) {}
 
   /// `count` blocks made by `make(i)`, i = 0 … count-1.
   template <class Make>
-    requires std::is_invocable_r_v<Block, Make&, Index>
-  Repeat(Index count, Make make) {
+  requires std::is_invocable_r_v<Block, Make&, Index> Repeat(Index count, Make make) {
     if (count < 0) throw std::invalid_argument("Repeat: count must be >= 0, got " + std::to_string(count));
     m_blocks.reserve(static_cast<std::size_t>(count));
     for (Index i = 0; i < count; ++i) m_blocks.push_back(make(i));

@@ -46,11 +46,7 @@ class Residual {
     Output y;
   };
 
-  Residual()
-    requires(std::is_default_constructible_v<F> && std::is_default_constructible_v<Skip>)
-  {
-    check_shapes();
-  }
+  Residual() requires(std::is_default_constructible_v<F>&& std::is_default_constructible_v<Skip>) { check_shapes(); }
   explicit Residual(F body) : m_body(std::move(body)) { check_shapes(); }
   Residual(F body, Skip skip) : m_body(std::move(body)), m_skip(std::move(skip)) { check_shapes(); }
 
@@ -165,8 +161,8 @@ class Residual {
     const bool known_change = in >= 0 && out >= 0 && in != out;
     if (!skip_fits || (known_change && (sin < 0 || sout < 0)))
       throw std::invalid_argument("Residual: the body maps " + std::to_string(in) + " to " + std::to_string(out) +
-                                  " features but the skip maps " + std::to_string(sin) + " to " +
-                                  std::to_string(sout) + "; use a Projection skip when the sizes differ");
+                                  " features but the skip maps " + std::to_string(sin) + " to " + std::to_string(sout) +
+                                  "; use a Projection skip when the sizes differ");
   }
 
   F m_body;

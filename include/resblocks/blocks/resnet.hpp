@@ -8,6 +8,7 @@
 #include "resblocks/blocks/repeat.hpp"
 #include "resblocks/blocks/sequential.hpp"
 #include "resblocks/core/image_size.hpp"
+#include "resblocks/core/initializers.hpp"
 #include "resblocks/core/layer.hpp"
 #include "resblocks/core/types.hpp"
 #include "resblocks/layers/batch_norm2d.hpp"
@@ -16,7 +17,6 @@
 #include "resblocks/layers/linear.hpp"
 #include "resblocks/layers/max_pool2d.hpp"
 #include "resblocks/layers/relu.hpp"
-#include "resblocks/core/initializers.hpp"
 
 #include <array>
 #include <string_view>
@@ -37,7 +37,10 @@ namespace detail {
 template <class Net>
 void torchvision_init(Net& net) {
   for_each_leaf(net, [](auto& layer) {
-    if constexpr (requires { layer.fan_out(); layer.kernel_size(); })  // the convolutions
+    if constexpr (requires {
+                    layer.fan_out();
+                    layer.kernel_size();
+                  })  // the convolutions
       kaiming_normal(layer, KaimingOptions{.mode = FanMode::fan_out, .nonlinearity = Nonlinearity::relu});
   });
 }
@@ -69,11 +72,15 @@ class ResNet : public Sequential<Conv2d<typename Block::Scalar>, BatchNorm2d<typ
 
   /// `layers`: blocks per stage, e.g. {2, 2, 2, 2} for ResNet-18.
   ResNet(const std::array<Index, 4>& layers, const ResNetOptions& o = {})
-      : Base{Conv2d<S>(o.in_channels, 64, 7, {.stride = 2, .padding = 3, .bias = false}), BatchNorm2d<S>(64), ReLU<S>(),
-             MaxPool2d<S>(3, 2, 1), detail::resnet_stage<Block>(64, 64, layers[0], 1, block_options(o)),
+      : Base{Conv2d<S>(o.in_channels, 64, 7, {.stride = 2, .padding = 3, .bias = false}),
+             BatchNorm2d<S>(64),
+             ReLU<S>(),
+             MaxPool2d<S>(3, 2, 1),
+             detail::resnet_stage<Block>(64, 64, layers[0], 1, block_options(o)),
              detail::resnet_stage<Block>(64 * Block::expansion, 128, layers[1], 2, block_options(o)),
              detail::resnet_stage<Block>(128 * Block::expansion, 256, layers[2], 2, block_options(o)),
-             detail::resnet_stage<Block>(256 * Block::expansion, 512, layers[3], 2, block_options(o)), GlobalAvgPool<S>(),
+             detail::resnet_stage<Block>(256 * Block::expansion, 512, layers[3], 2, block_options(o)),
+             GlobalAvgPool<S>(),
              Linear<S>(512 * Block::expansion, o.classes)} {
     this->set_child_names({"conv1", "bn1", "", "", "layer1", "layer2", "layer3", "layer4", "", "fc"});
     detail::torchvision_init(*this);

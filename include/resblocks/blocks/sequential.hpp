@@ -24,8 +24,9 @@ namespace detail {
 /// Instantiated for each pair of neighbours: a mismatch names both layer types in the error.
 template <class Prev, class Next>
 struct LayersChain {
-  static_assert(std::is_same_v<typename Prev::Scalar, typename Next::Scalar>,
-                "resblocks: neighbouring layers (the two types of LayersChain<Prev, Next> below) use different Scalar types");
+  static_assert(
+      std::is_same_v<typename Prev::Scalar, typename Next::Scalar>,
+      "resblocks: neighbouring layers (the two types of LayersChain<Prev, Next> below) use different Scalar types");
   static_assert(Prev::OutFeatures == Next::InFeatures,
                 "resblocks: a layer's output features do not match the next layer's input features "
                 "(see LayersChain<Prev, Next> below; Dynamic only chains with Dynamic)");
@@ -41,7 +42,9 @@ constexpr bool chain_checked(std::index_sequence<I...>) {
 /// A layer whose output feature count differs from its input's even when it reports -1 (unknown
 /// yet), e.g. Flatten before its image size is set.
 template <class L>
-concept ChangesFeatures = requires { requires L::changes_features; };
+concept ChangesFeatures = requires {
+  requires L::changes_features;
+};
 
 /// Run-time link check for Dynamic sizes. `features` carries the feature count so far (-1: unknown).
 template <class L>
@@ -96,11 +99,7 @@ class Sequential {
     std::tuple<typename Ls::Workspace...> layers;
   };
 
-  Sequential()
-    requires(std::is_default_constructible_v<Ls> && ...)
-  {
-    check_links();
-  }
+  Sequential() requires(std::is_default_constructible_v<Ls>&&...) { check_links(); }
   /// Takes the layers. Build them in braces, `Net net{Linear(...), ReLU(), Linear(...)}`: list
   /// initialisation constructs them left to right, so they draw their initial weights from the
   /// generator in that order with every compiler; in parentheses the order is unspecified (GCC and
@@ -249,7 +248,9 @@ class Sequential {
     auto& act = get<I + 1>();
     get<I>().forward_then(
         x, [&](const auto& z) { act.fused_forward_prepare(z); },
-        [&](const auto& z, Index r0, Index rows, Index c0, Index cols) { act.fused_forward_block(z, r0, rows, c0, cols); });
+        [&](const auto& z, Index r0, Index rows, Index c0, Index cols) {
+          act.fused_forward_block(z, r0, rows, c0, cols);
+        });
     return act.fused_output();
   }
   /// Backward of layer I (GEMM) with the backward of activation I-1 fused in; returns the latter's dL/dx.
@@ -258,7 +259,9 @@ class Sequential {
     auto& act = get<I - 1>();
     get<I>().backward_then(
         g, [&](const auto& d) { act.fused_backward_prepare(d); },
-        [&](const auto& d, Index r0, Index rows, Index c0, Index cols) { act.fused_backward_block(d, r0, rows, c0, cols); });
+        [&](const auto& d, Index r0, Index rows, Index c0, Index cols) {
+          act.fused_backward_block(d, r0, rows, c0, cols);
+        });
     return act.fused_grad();
   }
   template <std::size_t I, class X>

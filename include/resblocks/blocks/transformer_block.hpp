@@ -98,9 +98,9 @@ namespace resblocks {
 
 /// \brief Settings of a TransformerBlock.
 struct TransformerOptions {
-  bool norm_first = true;      ///< pre-LN `x + F(LN(x))` (torch's norm_first=True); false: post-LN `LN(x + F(x))`
-  bool causal = false;         ///< token t attends to tokens <= t only
-  bool with_residual = true;   ///< false: both skips removed, the sublayers' bodies chained (a "plain" block)
+  bool norm_first = true;        ///< pre-LN `x + F(LN(x))` (torch's norm_first=True); false: post-LN `LN(x + F(x))`
+  bool causal = false;           ///< token t attends to tokens <= t only
+  bool with_residual = true;     ///< false: both skips removed, the sublayers' bodies chained (a "plain" block)
   double layer_norm_eps = 1e-5;  ///< LayerNorm's ε (torch's layer_norm_eps)
   /// The feed-forward activation. Default GELU (erf), resblocks' choice so far; torch's default is ReLU.
   FeedForwardActivation activation = FeedForwardActivation::gelu;
@@ -119,8 +119,8 @@ struct TransformerOptions {
 ///
 ///     pre-LN  (default): Sequential<Residual<Sequential<LN, MHA, Drop>>,
 ///                                   Residual<Sequential<LN, Linear, Act, Drop, Linear, Drop>>>
-///     post-LN:           Sequential<Residual<Sequential<MHA, Drop>>, LN, Residual<Sequential<Linear, Act, Drop, Linear, Drop>>, LN>
-///     with_residual = false: the same without the Residual wrappers (the bodies chained).
+///     post-LN:           Sequential<Residual<Sequential<MHA, Drop>>, LN, Residual<Sequential<Linear, Act, Drop,
+///     Linear, Drop>>, LN> with_residual = false: the same without the Residual wrappers (the bodies chained).
 ///
 /// The three Dropouts sit where nn.TransformerEncoderLayer has dropout1, dropout and dropout2, and the
 /// attention weights drop inside self_attn as in torch; all drop only in training mode (set_training,
@@ -151,8 +151,8 @@ class TransformerBlock {
   using Linear1 = Linear<S, D, Dynamic>;
   using Activation = resblocks::Activation<FeedForwardActivationOp, S, Dynamic>;
   using Linear2 = Linear<S, Dynamic, D>;
-  using Drop = Dropout<S, D>;                ///< dropout1, dropout2
-  using InnerDrop = Dropout<S, Dynamic>;     ///< dropout (after the activation)
+  using Drop = Dropout<S, D>;             ///< dropout1, dropout2
+  using InnerDrop = Dropout<S, Dynamic>;  ///< dropout (after the activation)
   using AttentionBlock = Sequential<Attention, Drop>;
   using FeedForward = Sequential<Linear1, Activation, InnerDrop, Linear2, Drop>;
   using PreNormAttention = Sequential<Norm, Attention, Drop>;
@@ -173,8 +173,7 @@ class TransformerBlock {
   };
 
   /// Static model dimension: `TransformerBlock<float, 256> block(4, 1024);`.
-  TransformerBlock(Index heads, Index feedforward, TransformerOptions options = {})
-    requires(D != Dynamic)
+  TransformerBlock(Index heads, Index feedforward, TransformerOptions options = {}) requires(D != Dynamic)
       : TransformerBlock(D, heads, feedforward, options) {}
 
   /// `d_model` features (a multiple of `heads`), a feed-forward width `feedforward`. Parameters as

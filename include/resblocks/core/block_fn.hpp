@@ -23,9 +23,9 @@ class BlockFn {
   BlockFn() noexcept = default;
 
   template <class F>
-    requires(!std::is_same_v<std::remove_cvref_t<F>, BlockFn> &&
-             std::is_invocable_v<const F&, Index, Index, Index, Index>)
-  BlockFn(const F& f) noexcept  // NOLINT(google-explicit-constructor): hooks convert implicitly
+  requires(!std::is_same_v<std::remove_cvref_t<F>, BlockFn> &&
+           std::is_invocable_v<const F&, Index, Index, Index, Index>) BlockFn(const F& f)
+  noexcept  // NOLINT(google-explicit-constructor): hooks convert implicitly
       : m_object(std::addressof(f)), m_call([](const void* object, Index r0, Index rows, Index c0, Index cols) {
           (*static_cast<const F*>(object))(r0, rows, c0, cols);
         }) {}

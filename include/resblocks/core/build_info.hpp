@@ -55,7 +55,7 @@ namespace resblocks {
 #if !defined(EIGEN_VECTORIZE)
          "none "
 #endif
-         ;
+      ;
 }
 
 /// True when Eigen uses AVX2 or AVX-512 here: the build the README's performance figures measure.

@@ -29,8 +29,8 @@ struct DirectConvShape {
 /// Calls f(std::integral_constant<int, i>{}) for i = 0 … N−1, unrolled.
 template <int N, class F>
 inline void static_for(const F& f) {
-  [&]<int... i>(std::integer_sequence<int, i...>) { (f(std::integral_constant<int, i>{}), ...); }(
-      std::make_integer_sequence<int, N>{});
+  [&]<int... i>(std::integer_sequence<int, i...>) { (f(std::integral_constant<int, i>{}), ...); }
+  (std::make_integer_sequence<int, N>{});
 }
 
 /// The register blocking of the kernels for this scalar: accumulators held (28 of 32 AVX-512
@@ -154,9 +154,12 @@ void direct_conv(const DirectConvPlan& plan, const DirectConvShape& s, const S* 
     else
       direct_conv_rows<S, NV, A / NV / 2>(s, src, w, y);
   };
-  if (plan.nv == 1) run.template operator()<1>();
-  else if (plan.nv == 2) run.template operator()<2>();
-  else run.template operator()<4>();
+  if (plan.nv == 1)
+    run.template operator()<1>();
+  else if (plan.nv == 2)
+    run.template operator()<2>();
+  else
+    run.template operator()<4>();
 }
 
 /// dw ([tap][in][out], out = NV packets) += the weight gradient of one padded sample src and its dy.
@@ -164,9 +167,12 @@ template <class S>
 void direct_conv_weight(const DirectConvPlan& plan, const DirectConvShape& s, const S* src, const S* dy, S* dw) {
   constexpr int A = DirectConvTraits<S>::accumulators;
   // CB input channels × NV packets of accumulators: at most ~half the budget, a power of two.
-  if (plan.nv == 1) direct_conv_weight_rows<S, 1, A >= 28 ? 16 : 8>(s, src, dy, dw);
-  else if (plan.nv == 2) direct_conv_weight_rows<S, 2, A >= 28 ? 8 : 4>(s, src, dy, dw);
-  else direct_conv_weight_rows<S, 4, A >= 28 ? 4 : 2>(s, src, dy, dw);
+  if (plan.nv == 1)
+    direct_conv_weight_rows<S, 1, A >= 28 ? 16 : 8>(s, src, dy, dw);
+  else if (plan.nv == 2)
+    direct_conv_weight_rows<S, 2, A >= 28 ? 8 : 4>(s, src, dy, dw);
+  else
+    direct_conv_weight_rows<S, 4, A >= 28 ? 4 : 2>(s, src, dy, dw);
 }
 
 /// dst (src_h·src_w × c, zero border of `pad`) = the h × w × c sample src, channels fastest.
@@ -186,11 +192,10 @@ void pad_sample(const S* src, Index h, Index w, Index c, Index pad, Index dst_h,
 }
 
 // The float and double instances compiled once in the compiled-kernels mode (core/compiled_kernels.hpp).
-#define RESBLOCKS_DIRECT_CONV_KERNELS(S)                                                                   \
-  RESBLOCKS_EXTERN_KERNEL(                                                                                 \
-      void direct_conv<S>(const DirectConvPlan&, const DirectConvShape&, const S*, const S*, S*))          \
-  RESBLOCKS_EXTERN_KERNEL(                                                                                 \
-      void direct_conv_weight<S>(const DirectConvPlan&, const DirectConvShape&, const S*, const S*, S*))   \
+#define RESBLOCKS_DIRECT_CONV_KERNELS(S)                                                                              \
+  RESBLOCKS_EXTERN_KERNEL(void direct_conv<S>(const DirectConvPlan&, const DirectConvShape&, const S*, const S*, S*)) \
+  RESBLOCKS_EXTERN_KERNEL(                                                                                            \
+      void direct_conv_weight<S>(const DirectConvPlan&, const DirectConvShape&, const S*, const S*, S*))              \
   RESBLOCKS_EXTERN_KERNEL(void pad_sample<S>(const S*, Index, Index, Index, Index, Index, Index, S*))
 RESBLOCKS_DIRECT_CONV_KERNELS(float)
 RESBLOCKS_DIRECT_CONV_KERNELS(double)

@@ -121,8 +121,7 @@ class FusedLayer {
   /// dL_dx = skip_grad + dL/dx in the layer's own pass.
   template <class SkipGrad>
   void backward_add(const Output& dL_dy, Input& dL_dx, const SkipGrad& skip_grad) {
-    run_backward(dL_dy, dL_dx, detail::plain_skip(skip_grad, m_skip_grad), detail::NoPrepare{},
-                 detail::NoEpilogue{});
+    run_backward(dL_dy, dL_dx, detail::plain_skip(skip_grad, m_skip_grad), detail::NoPrepare{}, detail::NoEpilogue{});
   }
 
   /// Inference: the forward's result (in the current training/evaluation mode) into ws.y, touching
@@ -216,8 +215,8 @@ class FusedLayer {
   CachedInput<Input> m_x;
   Output m_y;
   Input m_dL_dx;
-  Output m_skip;       ///< a skip expression, evaluated (nested residuals only)
-  Input m_skip_grad;   ///< a skip gradient expression, evaluated
+  Output m_skip;      ///< a skip expression, evaluated (nested residuals only)
+  Input m_skip_grad;  ///< a skip gradient expression, evaluated
 };
 
 }  // namespace resblocks

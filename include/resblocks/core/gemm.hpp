@@ -100,9 +100,9 @@ void gemm_accumulate(Index m, Index n, Index k, Operand<S> a, Operand<S> b, S* c
 #if RESBLOCKS_OWN_GEMM_KERNEL
   constexpr Index unit_rows = GemmKernelShape<S>::mr, unit_cols = GemmKernelShape<S>::nr;
 #else
-  using Gemm = Eigen::internal::general_matrix_matrix_product<
-      Index, S, TransA ? Eigen::RowMajor : Eigen::ColMajor, false, S, TransB ? Eigen::RowMajor : Eigen::ColMajor,
-      false, Eigen::ColMajor, 1>;
+  using Gemm = Eigen::internal::general_matrix_matrix_product<Index, S, TransA ? Eigen::RowMajor : Eigen::ColMajor,
+                                                              false, S, TransB ? Eigen::RowMajor : Eigen::ColMajor,
+                                                              false, Eigen::ColMajor, 1>;
   using Traits = typename Gemm::Traits;
   constexpr Index unit_rows = Traits::mr, unit_cols = Traits::nr;
   Index kc = k, mc = m, nc = n;
@@ -161,10 +161,16 @@ void gemm_impl(Dst& dst, const A& a, const B& b, BlockFn prologue, BlockFn epilo
   const bool tiny = double(m) * double(n) * double(k) <= 32.0 * 32.0 * 32.0;
   if (tiny || n == 1 || m == 1) {
     auto op_a = [&]() -> decltype(auto) {
-      if constexpr (TransA) return a.transpose(); else return (a);
+      if constexpr (TransA)
+        return a.transpose();
+      else
+        return (a);
     };
     auto op_b = [&]() -> decltype(auto) {
-      if constexpr (TransB) return b.transpose(); else return (b);
+      if constexpr (TransB)
+        return b.transpose();
+      else
+        return (b);
     };
     prologue(0, m, 0, n);
     // Operands with a fixed dimension always go coefficient-based: it is as fast for them, and
@@ -289,11 +295,11 @@ void gemm(Dst& dst, const A& a, const B& b, bool accumulate) {
 }
 
 // The float and double instances compiled once in the compiled-kernels mode (core/compiled_kernels.hpp).
-#define RESBLOCKS_GEMM_KERNELS(S, TA, TB)                                                                    \
-  RESBLOCKS_EXTERN_KERNEL(void gemm_accumulate<TA, TB, S>(Index, Index, Index, Operand<S>, Operand<S>, S*, Index, \
-                                                          BlockFn, BlockFn))                                 \
-  RESBLOCKS_EXTERN_KERNEL(void gemm_dynamic<TA, TB, S>(MatrixRef<S>, ConstMatrixRef<S>, ConstMatrixRef<S>, BlockFn, \
-                                                       BlockFn))
+#define RESBLOCKS_GEMM_KERNELS(S, TA, TB)                                                                        \
+  RESBLOCKS_EXTERN_KERNEL(                                                                                       \
+      void gemm_accumulate<TA, TB, S>(Index, Index, Index, Operand<S>, Operand<S>, S*, Index, BlockFn, BlockFn)) \
+  RESBLOCKS_EXTERN_KERNEL(                                                                                       \
+      void gemm_dynamic<TA, TB, S>(MatrixRef<S>, ConstMatrixRef<S>, ConstMatrixRef<S>, BlockFn, BlockFn))
 #define RESBLOCKS_GEMM_KERNELS_OF(S)      \
   RESBLOCKS_GEMM_KERNELS(S, false, false) \
   RESBLOCKS_GEMM_KERNELS(S, false, true)  \

@@ -145,8 +145,8 @@ void gemm_pack_a(const LhsMapper& lhs, Eigen::Index i0, Eigen::Index rows, Eigen
 /// Packs op(B)(p0 : p0+depth, j0 : j0+cols) into nr-column panels of depth values each, zero-padded;
 /// B is column-major with leading dimension ldb, op(B) = Bᵀ when TransB.
 template <bool TransB, class S>
-void gemm_pack_b(const S* b, Eigen::Index ldb, Eigen::Index p0, Eigen::Index depth, Eigen::Index j0,
-                 Eigen::Index cols, S* out) {
+void gemm_pack_b(const S* b, Eigen::Index ldb, Eigen::Index p0, Eigen::Index depth, Eigen::Index j0, Eigen::Index cols,
+                 S* out) {
   constexpr Eigen::Index nr = GemmKernelShape<S>::nr;
   for (Eigen::Index jr = 0; jr < cols; jr += nr) {
     const Eigen::Index width = std::min(nr, cols - jr);

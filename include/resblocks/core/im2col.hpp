@@ -78,7 +78,6 @@ inline std::vector<Index>& im2col_offsets() {
   return offsets;
 }
 
-
 /// Calls f(j, row offset in the patch, source column or -1 in the padding, taps) for every kernel
 /// tap of positions p0 + j, j in [j0, j1), in order (positions advance without divisions). Taps
 /// along a kernel row that read neighbouring source pixels come as one run (`taps` > 1), so that
@@ -128,12 +127,24 @@ void for_each_tap(const ConvGeometry& geo, Index p0, Index j0, Index j1, const F
 template <class F>
 void with_run_length(Index len, const F& f) {
   switch (len) {
-    case 12: f.template operator()<12>(); break;
-    case 16: f.template operator()<16>(); break;
-    case 32: f.template operator()<32>(); break;
-    case 48: f.template operator()<48>(); break;
-    case 64: f.template operator()<64>(); break;
-    default: f.template operator()<0>(); break;
+    case 12:
+      f.template operator()<12>();
+      break;
+    case 16:
+      f.template operator()<16>();
+      break;
+    case 32:
+      f.template operator()<32>();
+      break;
+    case 48:
+      f.template operator()<48>();
+      break;
+    case 64:
+      f.template operator()<64>();
+      break;
+    default:
+      f.template operator()<0>();
+      break;
   }
 }
 
@@ -195,7 +206,8 @@ void col2im(const ConvGeometry& geo, const S* dcols, Index g, Index p0, Index pc
       for_each_tap(geo, p0, 0, pc, [=](Index j, Index offset, Index column, Index taps) {
         if (column < 0) return;
         for (Index t = 0; t < taps; ++t)
-          Eigen::Map<Run>(dst + (column + t) * c + c0, len) += Eigen::Map<const Run>(src + j * kg + offset + t * cg, len);
+          Eigen::Map<Run>(dst + (column + t) * c + c0, len) +=
+              Eigen::Map<const Run>(src + j * kg + offset + t * cg, len);
       });
     });
   });

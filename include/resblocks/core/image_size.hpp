@@ -37,8 +37,8 @@ inline Index samples_in(std::string_view layer, ImageSize size, Index channels, 
   check_image_size_set(layer, size);
   if (columns % size.area() != 0)
     throw std::invalid_argument(std::string(layer) + ": input is " + std::to_string(channels) + "x" +
-                                std::to_string(columns) + " (channels x columns), not a whole number of " +
-                                size.str() + " images");
+                                std::to_string(columns) + " (channels x columns), not a whole number of " + size.str() +
+                                " images");
   return columns / size.area();
 }
 

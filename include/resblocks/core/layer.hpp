@@ -100,24 +100,24 @@ concept Layer = requires(L& layer, const L& const_layer, const typename L::Input
   { layer.forward(x) } -> std::same_as<const typename L::Output&>;
   { layer.backward(dy) } -> std::same_as<const typename L::Input&>;
   { const_layer.infer(x, ws) } -> std::same_as<const typename L::Output&>;
-  { layer.zero_grad() };
+  {layer.zero_grad()};
   { const_layer.in_features() } -> std::convertible_to<Index>;
   { const_layer.out_features() } -> std::convertible_to<Index>;
   { L::name } -> std::convertible_to<std::string_view>;
-  { layer.for_each_parameter(visit) };
-  { const_layer.for_each_parameter(visit) };
-  { layer.for_each_parameter(visit, ParameterName{}) };
-  { const_layer.for_each_parameter(visit, ParameterName{}) };
+  {layer.for_each_parameter(visit)};
+  {const_layer.for_each_parameter(visit)};
+  {layer.for_each_parameter(visit, ParameterName{})};
+  {const_layer.for_each_parameter(visit, ParameterName{})};
 };
 
 /// The residual add fused into the layer's passes: `forward_add(x, y, skip)` sets y = skip + F(x),
 /// `backward_add(dL_dy, dL_dx, skip_grad)` sets dL_dx = skip_grad + dL/dx (accumulating dL/dθ as
 /// backward does), `infer_add(x, y, skip, ws)` is forward_add's inference twin. `skip` may be y itself.
 template <class L>
-concept FusesSkipAdd = Layer<L> && requires(L& layer, const L& const_layer, const typename L::Input& x,
-                                            typename L::Output& y, const typename L::Output& skip,
-                                            typename L::Input& dx, const typename L::Input& skip_grad,
-                                            typename L::Workspace& ws) {
+concept FusesSkipAdd = Layer<L> &&
+    requires(L& layer, const L& const_layer, const typename L::Input& x, typename L::Output& y,
+             const typename L::Output& skip, typename L::Input& dx, const typename L::Input& skip_grad,
+             typename L::Workspace& ws) {
   layer.forward_add(x, y, skip);
   layer.backward_add(skip, dx, skip_grad);
   const_layer.infer_add(x, y, skip, ws);
@@ -132,7 +132,9 @@ concept HasEpilogueHooks = Layer<L> && requires(L& layer, const L& const_layer, 
                                                 const typename L::Output& dy, typename L::Workspace& ws) {
   { layer.forward_then(x, detail::NoPrepare{}, detail::NoEpilogue{}) } -> std::same_as<const typename L::Output&>;
   { layer.backward_then(dy, detail::NoPrepare{}, detail::NoEpilogue{}) } -> std::same_as<const typename L::Input&>;
-  { const_layer.infer_then(x, ws, detail::NoPrepare{}, detail::NoEpilogue{}) } -> std::same_as<const typename L::Output&>;
+  {
+    const_layer.infer_then(x, ws, detail::NoPrepare{}, detail::NoEpilogue{})
+    } -> std::same_as<const typename L::Output&>;
 };
 
 /// An element-wise layer whose passes a HasEpilogueHooks neighbour runs block by block:
@@ -141,17 +143,16 @@ concept HasEpilogueHooks = Layer<L> && requires(L& layer, const L& const_layer, 
 /// `fused_infer_prepare(x, ws)` / `fused_infer_block(x, ws, r0, rows, c0, cols)` with the result in ws.y.
 template <class L>
 concept ElementWise = Layer<L> && std::same_as<typename L::Input, typename L::Output> &&
-                      requires(L& layer, const L& const_layer, const typename L::Input& x, typename L::Workspace& ws,
-                               Index i) {
-                        layer.fused_forward_prepare(x);
-                        layer.fused_forward_block(x, i, i, i, i);
-                        { layer.fused_output() } -> std::same_as<const typename L::Output&>;
-                        layer.fused_backward_prepare(x);
-                        layer.fused_backward_block(x, i, i, i, i);
-                        { layer.fused_grad() } -> std::same_as<const typename L::Input&>;
-                        const_layer.fused_infer_prepare(x, ws);
-                        const_layer.fused_infer_block(x, ws, i, i, i, i);
-                      };
+    requires(L& layer, const L& const_layer, const typename L::Input& x, typename L::Workspace& ws, Index i) {
+  layer.fused_forward_prepare(x);
+  layer.fused_forward_block(x, i, i, i, i);
+  { layer.fused_output() } -> std::same_as<const typename L::Output&>;
+  layer.fused_backward_prepare(x);
+  layer.fused_backward_block(x, i, i, i, i);
+  { layer.fused_grad() } -> std::same_as<const typename L::Input&>;
+  const_layer.fused_infer_prepare(x, ws);
+  const_layer.fused_infer_block(x, ws, i, i, i, i);
+};
 
 /// A layer with a spatial input size (Conv2d, pooling, Flatten).
 template <class L>
@@ -161,11 +162,15 @@ concept ImageLayer = requires(L& layer, ImageSize size) {
 
 /// A layer with a sequence length (attention and the containers holding it).
 template <class L>
-concept SequenceLayer = requires(L& layer, Index length) { layer.set_sequence_length(length); };
+concept SequenceLayer = requires(L& layer, Index length) {
+  layer.set_sequence_length(length);
+};
 
 /// A layer with a training and an evaluation mode.
 template <class L>
-concept HasTrainingMode = requires(L& layer, bool training) { layer.set_training(training); };
+concept HasTrainingMode = requires(L& layer, bool training) {
+  layer.set_training(training);
+};
 
 /// A layer with non-trainable state (buffers).
 template <class L>
@@ -176,7 +181,7 @@ concept HasBuffers = requires(L& layer, detail::BufferVisitorArchetype& f, const
 /// `Next` can consume `Prev`'s output: same Scalar and the same static feature count.
 template <class Prev, class Next>
 concept ChainsInto = std::same_as<typename Prev::Scalar, typename Next::Scalar> &&
-                     std::same_as<typename Prev::Output, typename Next::Input>;
+    std::same_as<typename Prev::Output, typename Next::Input>;
 
 /// Number of scalar parameters of a layer.
 template <Layer L>

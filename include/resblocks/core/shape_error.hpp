@@ -10,9 +10,7 @@
 
 namespace resblocks::detail {
 
-inline std::string shape_string(Index rows, Index cols) {
-  return std::to_string(rows) + "x" + std::to_string(cols);
-}
+inline std::string shape_string(Index rows, Index cols) { return std::to_string(rows) + "x" + std::to_string(cols); }
 
 /// Throws unless `x` has `expected` rows (features). `expected < 0` accepts any.
 template <class X>

@@ -32,7 +32,8 @@ struct ImageTensorShape {
   [[nodiscard]] constexpr Index size() const noexcept { return n * c * h * w; }
   [[nodiscard]] constexpr ImageSize image() const noexcept { return {h, w}; }
   [[nodiscard]] std::string str() const {
-    return "[" + std::to_string(n) + ", " + std::to_string(c) + ", " + std::to_string(h) + ", " + std::to_string(w) + "]";
+    return "[" + std::to_string(n) + ", " + std::to_string(c) + ", " + std::to_string(h) + ", " + std::to_string(w) +
+           "]";
   }
 };
 
@@ -49,9 +50,8 @@ inline void check_layout_shape(std::string_view function, const ImageTensorShape
 template <class M>
 void check_layout_rows(std::string_view function, const ImageTensorShape& s) {
   if (M::RowsAtCompileTime != Eigen::Dynamic && M::RowsAtCompileTime != s.c)
-    throw std::invalid_argument(std::string(function) + ": the batch type has " +
-                                std::to_string(M::RowsAtCompileTime) + " rows (channels), the shape " + s.str() +
-                                " has " + std::to_string(s.c));
+    throw std::invalid_argument(std::string(function) + ": the batch type has " + std::to_string(M::RowsAtCompileTime) +
+                                " rows (channels), the shape " + s.str() + " has " + std::to_string(s.c));
 }
 
 /// The image shape of a C × (n·H·W) batch of images `size`.
@@ -59,8 +59,7 @@ template <class Derived>
 ImageTensorShape image_shape_of(std::string_view function, const Eigen::MatrixBase<Derived>& x, ImageSize size) {
   if (size.empty() || x.cols() % size.area() != 0)
     throw std::invalid_argument(std::string(function) + ": a " + std::to_string(x.rows()) + "x" +
-                                std::to_string(x.cols()) + " batch is not a whole number of " + size.str() +
-                                " images");
+                                std::to_string(x.cols()) + " batch is not a whole number of " + size.str() + " images");
   return {x.cols() / size.area(), x.rows(), size.height, size.width};
 }
 
@@ -123,7 +122,8 @@ template <class Derived>
 void to_nhwc(const Eigen::MatrixBase<Derived>& x, ImageSize size, std::span<typename Derived::Scalar> out) {
   const ImageTensorShape shape = detail::image_shape_of("to_nhwc", x, size);
   detail::check_layout_shape("to_nhwc", shape, out.size());
-  Eigen::Map<Eigen::Matrix<typename Derived::Scalar, Eigen::Dynamic, Eigen::Dynamic>>(out.data(), x.rows(), x.cols()) = x;
+  Eigen::Map<Eigen::Matrix<typename Derived::Scalar, Eigen::Dynamic, Eigen::Dynamic>>(out.data(), x.rows(), x.cols()) =
+      x;
 }
 
 /// `out` = the row-major (n, d) buffer `data` (a PyTorch/NumPy dense batch) as resblocks' d × n.
@@ -146,7 +146,8 @@ Batch<S, Eigen::Dynamic> from_nd(std::span<const S> data, Index n, Index d) {
 template <class Derived>
 void to_nd(const Eigen::MatrixBase<Derived>& x, std::span<typename Derived::Scalar> out) {
   detail::check_layout_shape("to_nd", {x.cols(), x.rows(), 1, 1}, out.size());
-  Eigen::Map<Eigen::Matrix<typename Derived::Scalar, Eigen::Dynamic, Eigen::Dynamic>>(out.data(), x.rows(), x.cols()) = x;
+  Eigen::Map<Eigen::Matrix<typename Derived::Scalar, Eigen::Dynamic, Eigen::Dynamic>>(out.data(), x.rows(), x.cols()) =
+      x;
 }
 
 }  // namespace resblocks

@@ -137,9 +137,8 @@ void parallel_parts_dynamic(Eigen::Index parts, F&& f) {
 /// dst = expr, column blocks in parallel when large (dst already has expr's shape).
 template <class Dst, class Expr>
 void parallel_assign(Dst& dst, const Expr& expr) {
-  parallel_for(dst.cols(), static_cast<double>(dst.rows()), [&](Eigen::Index c0, Eigen::Index c1) {
-    dst.middleCols(c0, c1 - c0) = expr.middleCols(c0, c1 - c0);
-  });
+  parallel_for(dst.cols(), static_cast<double>(dst.rows()),
+               [&](Eigen::Index c0, Eigen::Index c1) { dst.middleCols(c0, c1 - c0) = expr.middleCols(c0, c1 - c0); });
 }
 
 }  // namespace detail

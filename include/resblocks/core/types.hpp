@@ -25,7 +25,7 @@ inline constexpr int k_max_inline_elements = 64 * 64;
 
 template <int Rows, int Cols>
 inline constexpr bool inline_storage =
-    Rows != Eigen::Dynamic && Cols != Eigen::Dynamic && Rows * Cols <= k_max_inline_elements;
+    Rows != Eigen::Dynamic&& Cols != Eigen::Dynamic&& Rows* Cols <= k_max_inline_elements;
 
 /// Storage of a Rows×Cols parameter: a fixed-size matrix when small, else a dynamic one sized at construction.
 template <class Scalar, int Rows, int Cols>

@@ -43,7 +43,8 @@ inline void check_mpi(int code, const char* what) {
   char text[MPI_MAX_ERROR_STRING];
   int length = 0;
   MPI_Error_string(code, text, &length);
-  throw std::runtime_error(std::string("resblocks: ") + what + " failed: " + std::string(text, static_cast<std::size_t>(length)));
+  throw std::runtime_error(std::string("resblocks: ") + what +
+                           " failed: " + std::string(text, static_cast<std::size_t>(length)));
 }
 }  // namespace detail
 
@@ -55,7 +56,8 @@ class Communicator {
   explicit Communicator(MPI_Comm comm = MPI_COMM_WORLD) : m_comm(comm) {
     int initialized = 0;
     MPI_Initialized(&initialized);
-    if (!initialized) throw std::logic_error("resblocks::Communicator: MPI is not initialised (create an MpiEnvironment first)");
+    if (!initialized)
+      throw std::logic_error("resblocks::Communicator: MPI is not initialised (create an MpiEnvironment first)");
     detail::check_mpi(MPI_Comm_rank(comm, &m_rank), "MPI_Comm_rank");
     detail::check_mpi(MPI_Comm_size(comm, &m_size), "MPI_Comm_size");
   }
@@ -68,9 +70,9 @@ class Communicator {
   template <class T>
   void all_reduce_sum(std::span<T> data) const {
     if (data.empty()) return;
-    detail::check_mpi(MPI_Allreduce(MPI_IN_PLACE, data.data(), static_cast<int>(data.size()), detail::mpi_type<T>(),
-                                    MPI_SUM, m_comm),
-                      "MPI_Allreduce");
+    detail::check_mpi(
+        MPI_Allreduce(MPI_IN_PLACE, data.data(), static_cast<int>(data.size()), detail::mpi_type<T>(), MPI_SUM, m_comm),
+        "MPI_Allreduce");
   }
   /// The sum over ranks of one value.
   template <class T>

@@ -47,7 +47,7 @@ Sequential<Ls...>& sequential_base(Sequential<Ls...>& s) noexcept {
 /// chain of its children's backward in reverse (no fused GEMM/activation pairs).
 template <class L>
 consteval bool plain_sequential() {
-  if constexpr (requires(L& l) { sequential_base(l); }) {
+  if constexpr (requires(L & l) { sequential_base(l); }) {
     using Base = std::remove_reference_t<decltype(sequential_base(std::declval<L&>()))>;
     if constexpr (!std::is_same_v<decltype(&L::backward), decltype(&Base::backward)>) {
       return false;
@@ -56,7 +56,8 @@ consteval bool plain_sequential() {
         return (!FusedBackwardPair<std::remove_cvref_t<decltype(std::declval<Base&>().template get<I>())>,
                                    std::remove_cvref_t<decltype(std::declval<Base&>().template get<I + 1>())>> &&
                 ... && true);
-      }(std::make_index_sequence<Base::size() - 1>{});
+      }
+      (std::make_index_sequence<Base::size() - 1>{});
     }
   } else {
     return false;
@@ -70,7 +71,7 @@ Repeat<B>& repeat_base(Repeat<B>& r) noexcept {
 
 template <class L>
 consteval bool plain_repeat() {
-  if constexpr (requires(L& l) { repeat_base(l); }) {
+  if constexpr (requires(L & l) { repeat_base(l); }) {
     using Base = std::remove_reference_t<decltype(repeat_base(std::declval<L&>()))>;
     return std::is_same_v<decltype(&L::backward), decltype(&Base::backward)>;
   } else {
@@ -279,7 +280,8 @@ class DataParallel {
   /// Buckets over the parameters in reverse visiting order (the order backward completes them).
   void build_buckets() {
     std::vector<std::size_t> sizes;
-    m_net->for_each_parameter([&](std::string_view, auto& value, auto&) { sizes.push_back(static_cast<std::size_t>(value.size())); });
+    m_net->for_each_parameter(
+        [&](std::string_view, auto& value, auto&) { sizes.push_back(static_cast<std::size_t>(value.size())); });
     const std::size_t n = sizes.size(), per_bucket = std::max<std::size_t>(1, m_options.bucket_bytes / sizeof(Scalar));
     m_slots.resize(n);
     m_lookup.resize(n);
@@ -365,7 +367,8 @@ class DataParallel {
       m_net->for_each_parameter([&](std::string_view, auto&, auto& grad) {
         const Slot& s = m_slots[i++];
         if (s.bucket >= m_next)
-          std::copy(grad.data(), grad.data() + s.size, m_buckets[s.bucket].buffer.begin() + static_cast<std::ptrdiff_t>(s.offset));
+          std::copy(grad.data(), grad.data() + s.size,
+                    m_buckets[s.bucket].buffer.begin() + static_cast<std::ptrdiff_t>(s.offset));
       });
       while (m_next < m_buckets.size()) start(m_next++);
     }
@@ -387,13 +390,13 @@ class DataParallel {
   Communicator m_comm;
   DataParallelOptions m_options;
   std::vector<Bucket> m_buckets;
-  std::vector<Slot> m_slots;  ///< per parameter, in visiting order
+  std::vector<Slot> m_slots;                                  ///< per parameter, in visiting order
   std::vector<std::pair<const void*, std::size_t>> m_lookup;  ///< gradient address → parameter index, sorted
   std::vector<MPI_Request> m_requests;
   std::vector<std::size_t> m_start_unit;  ///< units done when each bucket started, this step
-  std::size_t m_next = 0;   ///< buckets started this step (they start in order)
-  std::size_t m_units = 0;  ///< units whose backward has finished, this step
-  std::size_t m_early = 0;  ///< buckets started before the last unit finished
+  std::size_t m_next = 0;                 ///< buckets started this step (they start in order)
+  std::size_t m_units = 0;                ///< units whose backward has finished, this step
+  std::size_t m_early = 0;                ///< buckets started before the last unit finished
   double m_wait_seconds = 0;
 };
 

@@ -67,9 +67,13 @@ class BatchLoader {
   /// Throws std::invalid_argument for batch_size < 1, std <= 0 (or not finite), a non-finite mean or
   /// crop_padding < 0, world_size < 1 or rank outside [0, world_size).
   BatchLoader(const ImageDataset& data, BatchLoaderOptions o)
-      : m_data(&data), m_options(o), m_rng(o.seed), m_rank_rng(o.seed ^ (0x9E3779B97F4A7C15ull * std::uint64_t(o.rank + 1))) {
+      : m_data(&data),
+        m_options(o),
+        m_rng(o.seed),
+        m_rank_rng(o.seed ^ (0x9E3779B97F4A7C15ull * std::uint64_t(o.rank + 1))) {
     const std::string where = "BatchLoader: ";
-    if (o.batch_size < 1) throw std::invalid_argument(where + "batch_size must be >= 1, got " + std::to_string(o.batch_size));
+    if (o.batch_size < 1)
+      throw std::invalid_argument(where + "batch_size must be >= 1, got " + std::to_string(o.batch_size));
     if (!(o.std > 0) || !std::isfinite(o.std))
       throw std::invalid_argument(where + "std must be positive and finite, got " + std::to_string(o.std));
     if (!std::isfinite(o.mean)) throw std::invalid_argument(where + "mean must be finite");
@@ -217,8 +221,8 @@ class BatchLoader {
 
   const ImageDataset* m_data;
   BatchLoaderOptions m_options;
-  Generator m_rng;        ///< the shuffle (and, on one rank, the augmentation)
-  Generator m_rank_rng;   ///< the augmentation when sharded: a stream of this rank's own
+  Generator m_rng;             ///< the shuffle (and, on one rank, the augmentation)
+  Generator m_rank_rng;        ///< the augmentation when sharded: a stream of this rank's own
   std::array<S, 256> m_lut{};  ///< normalised value of each pixel byte
   std::vector<Index> m_order;  ///< sample order of the epoch
   Batch<S, Dynamic> m_full;    ///< C × (batch_size·H·W)

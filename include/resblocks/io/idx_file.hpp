@@ -31,11 +31,15 @@ enum class IdxType : std::uint8_t { u8 = 0x08, i8 = 0x09, i16 = 0x0B, i32 = 0x0C
 [[nodiscard]] constexpr Index idx_element_size(IdxType type) noexcept {
   switch (type) {
     case IdxType::u8:
-    case IdxType::i8: return 1;
-    case IdxType::i16: return 2;
+    case IdxType::i8:
+      return 1;
+    case IdxType::i16:
+      return 2;
     case IdxType::i32:
-    case IdxType::f32: return 4;
-    case IdxType::f64: return 8;
+    case IdxType::f32:
+      return 4;
+    case IdxType::f64:
+      return 8;
   }
   return 0;
 }
@@ -71,12 +75,18 @@ struct IdxArray {
       return v;
     };
     switch (type) {
-      case IdxType::u8: return static_cast<T>(p[0]);
-      case IdxType::i8: return static_cast<T>(static_cast<std::int8_t>(p[0]));
-      case IdxType::i16: return static_cast<T>(static_cast<std::int16_t>(load(std::uint16_t{})));
-      case IdxType::i32: return static_cast<T>(static_cast<std::int32_t>(load(std::uint32_t{})));
-      case IdxType::f32: return static_cast<T>(std::bit_cast<float>(load(std::uint32_t{})));
-      case IdxType::f64: return static_cast<T>(std::bit_cast<double>(load(std::uint64_t{})));
+      case IdxType::u8:
+        return static_cast<T>(p[0]);
+      case IdxType::i8:
+        return static_cast<T>(static_cast<std::int8_t>(p[0]));
+      case IdxType::i16:
+        return static_cast<T>(static_cast<std::int16_t>(load(std::uint16_t{})));
+      case IdxType::i32:
+        return static_cast<T>(static_cast<std::int32_t>(load(std::uint32_t{})));
+      case IdxType::f32:
+        return static_cast<T>(std::bit_cast<float>(load(std::uint32_t{})));
+      case IdxType::f64:
+        return static_cast<T>(std::bit_cast<double>(load(std::uint64_t{})));
     }
     throw std::logic_error("IdxArray::at: unknown element type");
   }
@@ -190,7 +200,8 @@ inline IdxArray read_idx(const std::string& path) {
   std::uint64_t bytes = static_cast<std::uint64_t>(element);
   for (unsigned i = 0; i < rank; ++i) {
     const unsigned char* b = sizes.data() + 4 * i;
-    const std::uint64_t d = (std::uint64_t{b[0]} << 24) | (std::uint64_t{b[1]} << 16) | (std::uint64_t{b[2]} << 8) | b[3];
+    const std::uint64_t d =
+        (std::uint64_t{b[0]} << 24) | (std::uint64_t{b[1]} << 16) | (std::uint64_t{b[2]} << 8) | b[3];
     if (d == 0) in.fail("dimension " + std::to_string(i) + " is 0");
     if (d > max_dim) in.fail("dimension " + std::to_string(i) + " is " + std::to_string(d) + ", absurdly large");
     if (bytes > max_bytes / d) in.fail("size overflow: the dimensions declare more than 2^62 bytes of data");

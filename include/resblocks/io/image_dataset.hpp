@@ -32,7 +32,11 @@ class ImageDataset {
   /// Throws std::invalid_argument on inconsistent sizes or labels.
   ImageDataset(Index channels, Index height, Index width, std::vector<unsigned char> pixels, std::vector<int> labels,
                int classes = 0)
-      : m_channels(channels), m_height(height), m_width(width), m_pixels(std::move(pixels)), m_labels(std::move(labels)) {
+      : m_channels(channels),
+        m_height(height),
+        m_width(width),
+        m_pixels(std::move(pixels)),
+        m_labels(std::move(labels)) {
     const std::string where = "ImageDataset: ";
     if (channels < 1 || height < 1 || width < 1)
       throw std::invalid_argument(where + "image shape " + std::to_string(channels) + "x" + std::to_string(height) +
@@ -47,10 +51,10 @@ class ImageDataset {
     for (std::size_t i = 0; i < m_labels.size(); ++i) {
       const int l = m_labels[i];
       if (l < 0 || (classes > 0 && l >= classes))
-        throw std::invalid_argument(where + "label " + std::to_string(i) + " is " + std::to_string(l) + ", outside " +
-                                    (classes > 0 ? "0.." + std::to_string(classes - 1) + " (" + std::to_string(classes) +
-                                                       " classes)"
-                                                 : std::string("the non-negative numbers")));
+        throw std::invalid_argument(
+            where + "label " + std::to_string(i) + " is " + std::to_string(l) + ", outside " +
+            (classes > 0 ? "0.." + std::to_string(classes - 1) + " (" + std::to_string(classes) + " classes)"
+                         : std::string("the non-negative numbers")));
       max_label = std::max(max_label, l);
     }
     m_classes = classes > 0 ? classes : max_label + 1;
@@ -78,11 +82,13 @@ class ImageDataset {
     if (labels.type != IdxType::u8)
       fail(labels_path, "labels must be unsigned bytes (type 0x08), the file holds type " +
                             detail::hex_byte(static_cast<unsigned>(labels.type)));
-    if (labels.dims.size() != 1) fail(labels_path, "labels must have dims (N), the file has " + dims_string(labels.dims));
+    if (labels.dims.size() != 1)
+      fail(labels_path, "labels must have dims (N), the file has " + dims_string(labels.dims));
     if (labels.dims[0] != images.dims[0])
       fail(labels_path, std::to_string(labels.dims[0]) + " labels but '" + images_path + "' holds " +
                             std::to_string(images.dims[0]) + " images");
-    if (classes < 0) throw std::invalid_argument("ImageDataset::from_idx: classes must be >= 0, got " + std::to_string(classes));
+    if (classes < 0)
+      throw std::invalid_argument("ImageDataset::from_idx: classes must be >= 0, got " + std::to_string(classes));
     if (classes > 0)
       for (std::size_t i = 0; i < labels.data.size(); ++i)
         if (labels.data[i] >= classes)
@@ -170,7 +176,8 @@ inline ImageDataset load_mnist(const std::string& dir, MnistSplit split, int cla
   auto find = [&](const std::string& what, const std::string& idx) {
     const std::filesystem::path base(dir);
     std::string looked;
-    for (const std::string& stem : {prefix + "-" + what + "-" + idx + "-ubyte", prefix + "-" + what + "." + idx + "-ubyte"})
+    for (const std::string& stem :
+         {prefix + "-" + what + "-" + idx + "-ubyte", prefix + "-" + what + "." + idx + "-ubyte"})
       for (const char* suffix : {"", ".gz"}) {
         const std::string candidate = (base / (stem + suffix)).string();
         std::error_code ec;

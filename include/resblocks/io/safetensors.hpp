@@ -430,10 +430,11 @@ void load_checked(Model& model, std::string_view header, std::uint64_t data_byte
     return s;
   };
   if (!missing.empty())
-    problems.insert(problems.begin(), "missing tensors: " + join(missing) +
-                                          (options.parameters_only ? std::string()
-                                                                   : std::string(" (parameters only: set "
-                                                                                 "SafetensorsOptions::parameters_only)")));
+    problems.insert(problems.begin(),
+                    "missing tensors: " + join(missing) +
+                        (options.parameters_only ? std::string()
+                                                 : std::string(" (parameters only: set "
+                                                               "SafetensorsOptions::parameters_only)")));
   if (options.strict) {
     if (options.parameters_only) {  // the file's buffers are expected, just not read
       auto buffer = [&](std::string_view view, const auto&) {
@@ -514,8 +515,9 @@ void load_safetensors(Model& model, std::span<const std::byte> file, const Safet
   const std::string_view text(reinterpret_cast<const char*>(file.data()), file.size());
   const std::uint64_t header_bytes = st::check_length_prefix(file.size(), bytes, fail);
   const std::uint64_t data_bytes = file.size() - 8 - header_bytes;
-  st::load_checked(model, text.substr(8, static_cast<std::size_t>(header_bytes)), data_bytes,
-                   [&] { return bytes + 8 + header_bytes; }, options, fail);
+  st::load_checked(
+      model, text.substr(8, static_cast<std::size_t>(header_bytes)), data_bytes,
+      [&] { return bytes + 8 + header_bytes; }, options, fail);
 }
 
 /// load_safetensors from memory with only SafetensorsOptions::strict set.

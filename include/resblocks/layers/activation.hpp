@@ -79,8 +79,9 @@ class Activation {
   }
   void fused_backward_block(const Output& dL_dy, Index r0, Index rows, Index c0, Index cols) {
     const Input& x = m_x.get(name);
-    m_dL_dx.block(r0, c0, rows, cols).array() = m_op.backward(
-        x.block(r0, c0, rows, cols).array(), m_y.block(r0, c0, rows, cols).array(), dL_dy.block(r0, c0, rows, cols).array());
+    m_dL_dx.block(r0, c0, rows, cols).array() =
+        m_op.backward(x.block(r0, c0, rows, cols).array(), m_y.block(r0, c0, rows, cols).array(),
+                      dL_dy.block(r0, c0, rows, cols).array());
   }
   const Input& fused_grad() const noexcept { return m_dL_dx; }
   void fused_infer_prepare(const Input& x, Workspace& ws) const {

@@ -137,7 +137,7 @@ class AvgPool2d {
   ImageSize m_in{};
   ImageSize m_out{};
   CachedInput<Input> m_x;
-  Index m_samples = 0;                 // the last forward's sample count and image sizes
+  Index m_samples = 0;  // the last forward's sample count and image sizes
   ImageSize m_fwd_in{}, m_fwd_out{};
   Output m_y;
   Input m_dL_dx;

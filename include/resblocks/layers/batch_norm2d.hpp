@@ -69,9 +69,7 @@ class BatchNorm2d : public FusedLayer<BatchNorm2d<S, C>, S, C, C> {
   };
 
   /// Static channel count: `BatchNorm2d<float, 64> bn;`.
-  explicit BatchNorm2d(BatchNormOptions options = {})
-    requires(C != Dynamic)
-      : BatchNorm2d(C, options) {}
+  explicit BatchNorm2d(BatchNormOptions options = {}) requires(C != Dynamic) : BatchNorm2d(C, options) {}
 
   BatchNorm2d(Index channels, BatchNormOptions options = {}) : m_opt(options) {
     detail::check_features(name, "channels", C, channels);

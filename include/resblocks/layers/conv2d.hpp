@@ -32,9 +32,9 @@ namespace resblocks {
 /// \brief Geometry of a Conv2d besides its channel counts and kernel size (PyTorch's defaults).
 struct Conv2dOptions {
   Index stride = 1;
-  Index padding = 0;   ///< zeros on every side
+  Index padding = 0;  ///< zeros on every side
   Index dilation = 1;
-  Index groups = 1;    ///< in and out channels split into this many independent groups
+  Index groups = 1;  ///< in and out channels split into this many independent groups
   bool bias = true;
 };
 
@@ -74,8 +74,7 @@ class Conv2d : public FusedLayer<Conv2d<S, In, Out>, S, In, Out> {
   };
 
   /// Static channel counts: `Conv2d<float, 16, 32> c(3, {.padding = 1});`.
-  explicit Conv2d(Index kernel_size, Conv2dOptions options = {})
-    requires(In != Dynamic && Out != Dynamic)
+  explicit Conv2d(Index kernel_size, Conv2dOptions options = {}) requires(In != Dynamic && Out != Dynamic)
       : Conv2d(In, Out, kernel_size, options) {}
 
   /// Run-time channel counts (must agree with static ones, where given).
@@ -174,6 +173,7 @@ class Conv2d : public FusedLayer<Conv2d<S, In, Out>, S, In, Out> {
     detail::visit_parameter(f, prefix.child("weight").view(), m_weight, m_dL_dweight, torch_weight_shape());
     if (m_opt.bias) f(prefix.child("bias").view(), m_bias, m_dL_dbias);
   }
+
  private:
   using ChunkMap = Eigen::Map<Weight, Eigen::Aligned16>;
 
@@ -203,14 +203,22 @@ class Conv2d : public FusedLayer<Conv2d<S, In, Out>, S, In, Out> {
 
   /// The forward convolution's patches of x.
   [[nodiscard]] detail::ConvGeometry forward_geometry() const noexcept {
-    return {m_in_size.height, m_in_size.width, m_out_size.height, m_out_size.width, m_in, group_in(),
-            m_k, m_opt.stride, m_opt.padding, m_opt.dilation};
+    return {m_in_size.height, m_in_size.width, m_out_size.height, m_out_size.width, m_in, group_in(), m_k,
+            m_opt.stride,     m_opt.padding,   m_opt.dilation};
   }
   /// dL/dx of a stride-1 convolution is a convolution of dL/dy with the flipped kernel (padding
   /// d(k-1) - p): its patches of dL/dy, one per input position.
   [[nodiscard]] detail::ConvGeometry gather_geometry() const noexcept {
-    return {m_out_size.height, m_out_size.width, m_in_size.height, m_in_size.width, m_out, m_out,
-            m_k, 1, m_opt.dilation * (m_k - 1) - m_opt.padding, m_opt.dilation};
+    return {m_out_size.height,
+            m_out_size.width,
+            m_in_size.height,
+            m_in_size.width,
+            m_out,
+            m_out,
+            m_k,
+            1,
+            m_opt.dilation * (m_k - 1) - m_opt.padding,
+            m_opt.dilation};
   }
   /// dL/dx as that convolution (no col2im scatter) when stride 1, one group, padding ≤ d(k-1).
   [[nodiscard]] bool gather_backward() const noexcept {
@@ -253,7 +261,8 @@ class Conv2d : public FusedLayer<Conv2d<S, In, Out>, S, In, Out> {
     const Weight& kw = kernel_weight(w);
     const Index kk = m_k * m_k;
     wf.resize(m_in, m_out * kk);
-    for (Index t = 0; t < kk; ++t) wf.middleCols(m_out * (kk - 1 - t), m_out) = kw.middleCols(m_in * t, m_in).transpose();
+    for (Index t = 0; t < kk; ++t)
+      wf.middleCols(m_out * (kk - 1 - t), m_out) = kw.middleCols(m_in * t, m_in).transpose();
   }
 
   /// Parts of a batch of n samples run side by side (fixed by n and the thread setting; 1 for small work).
@@ -306,8 +315,14 @@ class Conv2d : public FusedLayer<Conv2d<S, In, Out>, S, In, Out> {
     return detail::direct_conv_plan<S>(m_out, m_out_size.width);
   }
   [[nodiscard]] detail::DirectConvShape direct_forward_shape() const noexcept {
-    return {m_in, m_out, m_k, m_opt.stride, m_in_size.height + 2 * m_opt.padding, m_in_size.width + 2 * m_opt.padding,
-            m_out_size.height, m_out_size.width};
+    return {m_in,
+            m_out,
+            m_k,
+            m_opt.stride,
+            m_in_size.height + 2 * m_opt.padding,
+            m_in_size.width + 2 * m_opt.padding,
+            m_out_size.height,
+            m_out_size.width};
   }
   /// dL/dx (the gather convolution of dL/dy) and dL/dW of a stride-1 convolution, both direct.
   [[nodiscard]] detail::DirectConvPlan direct_backward_plan() const noexcept {
@@ -393,8 +408,8 @@ void Conv2d<S, In, Out>::compute_direct(const detail::DirectConvPlan& plan, cons
   if (Index(buffers.size()) < 2 * parts) buffers.resize(std::size_t(2 * parts));
   detail::parallel_parts_dynamic(parts, [&](Index q) {
     for (Index i = n * q / parts; i < n * (q + 1) / parts; ++i) {
-      const S* src = padded(x.data() + i * in_area * m_in, m_in_size, m_in, m_opt.padding, shape,
-                            buffers[std::size_t(2 * q)]);
+      const S* src =
+          padded(x.data() + i * in_area * m_in, m_in_size, m_in, m_opt.padding, shape, buffers[std::size_t(2 * q)]);
       auto yi = y.middleCols(i * out_area, out_area);
       if (skip) {  // the kernel's result first, then skip (+ bias): skip may be y itself
         auto t = chunk_buffer(buffers[std::size_t(2 * q + 1)], m_out, out_area);
@@ -580,8 +595,9 @@ void Conv2d<S, In, Out>::direct_backward(const Output& dL_dy, Input& dL_dx, cons
   const Index parts = direct_parts(n);
   const detail::DirectConvShape fwd = direct_forward_shape();
   const Index q_pad = m_k - 1 - m_opt.padding;
-  const detail::DirectConvShape back{m_out, m_in, m_k, 1, m_out_size.height + 2 * q_pad,
-                                     m_out_size.width + 2 * q_pad, m_in_size.height, m_in_size.width};
+  const detail::DirectConvShape back{
+      m_out,          m_in, m_k, 1, m_out_size.height + 2 * q_pad, m_out_size.width + 2 * q_pad, m_in_size.height,
+      m_in_size.width};
   const detail::DirectConvPlan dx_plan = direct_backward_plan(), dw_plan = direct_forward_plan();
   const Index in_area = m_in_size.area(), out_area = m_out_size.area();
   if (Index(m_cols.size()) < 3 * parts) m_cols.resize(std::size_t(3 * parts));
@@ -603,8 +619,8 @@ void Conv2d<S, In, Out>::direct_backward(const Output& dL_dy, Input& dL_dx, cons
         }
         epilogue(0, m_in, i * in_area, in_area);
       }
-      const S* x_padded = padded(x.data() + i * in_area * m_in, m_in_size, m_in, m_opt.padding, fwd,
-                                 m_cols[std::size_t(3 * q + 1)]);
+      const S* x_padded =
+          padded(x.data() + i * in_area * m_in, m_in_size, m_in, m_opt.padding, fwd, m_cols[std::size_t(3 * q + 1)]);
       detail::direct_conv_weight(dw_plan, fwd, x_padded, dy, dw.data());
     }
   });

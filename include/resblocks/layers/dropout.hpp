@@ -37,10 +37,10 @@ class Dropout {
   struct Workspace {};
 
   /// Drop probability `p` in [0, 1]; `features` rows (any when Dynamic and left at -1).
-  explicit Dropout(double p = 0.5, Index features = N)
-      : m_p(p), m_features(features) {
+  explicit Dropout(double p = 0.5, Index features = N) : m_p(p), m_features(features) {
     if (!(p >= 0.0 && p <= 1.0))
-      throw std::invalid_argument(std::string(name) + ": the probability p must be in [0, 1], got " + std::to_string(p));
+      throw std::invalid_argument(std::string(name) + ": the probability p must be in [0, 1], got " +
+                                  std::to_string(p));
     if (N != Dynamic) detail::check_features(name, "features", N, features);
   }
 

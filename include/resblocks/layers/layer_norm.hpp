@@ -59,15 +59,14 @@ class LayerNorm : public FusedLayer<LayerNorm<S, Features>, S, Features, Feature
   struct Workspace : detail::FusedWorkspace<S, Features> {};
 
   /// Static feature count: `LayerNorm<float, 256> ln;`.
-  explicit LayerNorm(LayerNormOptions options = {})
-    requires(Features != Dynamic)
-      : LayerNorm(Features, options) {}
+  explicit LayerNorm(LayerNormOptions options = {}) requires(Features != Dynamic) : LayerNorm(Features, options) {}
 
   /// Run-time feature count (must agree with the static one, where given).
   explicit LayerNorm(Index features, LayerNormOptions options = {}) : m_opt(options) {
     detail::check_features(name, "features", Features, features);
     if (features < 1) throw std::invalid_argument("LayerNorm: features must be >= 1, got 0");
-    if (!(options.eps > 0)) throw std::invalid_argument("LayerNorm: eps must be > 0, got " + std::to_string(options.eps));
+    if (!(options.eps > 0))
+      throw std::invalid_argument("LayerNorm: eps must be > 0, got " + std::to_string(options.eps));
     m_weight.setOnes(features);
     m_bias.setZero(features);
     m_dL_dweight.setZero(features);
@@ -105,7 +104,6 @@ class LayerNorm : public FusedLayer<LayerNorm<S, Features>, S, Features, Feature
   }
 
  private:
-
   /// Columns per partition of the parameter-gradient sums: fixed, so the bits do not depend on threads.
   static constexpr Index k_part_columns = 32;
 
@@ -144,7 +142,7 @@ class LayerNorm : public FusedLayer<LayerNorm<S, Features>, S, Features, Feature
 
   LayerNormOptions m_opt;
   Vector m_weight, m_bias, m_dL_dweight, m_dL_dbias;
-  Output m_xhat;                              ///< x̂ of the last forward
+  Output m_xhat;                                  ///< x̂ of the last forward
   Eigen::Matrix<S, Eigen::Dynamic, 1> m_inv_std;  ///< 1/σ per column of the last forward
   Eigen::Matrix<S, Features, Eigen::Dynamic> m_parts;
   bool m_forward_done = false;
@@ -189,7 +187,7 @@ void LayerNorm<S, Features>::backward_kernel(const Output& dL_dy, Input& dL_dx, 
   detail::parallel_for(parts, double(k_part_columns) * double(rows) * 12.0, [&](Index p0, Index p1) {
     for (Index p = p0; p < p1; ++p) {
       const Index c0 = p * k_part_columns, c1 = std::min(cols, c0 + k_part_columns);
-      auto sum_dy = m_parts.col(2 * p).array();         // Σ dy over the partition's columns
+      auto sum_dy = m_parts.col(2 * p).array();           // Σ dy over the partition's columns
       auto sum_dy_xhat = m_parts.col(2 * p + 1).array();  // Σ dy ⊙ x̂
       sum_dy.setZero();
       sum_dy_xhat.setZero();
@@ -218,7 +216,6 @@ void LayerNorm<S, Features>::backward_kernel(const Output& dL_dy, Input& dL_dx, 
     m_dL_dweight(r) += S(dw);
   }
 }
-
 
 // Compiled once in the compiled-kernels mode (core/compiled_kernels.hpp).
 RESBLOCKS_EXTERN_KERNEL(class LayerNorm<float>)

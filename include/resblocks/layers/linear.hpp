@@ -36,9 +36,7 @@ class Linear : public FusedLayer<Linear<S, In, Out>, S, In, Out> {
   struct Workspace : detail::FusedWorkspace<S, Out> {};
 
   /// Static sizes: `Linear<float, 32, 64> fc;` or `fc(false)` for no bias.
-  explicit Linear(bool bias = true)
-    requires(In != Dynamic && Out != Dynamic)
-      : Linear(In, Out, bias) {}
+  explicit Linear(bool bias = true) requires(In != Dynamic && Out != Dynamic) : Linear(In, Out, bias) {}
 
   /// Run-time sizes (must agree with static ones, where given).
   Linear(Index in_features, Index out_features, bool bias = true) : m_has_bias(bias) {

@@ -87,13 +87,11 @@ class MultiHeadAttention {
   };
 
   /// Static model dimension: `MultiHeadAttention<float, 256> mha(4);`.
-  explicit MultiHeadAttention(Index heads, AttentionOptions options = {})
-    requires(ModelDim != Dynamic)
+  explicit MultiHeadAttention(Index heads, AttentionOptions options = {}) requires(ModelDim != Dynamic)
       : MultiHeadAttention(ModelDim, heads, options) {}
 
   /// Run-time model dimension (must agree with a static one); `d_model` must be a multiple of `heads`.
-  MultiHeadAttention(Index d_model, Index heads, AttentionOptions options = {})
-      : m_heads(heads), m_options(options) {
+  MultiHeadAttention(Index d_model, Index heads, AttentionOptions options = {}) : m_heads(heads), m_options(options) {
     detail::check_features(name, "d_model", ModelDim, d_model);
     if (heads < 1)
       throw std::invalid_argument(std::string(name) + ": heads must be >= 1, got " + std::to_string(heads));
@@ -361,7 +359,7 @@ class MultiHeadAttention {
           p.col(i).setZero();
           continue;
         }
-        col = ((col - max) * s).exp();  // softmax of s·scores: exp(s·(score - max)) ≤ 1
+        col = ((col - max) * s).exp();                            // softmax of s·scores: exp(s·(score - max)) ≤ 1
         if (m_has_mask) col *= m_keep.segment(c0, seen).array();  // masked keys: exactly 0
         col *= S(1) / col.sum();
         p.col(i).tail(l - seen).setZero();
@@ -467,7 +465,7 @@ class MultiHeadAttention {
   bool m_training = true;
   bool m_dropping = false;  ///< the last forward dropped attention weights
   Generator* m_generator = &default_generator();
-  Matrix m_drop_mask;       ///< that forward's dropout factors, laid out as m_fwd.p
+  Matrix m_drop_mask;  ///< that forward's dropout factors, laid out as m_fwd.p
   CachedInput<Input> m_x;
   Workspace m_fwd;  ///< forward's buffers: Q, K, V, P and O stay for backward
   Output m_dL_dattn;

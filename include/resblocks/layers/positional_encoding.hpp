@@ -50,8 +50,8 @@ class PositionalEncoding {
   };
 
   /// Static model dimension: `PositionalEncoding<float, 64> pe(max_length);`.
-  explicit PositionalEncoding(Index max_length, PositionalEncodingKind kind = PositionalEncodingKind::sinusoidal)
-    requires(D != Dynamic)
+  explicit PositionalEncoding(Index max_length,
+                              PositionalEncodingKind kind = PositionalEncodingKind::sinusoidal) requires(D != Dynamic)
       : PositionalEncoding(D, max_length, kind) {}
 
   /// Positions 0 … max_length-1 of `d_model` features.

@@ -11,9 +11,7 @@ namespace resblocks {
 template <class S = float, int In = Dynamic, int Out = Dynamic>
 class Projection : public Linear<S, In, Out> {
  public:
-  Projection()
-    requires(In != Dynamic && Out != Dynamic)
-      : Linear<S, In, Out>(In, Out, false) {}
+  Projection() requires(In != Dynamic && Out != Dynamic) : Linear<S, In, Out>(In, Out, false) {}
   Projection(Index in_features, Index out_features) : Linear<S, In, Out>(in_features, out_features, false) {}
 };
 

@@ -21,11 +21,11 @@ namespace resblocks {
 
 /// How a ResNet block's skip maps its input to the block's output shape.
 enum class ShortcutKind {
-  identity,        ///< y = x (same channels, stride 1)
-  zero_pad,        ///< He et al. option A: x subsampled by the stride, extra channels zero (no parameters)
-  projection,      ///< He et al. option B: 1×1 convolution with stride, then BatchNorm2d (`0.weight`, `1.*`)
-  projection_conv, ///< 1×1 convolution with stride only (pre-activation blocks: the next block normalises)
-  none,            ///< no skip at all, y = 0: the block's body alone (the *plain* networks of He et al.)
+  identity,         ///< y = x (same channels, stride 1)
+  zero_pad,         ///< He et al. option A: x subsampled by the stride, extra channels zero (no parameters)
+  projection,       ///< He et al. option B: 1×1 convolution with stride, then BatchNorm2d (`0.weight`, `1.*`)
+  projection_conv,  ///< 1×1 convolution with stride only (pre-activation blocks: the next block normalises)
+  none,             ///< no skip at all, y = 0: the block's body alone (the *plain* networks of He et al.)
 };
 
 /// \brief The skip of a ResNet block, chosen at run time so that blocks with and without a
@@ -51,8 +51,8 @@ class Shortcut {
     detail::check_features(name, "in_channels", Dynamic, in_channels);
     detail::check_features(name, "out_channels", Dynamic, out_channels);
     if (stride < 1) throw std::invalid_argument("Shortcut: stride must be >= 1, got " + std::to_string(stride));
-    const std::string shape = std::to_string(in_channels) + " -> " + std::to_string(out_channels) + " channels, stride " +
-                              std::to_string(stride);
+    const std::string shape = std::to_string(in_channels) + " -> " + std::to_string(out_channels) +
+                              " channels, stride " + std::to_string(stride);
     if (kind == ShortcutKind::identity && (in_channels != out_channels || stride != 1))
       throw std::invalid_argument("Shortcut: an identity skip cannot map " + shape +
                                   "; use ShortcutKind::projection or zero_pad");
@@ -123,9 +123,8 @@ class Shortcut {
     m_dL_dx.resize(m_in, m_cols);
     detail::parallel_assign(m_dL_dx, Input::Zero(m_in, m_cols));
     if (m_kind == ShortcutKind::zero_pad)  // dL/dx: the first m_in rows of dL/dy at the sampled pixels
-      for_each_sample(n, [&](Index column_in, Index column_out) {
-        m_dL_dx.col(column_in) = dL_dy.col(column_out).head(m_in);
-      });
+      for_each_sample(
+          n, [&](Index column_in, Index column_out) { m_dL_dx.col(column_in) = dL_dy.col(column_out).head(m_in); });
     return m_dL_dx;
   }
 

@@ -47,16 +47,14 @@ class TokenEmbedding {
   };
 
   /// Static model dimension: `TokenEmbedding<float, 64> emb(vocab);`.
-  explicit TokenEmbedding(Index vocab)
-    requires(D != Dynamic)
-      : TokenEmbedding(vocab, D) {}
+  explicit TokenEmbedding(Index vocab) requires(D != Dynamic) : TokenEmbedding(vocab, D) {}
 
   /// `vocab` >= 1 tokens of `d_model` features (must agree with a static D).
   TokenEmbedding(Index vocab, Index d_model) {
     detail::check_features(name, "d_model", D, d_model);
     if (vocab < 1 || d_model < 1)
-      throw std::invalid_argument(std::string(name) + ": vocab and d_model must be >= 1, got " +
-                                  std::to_string(vocab) + " and " + std::to_string(d_model));
+      throw std::invalid_argument(std::string(name) + ": vocab and d_model must be >= 1, got " + std::to_string(vocab) +
+                                  " and " + std::to_string(d_model));
     m_weight.setZero(vocab, d_model);
     m_dL_dweight.setZero(vocab, d_model);
     reset_parameters(default_generator());

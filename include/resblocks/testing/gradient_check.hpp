@@ -21,10 +21,10 @@ namespace resblocks::testing {
 
 /// \brief Settings of check_gradients (the defaults are torch.autograd.gradcheck's).
 struct GradientCheckOptions {
-  double step = 1e-6;           ///< finite-difference step h
-  double atol = 1e-5;           ///< an entry passes when |analytic - numeric| <= atol + rtol·|numeric|
+  double step = 1e-6;  ///< finite-difference step h
+  double atol = 1e-5;  ///< an entry passes when |analytic - numeric| <= atol + rtol·|numeric|
   double rtol = 1e-3;
-  std::uint64_t seed = 1234;    ///< seed of the random output weights R of the loss L = Σ R ⊙ y
+  std::uint64_t seed = 1234;  ///< seed of the random output weights R of the loss L = Σ R ⊙ y
 };
 
 /// \brief The comparison for one tensor (the input, or one named parameter).

@@ -96,8 +96,9 @@ class BufferCheckpoint {
   }
 
   static std::invalid_argument changed(std::string_view name) {
-    return std::invalid_argument("resblocks::BufferCheckpoint: the model's buffers changed since the checkpoint was built, at '" +
-                                 std::string(name) + "'");
+    return std::invalid_argument(
+        "resblocks::BufferCheckpoint: the model's buffers changed since the checkpoint was built, at '" +
+        std::string(name) + "'");
   }
 
   std::vector<Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic>> m_values;

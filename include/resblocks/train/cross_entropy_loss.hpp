@@ -135,8 +135,8 @@ class CrossEntropyLoss {
       throw std::invalid_argument("CrossEntropyLoss: logits are " + shape +
                                   " (classes x samples); need at least one class and one sample");
     if (static_cast<Index>(labels.size()) != logits.cols())
-      throw std::invalid_argument("CrossEntropyLoss: " + std::to_string(labels.size()) + " labels for logits " +
-                                  shape + " (classes x samples); expected one label per column");
+      throw std::invalid_argument("CrossEntropyLoss: " + std::to_string(labels.size()) + " labels for logits " + shape +
+                                  " (classes x samples); expected one label per column");
     const Index classes = logits.rows();
     for (std::size_t j = 0; j < labels.size(); ++j)
       if (labels[j] < 0 || labels[j] >= classes)

@@ -24,7 +24,7 @@ namespace resblocks {
 /// between the two; checked against torch in tests/train/lr_schedule_test.cpp).
 /// `Schedule` is any copyable callable `double(Index)` (StepLr, CosineAnnealingLr, a lambda).
 template <class Schedule>
-  requires std::copy_constructible<Schedule> && std::invocable<const Schedule&, Index>
+requires std::copy_constructible<Schedule> && std::invocable<const Schedule&, Index>
 class LinearWarmup {
  public:
   /// Throws std::invalid_argument on warmup_steps < 1 or start_factor outside (0, 1] (as torch's LinearLR).

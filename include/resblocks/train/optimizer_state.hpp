@@ -28,7 +28,9 @@ namespace resblocks {
 
 /// An object whose trainable tensors an optimizer can visit: `m.for_each_parameter(f)`.
 template <class M>
-concept ParameterVisitable = requires(M& m, detail::ParameterVisitorArchetype f) { m.for_each_parameter(f); };
+concept ParameterVisitable = requires(M& m, detail::ParameterVisitorArchetype f) {
+  m.for_each_parameter(f);
+};
 
 namespace detail {
 

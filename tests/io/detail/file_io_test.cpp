@@ -72,7 +72,8 @@ TEST_CASE("file_io: CheckedFile refuses FIFOs and directories without opening th
   REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
   REQUIRE_THROWS_WITH(resblocks::detail::CheckedFile(fifo, "reader"),
                       rbtest::contains("reader: '" + fifo + "'") && rbtest::contains("FIFO"));
-  REQUIRE_THROWS_WITH(resblocks::detail::CheckedFile(dir.path().string(), "reader"), rbtest::contains("is a directory"));
+  REQUIRE_THROWS_WITH(resblocks::detail::CheckedFile(dir.path().string(), "reader"),
+                      rbtest::contains("is a directory"));
   rbtest::write_raw(dir.file("short"), {1, 2, 3});
   resblocks::detail::CheckedFile f(dir.file("short"), "reader");
   REQUIRE(f.size() == 3);

@@ -37,13 +37,20 @@ inline std::string errno_text(int e) { return std::generic_category().message(e)
 inline std::string file_kind(const std::filesystem::file_status& status) {
   namespace fs = std::filesystem;
   switch (status.type()) {
-    case fs::file_type::directory: return "a directory";
-    case fs::file_type::fifo: return "a FIFO (named pipe)";
-    case fs::file_type::socket: return "a socket";
-    case fs::file_type::block: return "a block device";
-    case fs::file_type::character: return "a character device";
-    case fs::file_type::symlink: return "a symbolic link";
-    default: return "not a regular file";
+    case fs::file_type::directory:
+      return "a directory";
+    case fs::file_type::fifo:
+      return "a FIFO (named pipe)";
+    case fs::file_type::socket:
+      return "a socket";
+    case fs::file_type::block:
+      return "a block device";
+    case fs::file_type::character:
+      return "a character device";
+    case fs::file_type::symlink:
+      return "a symbolic link";
+    default:
+      return "not a regular file";
   }
 }
 
@@ -186,7 +193,8 @@ void atomic_replace(const std::string& path, std::string_view who, Writer&& writ
   if (exists) {
     if (::fchown(fd, old.st_uid, old.st_gid) != 0) {  // only root may give a file away; keep ours then
     }
-    if (::fchmod(fd, old.st_mode & 07777) != 0) fail("cannot give the new file the old one's permissions: " + errno_text(errno));
+    if (::fchmod(fd, old.st_mode & 07777) != 0)
+      fail("cannot give the new file the old one's permissions: " + errno_text(errno));
   }
   int error = 0;
   write([&](const char* data, std::size_t n) {
@@ -212,8 +220,8 @@ void atomic_replace(const std::string& path, std::string_view who, Writer&& writ
     const int sync_errno = errno;
     ::close(dir_fd);
     if (synced != 0 && sync_errno != EINVAL && sync_errno != EROFS)  // some file systems cannot sync directories
-      throw std::runtime_error(prefix + "the file was replaced, but syncing its directory failed: " +
-                               errno_text(sync_errno));
+      throw std::runtime_error(prefix +
+                               "the file was replaced, but syncing its directory failed: " + errno_text(sync_errno));
   }
 #endif
 }
@@ -232,8 +240,9 @@ inline void check_writable(const std::string& path, std::string_view who) {
   if (target.has_filename() == false || target.filename() == "." || target.filename() == "..")
     throw std::runtime_error(std::string(who) + ": '" + path + "': names a directory, not a file");
   const fs::path dir = target.parent_path().empty() ? fs::path(".") : target.parent_path();
-  const fs::path probe = dir / (".resblocks_write_check_" + std::to_string(static_cast<unsigned long long>(
-                                                              std::chrono::steady_clock::now().time_since_epoch().count())));
+  const fs::path probe =
+      dir / (".resblocks_write_check_" + std::to_string(static_cast<unsigned long long>(
+                                             std::chrono::steady_clock::now().time_since_epoch().count())));
   std::FILE* f = std::fopen(probe.c_str(), "wb");
   if (f == nullptr) {
     const int e = errno;

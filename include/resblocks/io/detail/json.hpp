@@ -217,14 +217,30 @@ class JsonParser {
       const char e = peek();
       ++m_pos;
       switch (e) {
-        case '"': out += '"'; break;
-        case '\\': out += '\\'; break;
-        case '/': out += '/'; break;
-        case 'b': out += '\b'; break;
-        case 'f': out += '\f'; break;
-        case 'n': out += '\n'; break;
-        case 'r': out += '\r'; break;
-        case 't': out += '\t'; break;
+        case '"':
+          out += '"';
+          break;
+        case '\\':
+          out += '\\';
+          break;
+        case '/':
+          out += '/';
+          break;
+        case 'b':
+          out += '\b';
+          break;
+        case 'f':
+          out += '\f';
+          break;
+        case 'n':
+          out += '\n';
+          break;
+        case 'r':
+          out += '\r';
+          break;
+        case 't':
+          out += '\t';
+          break;
         case 'u': {
           unsigned cp = parse_hex4();
           if (cp >= 0xdc00 && cp <= 0xdfff) {
@@ -271,7 +287,8 @@ class JsonParser {
       value = value * 10 - digit;
       ++m_pos;
     }
-    if (peek() == '.' || peek() == 'e' || peek() == 'E') fail("only integers are allowed in the header, got " + describe());
+    if (peek() == '.' || peek() == 'e' || peek() == 'E')
+      fail("only integers are allowed in the header, got " + describe());
     if (!negative && value == lowest) fail("integer out of the 64-bit range");
     v.integer = negative ? value : -value;
     return v;
