@@ -37,6 +37,9 @@ class CifarPreActResNet
   explicit CifarPreActResNet(const CifarResNetOptions& o = {})
       : CifarPreActResNet(o, CifarResNet<S>::blocks_per_stage(o.depth)) {}
 
+  /// Re-draws the parameters as the constructor does, from `g` (see initialize()).
+  void reset_parameters(Generator& g) { detail::reset_torchvision_model(*this, g); }
+
  private:
   CifarPreActResNet(const CifarResNetOptions& o, Index n)
       : Base{Conv2d<S>(o.in_channels, o.width, 3, {.padding = 1, .bias = false}),

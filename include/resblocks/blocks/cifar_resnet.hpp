@@ -8,6 +8,7 @@
 #include "resblocks/blocks/resnet.hpp"
 #include "resblocks/blocks/sequential.hpp"
 #include "resblocks/core/image_size.hpp"
+#include "resblocks/core/random.hpp"
 #include "resblocks/core/types.hpp"
 #include "resblocks/layers/batch_norm2d.hpp"
 #include "resblocks/layers/conv2d.hpp"
@@ -75,6 +76,9 @@ class CifarResNet : public Sequential<Conv2d<S>, BatchNorm2d<S>, ReLU<S>, Repeat
                                   std::to_string(depth));
     return (depth - 2) / 6;
   }
+
+  /// Re-draws the parameters as the constructor does, from `g` (see initialize()).
+  void reset_parameters(Generator& g) { detail::reset_torchvision_model(*this, g); }
 
  private:
   CifarResNet(const CifarResNetOptions& o, Index n)

@@ -109,6 +109,12 @@ class DenseNet : public Sequential<Conv2d<S>, DenseBlock<S>, Transition<S>, Dens
   }
   Linear<S>& classifier() noexcept { return this->template get<9>(); }
 
+  /// Re-draws the parameters as the constructor does, from `g` (see initialize()).
+  void reset_parameters(Generator& g) {
+    this->for_each_layer([&g](auto& child) { initialize(child, g); });
+    torchvision_init(g);
+  }
+
  private:
   DenseNet(const DenseNetOptions& o, const Plan& p)
       : Base{Conv2d<S>(o.in_channels, 2 * o.growth_rate, 3, {.padding = 1, .bias = false}),

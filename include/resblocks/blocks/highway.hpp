@@ -4,8 +4,10 @@
 
 #include "resblocks/core/cached_input.hpp"
 #include "resblocks/core/image_size.hpp"
+#include "resblocks/core/initializers.hpp"
 #include "resblocks/core/layer.hpp"
 #include "resblocks/core/parameter_name.hpp"
+#include "resblocks/core/random.hpp"
 #include "resblocks/core/shape_error.hpp"
 #include "resblocks/core/threading.hpp"
 #include "resblocks/core/types.hpp"
@@ -152,6 +154,14 @@ class Highway {
   template <class Skip>
   void infer_add(const Input& x, Output& y, const Skip& skip, Workspace& ws) const {
     infer_into(x, y, skip, ws);
+  }
+
+  /// Re-draws the parameters as the constructor does, from `g`: H's (see initialize()), then W_T;
+  /// b_T back to the gate bias.
+  void reset_parameters(Generator& g) {
+    initialize(m_h, g);
+    m_gate.reset_parameters(g);
+    m_gate.bias().setConstant(Scalar(m_opt.gate_bias));
   }
 
   void zero_grad() {

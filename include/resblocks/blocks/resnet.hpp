@@ -10,6 +10,7 @@
 #include "resblocks/core/image_size.hpp"
 #include "resblocks/core/initializers.hpp"
 #include "resblocks/core/layer.hpp"
+#include "resblocks/core/random.hpp"
 #include "resblocks/core/types.hpp"
 #include "resblocks/layers/batch_norm2d.hpp"
 #include "resblocks/layers/conv2d.hpp"
@@ -35,14 +36,22 @@ namespace detail {
 /// torchvision's initialisation: Kaiming-normal (fan_out, ReLU) convolutions, BN γ = 1 and β = 0,
 /// the classifier as nn.Linear's default.
 template <class Net>
-void torchvision_init(Net& net) {
-  for_each_leaf(net, [](auto& layer) {
+void torchvision_init(Net& net, Generator& g = default_generator()) {
+  for_each_leaf(net, [&g](auto& layer) {
     if constexpr (requires {
                     layer.fan_out();
                     layer.kernel_size();
                   })  // the convolutions
-      kaiming_normal(layer, KaimingOptions{.mode = FanMode::fan_out, .nonlinearity = Nonlinearity::relu});
+      kaiming_normal(layer, KaimingOptions{.mode = FanMode::fan_out, .nonlinearity = Nonlinearity::relu}, g);
   });
+}
+
+/// A torchvision-initialised model's reset_parameters: every child as its constructor draws it,
+/// then the convolutions again as torchvision does (the draws of the model's constructor).
+template <class Net>
+void reset_torchvision_model(Net& net, Generator& g) {
+  net.for_each_layer([&g](auto& child) { initialize(child, g); });
+  torchvision_init(net, g);
 }
 
 /// One stage of `blocks` blocks, the first with `stride` (and the channel change in_channels → channels·expansion).
@@ -86,6 +95,9 @@ class ResNet : public Sequential<Conv2d<typename Block::Scalar>, BatchNorm2d<typ
     detail::torchvision_init(*this);
     this->set_image_size(o.image);
   }
+
+  /// Re-draws the parameters as the constructor does, from `g` (see initialize()).
+  void reset_parameters(Generator& g) { detail::reset_torchvision_model(*this, g); }
 
  private:
   static BlockOptions block_options(const ResNetOptions& o) {

@@ -1,11 +1,13 @@
 #pragma once
 /// \file
-/// \brief He/Kaiming initialisation as torch.nn.init computes it (gain, fan_in/fan_out, normal/uniform).
+/// \brief He/Kaiming initialisation as torch.nn.init computes it (gain, fan_in/fan_out, normal/uniform),
+/// and initialize(): a network's random parameters drawn in a defined order.
 
 #include "resblocks/core/random.hpp"
 #include "resblocks/core/types.hpp"
 
 #include <cmath>
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -87,6 +89,33 @@ template <class L>
 void kaiming_uniform(L& layer, const KaimingOptions& o = {}, Generator& g = default_generator()) {
   const auto [fan_in, fan_out] = detail::layer_fans(layer);
   kaiming_uniform(layer.weight(), fan_in, fan_out, o, g);
+}
+
+/// \brief Draws the random initial parameters of `layer` (a whole network) again from `g`, in
+/// forward order: a layer with a `reset_parameters(Generator&)` member re-draws as its constructor
+/// does (Linear, Conv2d, MultiHeadAttention, TokenEmbedding, learned PositionalEncoding, DenseLayer,
+/// and the blocks and models with a scheme of their own: Highway, TransformerBlock, ResNet,
+/// CifarResNet, CifarPreActResNet, DenseNet); a composite without one recurses into its children
+/// (`for_each_layer`). Parameters that are not drawn keep their values (BatchNorm's γ and β, a
+/// zero-initialised γ, Highway's gate bias): call it right after construction.
+///
+/// Layers draw from default_generator() when they are constructed, so a network built with
+/// parentheses, `Net net(Linear(...), Linear(...))`, gets weights that depend on the order in which
+/// the compiler evaluates the arguments (GCC and Clang differ). After `initialize(net, seed)` they
+/// depend on the seed alone.
+template <class L>
+void initialize(L& layer, Generator& g) {
+  if constexpr (requires { layer.reset_parameters(g); })
+    layer.reset_parameters(g);
+  else if constexpr (requires { layer.for_each_layer([](auto&) {}); })
+    layer.for_each_layer([&g](auto& child) { initialize(child, g); });
+}
+
+/// initialize(layer, g) with g = Generator(seed).
+template <class L>
+void initialize(L& layer, std::uint64_t seed) {
+  Generator g(seed);
+  initialize(layer, g);
 }
 
 }  // namespace resblocks
