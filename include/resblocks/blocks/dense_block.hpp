@@ -6,6 +6,7 @@
 #include "resblocks/core/image_size.hpp"
 #include "resblocks/core/layer.hpp"
 #include "resblocks/core/parameter_name.hpp"
+#include "resblocks/core/parameter_visitors.hpp"
 #include "resblocks/core/shape_error.hpp"
 #include "resblocks/core/types.hpp"
 #include "resblocks/layers/conv2d.hpp"
@@ -54,7 +55,7 @@ struct DenseBlockMemory {
 /// every layer, so they are summed over the layers and applied once per channel, when its gradient
 /// is needed: one pass over the growing input per layer instead of two.
 template <class S = float>
-class DenseBlock {
+class DenseBlock : public detail::VisitsParameters<DenseBlock<S>>, public detail::VisitsBuffers<DenseBlock<S>> {
  public:
   using Scalar = S;
   static constexpr int InFeatures = Dynamic;
@@ -168,23 +169,22 @@ class DenseBlock {
     for (auto& l : m_layers) l.zero_grad();
   }
 
-  template <class F>
-  void for_each_parameter(F&& f, const ParameterName& prefix = {}) {
-    for (Index i = 0; i < size(); ++i) m_layers[std::size_t(i)].for_each_parameter(f, layer_name(prefix, i));
-  }
-  template <class F>
-  void for_each_parameter(F&& f, const ParameterName& prefix = {}) const {
-    for (Index i = 0; i < size(); ++i) m_layers[std::size_t(i)].for_each_parameter(f, layer_name(prefix, i));
-  }
-  template <class F>
-  void for_each_buffer(F&& f, const ParameterName& prefix = {}) {
-    for (Index i = 0; i < size(); ++i) m_layers[std::size_t(i)].for_each_buffer(f, layer_name(prefix, i));
-  }
-  template <class F>
-  void for_each_buffer(F&& f, const ParameterName& prefix = {}) const {
-    for (Index i = 0; i < size(); ++i) m_layers[std::size_t(i)].for_each_buffer(f, layer_name(prefix, i));
+ private:
+  friend detail::VisitsParameters<DenseBlock<S>>;
+  template <class Self, class F>
+  static void visit_parameters(Self& self, F& f, const ParameterName& prefix) {
+    for (Index i = 0; i < self.size(); ++i)
+      self.m_layers[std::size_t(i)].for_each_parameter(f, self.layer_name(prefix, i));
   }
 
+  friend detail::VisitsBuffers<DenseBlock<S>>;
+  template <class Self, class F>
+  static void visit_buffers(Self& self, F& f, const ParameterName& prefix) {
+    for (Index i = 0; i < self.size(); ++i)
+      self.m_layers[std::size_t(i)].for_each_buffer(f, self.layer_name(prefix, i));
+  }
+
+ public:
   /// What the block's activation buffers hold now (after a forward, and a backward for `gradients`).
   [[nodiscard]] DenseBlockMemory memory() const {
     DenseBlockMemory m;

@@ -7,6 +7,7 @@
 #include "resblocks/core/initializers.hpp"
 #include "resblocks/core/layer.hpp"
 #include "resblocks/core/parameter_name.hpp"
+#include "resblocks/core/parameter_visitors.hpp"
 #include "resblocks/core/random.hpp"
 #include "resblocks/core/shape_error.hpp"
 #include "resblocks/core/threading.hpp"
@@ -41,7 +42,7 @@ struct HighwayOptions {
 /// dL/dx = H'(x)ᵀ(T ⊙ g) + (1 − T) ⊙ g + W_Tᵀ (g ⊙ (H(x) − x) ⊙ T ⊙ (1 − T)) (g = dL/dy) add up without
 /// a pass of their own.
 template <class H>
-class Highway {
+class Highway : public detail::VisitsParameters<Highway<H>>, public detail::VisitsBuffers<Highway<H>> {
   static_assert(Layer<H>, "resblocks::Highway: H must satisfy resblocks::Layer");
   static_assert(H::InFeatures == H::OutFeatures,
                 "resblocks::Highway: H must give as many output features as it takes (H::InFeatures == "
@@ -107,15 +108,14 @@ class Highway {
   /// Tokens per sequence for every attention layer inside H.
   void set_sequence_length(Index length) { detail::propagate_sequence_length(m_h, length); }
 
-  template <class F>
-  void for_each_buffer(F&& f, const ParameterName& prefix = {}) {
-    detail::visit_buffers(m_h, f, prefix.child(m_h_name));
-  }
-  template <class F>
-  void for_each_buffer(F&& f, const ParameterName& prefix = {}) const {
-    detail::visit_buffers(m_h, f, prefix.child(m_h_name));
+ private:
+  friend detail::VisitsBuffers<Highway<H>>;
+  template <class Self, class F>
+  static void visit_buffers(Self& self, F& f, const ParameterName& prefix) {
+    detail::visit_buffers(self.m_h, f, prefix.child(self.m_h_name));
   }
 
+ public:
   /// Calls `f(h)`, then `f(gate)`.
   template <class F>
   void for_each_layer(F&& f) {
@@ -169,18 +169,14 @@ class Highway {
     m_gate.zero_grad();
   }
 
-  template <class F>
-  void for_each_parameter(F&& f, const ParameterName& prefix = {}) {
-    m_h.for_each_parameter(f, prefix.child(m_h_name));
-    m_gate.for_each_parameter(f, prefix.child(m_t_name));
-  }
-  template <class F>
-  void for_each_parameter(F&& f, const ParameterName& prefix = {}) const {
-    m_h.for_each_parameter(f, prefix.child(m_h_name));
-    m_gate.for_each_parameter(f, prefix.child(m_t_name));
+ private:
+  friend detail::VisitsParameters<Highway<H>>;
+  template <class Self, class F>
+  static void visit_parameters(Self& self, F& f, const ParameterName& prefix) {
+    self.m_h.for_each_parameter(f, prefix.child(self.m_h_name));
+    self.m_gate.for_each_parameter(f, prefix.child(self.m_t_name));
   }
 
- private:
   struct Zero {};
   struct Init {};
 

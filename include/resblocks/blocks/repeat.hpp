@@ -4,6 +4,7 @@
 
 #include "resblocks/core/layer.hpp"
 #include "resblocks/core/parameter_name.hpp"
+#include "resblocks/core/parameter_visitors.hpp"
 #include "resblocks/core/shape_error.hpp"
 #include "resblocks/core/threading.hpp"
 #include "resblocks/core/types.hpp"
@@ -24,7 +25,7 @@ namespace resblocks {
 /// separately (its own random initialisation). Parameters are named by position (`0.body.0.weight`), as
 /// `nn.Sequential`.
 template <class Block>
-class Repeat {
+class Repeat : public detail::VisitsParameters<Repeat<Block>>, public detail::VisitsBuffers<Repeat<Block>> {
   static_assert(Layer<Block>, "resblocks::Repeat: the block must satisfy resblocks::Layer");
   static_assert(std::is_same_v<typename Block::Input, typename Block::Output>,
                 "resblocks::Repeat: the block must keep the feature count (Input and Output types equal)");
@@ -84,14 +85,14 @@ class Repeat {
     for (auto& b : m_blocks) detail::propagate_training(b, training);
   }
 
-  template <class F>
-  void for_each_buffer(F&& f, const ParameterName& prefix = {}) {
-    for (std::size_t i = 0; i < m_blocks.size(); ++i) detail::visit_buffers(m_blocks[i], f, prefix.child(i));
+ private:
+  friend detail::VisitsBuffers<Repeat<Block>>;
+  template <class Self, class F>
+  static void visit_buffers(Self& self, F& f, const ParameterName& prefix) {
+    for (std::size_t i = 0; i < self.m_blocks.size(); ++i) detail::visit_buffers(self.m_blocks[i], f, prefix.child(i));
   }
-  template <class F>
-  void for_each_buffer(F&& f, const ParameterName& prefix = {}) const {
-    for (std::size_t i = 0; i < m_blocks.size(); ++i) detail::visit_buffers(m_blocks[i], f, prefix.child(i));
-  }
+
+ public:
   Block& operator[](std::size_t i) noexcept { return m_blocks[i]; }
   const Block& operator[](std::size_t i) const noexcept { return m_blocks[i]; }
   auto begin() noexcept { return m_blocks.begin(); }
@@ -153,16 +154,13 @@ class Repeat {
     for (auto& b : m_blocks) b.zero_grad();
   }
 
-  template <class F>
-  void for_each_parameter(F&& f, const ParameterName& prefix = {}) {
-    for (std::size_t i = 0; i < m_blocks.size(); ++i) m_blocks[i].for_each_parameter(f, prefix.child(i));
-  }
-  template <class F>
-  void for_each_parameter(F&& f, const ParameterName& prefix = {}) const {
-    for (std::size_t i = 0; i < m_blocks.size(); ++i) m_blocks[i].for_each_parameter(f, prefix.child(i));
+ private:
+  friend detail::VisitsParameters<Repeat<Block>>;
+  template <class Self, class F>
+  static void visit_parameters(Self& self, F& f, const ParameterName& prefix) {
+    for (std::size_t i = 0; i < self.m_blocks.size(); ++i) self.m_blocks[i].for_each_parameter(f, prefix.child(i));
   }
 
- private:
   std::vector<Block> m_blocks;
 };
 

@@ -4,6 +4,7 @@
 
 #include "resblocks/core/layer.hpp"
 #include "resblocks/core/parameter_name.hpp"
+#include "resblocks/core/parameter_visitors.hpp"
 #include "resblocks/core/shape_error.hpp"
 #include "resblocks/core/types.hpp"
 #include "resblocks/layers/identity.hpp"
@@ -23,7 +24,7 @@ namespace resblocks {
 /// last GEMM (forward) and of its first layer's dL/dx GEMM (backward). Parameters are named
 /// `body.*` and `skip.*`.
 template <class F, class Skip = Identity<typename F::Scalar, F::InFeatures>>
-class Residual {
+class Residual : public detail::VisitsParameters<Residual<F, Skip>>, public detail::VisitsBuffers<Residual<F, Skip>> {
   static_assert(Layer<F>, "resblocks::Residual: the body must satisfy resblocks::Layer");
   static_assert(Layer<Skip>, "resblocks::Residual: the skip must satisfy resblocks::Layer");
   static_assert(std::is_same_v<typename Skip::Input, typename F::Input> &&
@@ -92,17 +93,15 @@ class Residual {
     detail::propagate_training(m_skip, training);
   }
 
-  template <class Fn>
-  void for_each_buffer(Fn&& f, const ParameterName& prefix = {}) {
-    detail::visit_buffers(m_body, f, prefix.child(m_body_name));
-    detail::visit_buffers(m_skip, f, prefix.child(m_skip_name));
-  }
-  template <class Fn>
-  void for_each_buffer(Fn&& f, const ParameterName& prefix = {}) const {
-    detail::visit_buffers(m_body, f, prefix.child(m_body_name));
-    detail::visit_buffers(m_skip, f, prefix.child(m_skip_name));
+ private:
+  friend detail::VisitsBuffers<Residual<F, Skip>>;
+  template <class Self, class Fn>
+  static void visit_buffers(Self& self, Fn& f, const ParameterName& prefix) {
+    detail::visit_buffers(self.m_body, f, prefix.child(self.m_body_name));
+    detail::visit_buffers(self.m_skip, f, prefix.child(self.m_skip_name));
   }
 
+ public:
   [[nodiscard]] Index in_features() const noexcept { return m_body.in_features(); }
   [[nodiscard]] Index out_features() const noexcept { return m_body.out_features(); }
 
@@ -142,18 +141,14 @@ class Residual {
     m_skip.zero_grad();
   }
 
-  template <class Fn>
-  void for_each_parameter(Fn&& f, const ParameterName& prefix = {}) {
-    m_body.for_each_parameter(f, prefix.child(m_body_name));
-    m_skip.for_each_parameter(f, prefix.child(m_skip_name));
-  }
-  template <class Fn>
-  void for_each_parameter(Fn&& f, const ParameterName& prefix = {}) const {
-    m_body.for_each_parameter(f, prefix.child(m_body_name));
-    m_skip.for_each_parameter(f, prefix.child(m_skip_name));
+ private:
+  friend detail::VisitsParameters<Residual<F, Skip>>;
+  template <class Self, class Fn>
+  static void visit_parameters(Self& self, Fn& f, const ParameterName& prefix) {
+    self.m_body.for_each_parameter(f, prefix.child(self.m_body_name));
+    self.m_skip.for_each_parameter(f, prefix.child(self.m_skip_name));
   }
 
- private:
   void check_shapes() const {
     const Index in = m_body.in_features(), out = m_body.out_features();
     const Index sin = m_skip.in_features(), sout = m_skip.out_features();

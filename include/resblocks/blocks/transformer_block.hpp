@@ -8,6 +8,7 @@
 #include "resblocks/blocks/sequential.hpp"
 #include "resblocks/core/layer.hpp"
 #include "resblocks/core/parameter_name.hpp"
+#include "resblocks/core/parameter_visitors.hpp"
 #include "resblocks/core/random.hpp"
 #include "resblocks/core/types.hpp"
 #include "resblocks/layers/activation.hpp"
@@ -137,7 +138,7 @@ struct TransformerOptions {
 /// sequence length L with set_sequence_length() before the first forward. Parameters are visited in
 /// forward order (pre-LN: norm1, self_attn, norm2, linear1, linear2).
 template <class S = float, int D = Dynamic>
-class TransformerBlock {
+class TransformerBlock : public detail::VisitsParameters<TransformerBlock<S, D>> {
  public:
   using Scalar = S;
   static constexpr int InFeatures = D;
@@ -268,16 +269,13 @@ class TransformerBlock {
     std::visit([&](auto& net) { f(net); }, m_net);
   }
 
-  template <class F>
-  void for_each_parameter(F&& f, const ParameterName& prefix = {}) {
-    std::visit([&](auto& net) { net.for_each_parameter(f, prefix); }, m_net);
-  }
-  template <class F>
-  void for_each_parameter(F&& f, const ParameterName& prefix = {}) const {
-    std::visit([&](const auto& net) { net.for_each_parameter(f, prefix); }, m_net);
+ private:
+  friend detail::VisitsParameters<TransformerBlock<S, D>>;
+  template <class Self, class F>
+  static void visit_parameters(Self& self, F& f, const ParameterName& prefix) {
+    std::visit([&](auto& net) { net.for_each_parameter(f, prefix); }, self.m_net);
   }
 
- private:
   enum PieceId { k_attention, k_norm1, k_norm2, k_linear1, k_linear2, k_dropout1, k_dropout, k_dropout2 };
 
   /// A Residual's body, or the layer itself (the plain compositions have no Residual).

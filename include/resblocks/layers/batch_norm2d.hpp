@@ -8,6 +8,7 @@
 #include "resblocks/core/fused_layer.hpp"
 #include "resblocks/core/layer.hpp"
 #include "resblocks/core/parameter_name.hpp"
+#include "resblocks/core/parameter_visitors.hpp"
 #include "resblocks/core/shape_error.hpp"
 #include "resblocks/core/threading.hpp"
 #include "resblocks/core/types.hpp"
@@ -51,7 +52,9 @@ struct BatchNormOptions {
 /// A network's training forward() that throws after this layer ran leaves its running statistics
 /// updated: train/buffer_checkpoint.hpp (BufferCheckpoint) says what changes and how to undo it.
 template <class S = float, int C = Dynamic>
-class BatchNorm2d : public FusedLayer<BatchNorm2d<S, C>, S, C, C> {
+class BatchNorm2d : public FusedLayer<BatchNorm2d<S, C>, S, C, C>,
+                    public detail::VisitsParameters<BatchNorm2d<S, C>>,
+                    public detail::VisitsBuffers<BatchNorm2d<S, C>> {
   using Base = FusedLayer<BatchNorm2d<S, C>, S, C, C>;
   friend Base;
 
@@ -118,32 +121,25 @@ class BatchNorm2d : public FusedLayer<BatchNorm2d<S, C>, S, C, C> {
     m_dL_dbias.setZero();
   }
 
-  template <class F>
-  void for_each_parameter(F&& f, const ParameterName& prefix = {}) {
-    f(prefix.child("weight").view(), m_weight, m_dL_dweight);
-    f(prefix.child("bias").view(), m_bias, m_dL_dbias);
-  }
-  template <class F>
-  void for_each_parameter(F&& f, const ParameterName& prefix = {}) const {
-    f(prefix.child("weight").view(), m_weight, m_dL_dweight);
-    f(prefix.child("bias").view(), m_bias, m_dL_dbias);
-  }
-
-  /// `f(name, value)` on `running_mean`, `running_var` (vectors) and `num_batches_tracked` (std::int64_t).
-  template <class F>
-  void for_each_buffer(F&& f, const ParameterName& prefix = {}) {
-    f(prefix.child("running_mean").view(), m_running_mean);
-    f(prefix.child("running_var").view(), m_running_var);
-    f(prefix.child("num_batches_tracked").view(), m_num_batches_tracked);
-  }
-  template <class F>
-  void for_each_buffer(F&& f, const ParameterName& prefix = {}) const {
-    f(prefix.child("running_mean").view(), m_running_mean);
-    f(prefix.child("running_var").view(), m_running_var);
-    f(prefix.child("num_batches_tracked").view(), m_num_batches_tracked);
-  }
-
  private:
+  friend detail::VisitsParameters<BatchNorm2d<S, C>>;
+  template <class Self, class F>
+  static void visit_parameters(Self& self, F& f, const ParameterName& prefix) {
+    f(prefix.child("weight").view(), self.m_weight, self.m_dL_dweight);
+    f(prefix.child("bias").view(), self.m_bias, self.m_dL_dbias);
+  }
+
+ public:
+  /// `f(name, value)` on `running_mean`, `running_var` (vectors) and `num_batches_tracked` (std::int64_t).
+ private:
+  friend detail::VisitsBuffers<BatchNorm2d<S, C>>;
+  template <class Self, class F>
+  static void visit_buffers(Self& self, F& f, const ParameterName& prefix) {
+    f(prefix.child("running_mean").view(), self.m_running_mean);
+    f(prefix.child("running_var").view(), self.m_running_var);
+    f(prefix.child("num_batches_tracked").view(), self.m_num_batches_tracked);
+  }
+
   void check_batch(const Input& x) const {
     detail::check_input_features(name, in_features(), x);
     if (x.cols() < 2 && m_training)

@@ -11,6 +11,7 @@
 #include "resblocks/core/image_size.hpp"
 #include "resblocks/core/layer.hpp"
 #include "resblocks/core/parameter_name.hpp"
+#include "resblocks/core/parameter_visitors.hpp"
 #include "resblocks/core/random.hpp"
 #include "resblocks/core/shape_error.hpp"
 #include "resblocks/core/threading.hpp"
@@ -56,7 +57,7 @@ struct Conv2dOptions {
 /// The batch is split into parts that run side by side (single-threaded kernels inside); the parts
 /// depend on the batch only, and partial dL/dW are summed in part order: 1 and 2 threads give the same bits.
 template <class S = float, int In = Dynamic, int Out = Dynamic>
-class Conv2d : public FusedLayer<Conv2d<S, In, Out>, S, In, Out> {
+class Conv2d : public FusedLayer<Conv2d<S, In, Out>, S, In, Out>, public detail::VisitsParameters<Conv2d<S, In, Out>> {
   using Base = FusedLayer<Conv2d<S, In, Out>, S, In, Out>;
   friend Base;
 
@@ -163,18 +164,15 @@ class Conv2d : public FusedLayer<Conv2d<S, In, Out>, S, In, Out> {
     if (m_opt.bias) m_dL_dbias.setZero();
   }
 
-  template <class F>
-  void for_each_parameter(F&& f, const ParameterName& prefix = {}) {
-    detail::visit_parameter(f, prefix.child("weight").view(), m_weight, m_dL_dweight, torch_weight_shape());
-    if (m_opt.bias) f(prefix.child("bias").view(), m_bias, m_dL_dbias);
-  }
-  template <class F>
-  void for_each_parameter(F&& f, const ParameterName& prefix = {}) const {
-    detail::visit_parameter(f, prefix.child("weight").view(), m_weight, m_dL_dweight, torch_weight_shape());
-    if (m_opt.bias) f(prefix.child("bias").view(), m_bias, m_dL_dbias);
+ private:
+  friend detail::VisitsParameters<Conv2d<S, In, Out>>;
+  template <class Self, class F>
+  static void visit_parameters(Self& self, F& f, const ParameterName& prefix) {
+    detail::visit_parameter(f, prefix.child("weight").view(), self.m_weight, self.m_dL_dweight,
+                            self.torch_weight_shape());
+    if (self.m_opt.bias) f(prefix.child("bias").view(), self.m_bias, self.m_dL_dbias);
   }
 
- private:
   using ChunkMap = Eigen::Map<Weight, Eigen::Aligned16>;
 
   // The kernels FusedLayer runs (see there).

@@ -7,6 +7,7 @@
 #include "resblocks/core/fused_layer.hpp"
 #include "resblocks/core/layer.hpp"
 #include "resblocks/core/parameter_name.hpp"
+#include "resblocks/core/parameter_visitors.hpp"
 #include "resblocks/core/shape_error.hpp"
 #include "resblocks/core/threading.hpp"
 #include "resblocks/core/types.hpp"
@@ -45,7 +46,8 @@ struct LayerNormOptions {
 /// parallel; γ's and β's gradients are summed over fixed column partitions merged in order (in
 /// double), so the bits do not depend on the thread count.
 template <class S = float, int Features = Dynamic>
-class LayerNorm : public FusedLayer<LayerNorm<S, Features>, S, Features, Features> {
+class LayerNorm : public FusedLayer<LayerNorm<S, Features>, S, Features, Features>,
+                  public detail::VisitsParameters<LayerNorm<S, Features>> {
   using Base = FusedLayer<LayerNorm<S, Features>, S, Features, Features>;
   friend Base;
 
@@ -92,18 +94,14 @@ class LayerNorm : public FusedLayer<LayerNorm<S, Features>, S, Features, Feature
     m_dL_dbias.setZero();
   }
 
-  template <class F>
-  void for_each_parameter(F&& f, const ParameterName& prefix = {}) {
-    f(prefix.child("weight").view(), m_weight, m_dL_dweight);
-    f(prefix.child("bias").view(), m_bias, m_dL_dbias);
-  }
-  template <class F>
-  void for_each_parameter(F&& f, const ParameterName& prefix = {}) const {
-    f(prefix.child("weight").view(), m_weight, m_dL_dweight);
-    f(prefix.child("bias").view(), m_bias, m_dL_dbias);
+ private:
+  friend detail::VisitsParameters<LayerNorm<S, Features>>;
+  template <class Self, class F>
+  static void visit_parameters(Self& self, F& f, const ParameterName& prefix) {
+    f(prefix.child("weight").view(), self.m_weight, self.m_dL_dweight);
+    f(prefix.child("bias").view(), self.m_bias, self.m_dL_dbias);
   }
 
- private:
   /// Columns per partition of the parameter-gradient sums: fixed, so the bits do not depend on threads.
   static constexpr Index k_part_columns = 32;
 

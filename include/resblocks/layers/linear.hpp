@@ -7,6 +7,7 @@
 #include "resblocks/core/gemm.hpp"
 #include "resblocks/core/layer.hpp"
 #include "resblocks/core/parameter_name.hpp"
+#include "resblocks/core/parameter_visitors.hpp"
 #include "resblocks/core/random.hpp"
 #include "resblocks/core/shape_error.hpp"
 #include "resblocks/core/types.hpp"
@@ -21,7 +22,7 @@ namespace resblocks {
 /// \brief Fully connected layer `y = W x + b` (bias optional), as PyTorch's `nn.Linear`:
 /// `weight` is Out×In, `bias` has Out entries, both initialised U(-1/√In, 1/√In).
 template <class S = float, int In = Dynamic, int Out = Dynamic>
-class Linear : public FusedLayer<Linear<S, In, Out>, S, In, Out> {
+class Linear : public FusedLayer<Linear<S, In, Out>, S, In, Out>, public detail::VisitsParameters<Linear<S, In, Out>> {
   using Base = FusedLayer<Linear<S, In, Out>, S, In, Out>;
   friend Base;
 
@@ -74,18 +75,14 @@ class Linear : public FusedLayer<Linear<S, In, Out>, S, In, Out> {
     if (m_has_bias) m_dL_dbias.setZero();
   }
 
-  template <class F>
-  void for_each_parameter(F&& f, const ParameterName& prefix = {}) {
-    f(prefix.child("weight").view(), m_weight, m_dL_dweight);
-    if (m_has_bias) f(prefix.child("bias").view(), m_bias, m_dL_dbias);
-  }
-  template <class F>
-  void for_each_parameter(F&& f, const ParameterName& prefix = {}) const {
-    f(prefix.child("weight").view(), m_weight, m_dL_dweight);
-    if (m_has_bias) f(prefix.child("bias").view(), m_bias, m_dL_dbias);
+ private:
+  friend detail::VisitsParameters<Linear<S, In, Out>>;
+  template <class Self, class F>
+  static void visit_parameters(Self& self, F& f, const ParameterName& prefix) {
+    f(prefix.child("weight").view(), self.m_weight, self.m_dL_dweight);
+    if (self.m_has_bias) f(prefix.child("bias").view(), self.m_bias, self.m_dL_dbias);
   }
 
- private:
   // The kernels FusedLayer runs (see there).
   Index forward_begin(const Input& x) const {
     detail::check_input_features(name, in_features(), x);

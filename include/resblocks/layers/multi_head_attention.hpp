@@ -7,6 +7,7 @@
 #include "resblocks/core/gemm.hpp"
 #include "resblocks/core/layer.hpp"
 #include "resblocks/core/parameter_name.hpp"
+#include "resblocks/core/parameter_visitors.hpp"
 #include "resblocks/core/random.hpp"
 #include "resblocks/core/shape_error.hpp"
 #include "resblocks/core/threading.hpp"
@@ -61,7 +62,7 @@ struct AttentionOptions {
 /// on the thread count, and infer() runs the very code of forward() on the workspace's buffers.
 /// In a Residual, the skip rides in out_proj's GEMM (forward_add) and in the dL/dx GEMM (backward_add).
 template <class S = float, int ModelDim = Dynamic>
-class MultiHeadAttention {
+class MultiHeadAttention : public detail::VisitsParameters<MultiHeadAttention<S, ModelDim>> {
   static constexpr int QkvRows = ModelDim == Dynamic ? Dynamic : 3 * ModelDim;
 
  public:
@@ -256,22 +257,16 @@ class MultiHeadAttention {
     m_dL_dout_bias.setZero();
   }
 
-  template <class F>
-  void for_each_parameter(F&& f, const ParameterName& prefix = {}) {
-    f(prefix.child("in_proj_weight").view(), m_in_weight, m_dL_din_weight);
-    f(prefix.child("in_proj_bias").view(), m_in_bias, m_dL_din_bias);
-    f(prefix.child("out_proj.weight").view(), m_out_weight, m_dL_dout_weight);
-    f(prefix.child("out_proj.bias").view(), m_out_bias, m_dL_dout_bias);
-  }
-  template <class F>
-  void for_each_parameter(F&& f, const ParameterName& prefix = {}) const {
-    f(prefix.child("in_proj_weight").view(), m_in_weight, m_dL_din_weight);
-    f(prefix.child("in_proj_bias").view(), m_in_bias, m_dL_din_bias);
-    f(prefix.child("out_proj.weight").view(), m_out_weight, m_dL_dout_weight);
-    f(prefix.child("out_proj.bias").view(), m_out_bias, m_dL_dout_bias);
+ private:
+  friend detail::VisitsParameters<MultiHeadAttention<S, ModelDim>>;
+  template <class Self, class F>
+  static void visit_parameters(Self& self, F& f, const ParameterName& prefix) {
+    f(prefix.child("in_proj_weight").view(), self.m_in_weight, self.m_dL_din_weight);
+    f(prefix.child("in_proj_bias").view(), self.m_in_bias, self.m_dL_din_bias);
+    f(prefix.child("out_proj.weight").view(), self.m_out_weight, self.m_dL_dout_weight);
+    f(prefix.child("out_proj.bias").view(), self.m_out_bias, self.m_dL_dout_bias);
   }
 
- private:
   struct NoSkip {};
 
   /// Checks the features, the sequence length and the mask against x (before any work).

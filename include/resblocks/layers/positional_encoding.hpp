@@ -4,6 +4,7 @@
 
 #include "resblocks/core/layer.hpp"
 #include "resblocks/core/parameter_name.hpp"
+#include "resblocks/core/parameter_visitors.hpp"
 #include "resblocks/core/random.hpp"
 #include "resblocks/core/shape_error.hpp"
 #include "resblocks/core/threading.hpp"
@@ -33,7 +34,7 @@ enum class PositionalEncodingKind {
 /// row index 2i has no cosine partner); it is not a parameter. The learned one is parameter
 /// `weight`, whose gradient sums dL/dy over the sequences. dL/dx = dL/dy.
 template <class S = float, int D = Dynamic>
-class PositionalEncoding {
+class PositionalEncoding : public detail::VisitsParameters<PositionalEncoding<S, D>> {
  public:
   using Scalar = S;
   static constexpr int InFeatures = D;
@@ -136,16 +137,14 @@ class PositionalEncoding {
     if (m_kind == PositionalEncodingKind::learned) m_dL_dtable.setZero();
   }
 
-  template <class F>
-  void for_each_parameter(F&& f, const ParameterName& prefix = {}) {
-    if (m_kind == PositionalEncodingKind::learned) f(prefix.child("weight").view(), m_table, m_dL_dtable);
-  }
-  template <class F>
-  void for_each_parameter(F&& f, const ParameterName& prefix = {}) const {
-    if (m_kind == PositionalEncodingKind::learned) f(prefix.child("weight").view(), m_table, m_dL_dtable);
+ private:
+  friend detail::VisitsParameters<PositionalEncoding<S, D>>;
+  template <class Self, class F>
+  static void visit_parameters(Self& self, F& f, const ParameterName& prefix) {
+    if (self.m_kind == PositionalEncodingKind::learned)
+      f(prefix.child("weight").view(), self.m_table, self.m_dL_dtable);
   }
 
- private:
   /// Checks x against d and L (before any work), then y = x + positions.
   void add_positions(const Input& x, Output& y) const {
     detail::check_input_features(name, in_features(), x);

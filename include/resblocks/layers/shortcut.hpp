@@ -6,6 +6,7 @@
 #include "resblocks/core/image_size.hpp"
 #include "resblocks/core/layer.hpp"
 #include "resblocks/core/parameter_name.hpp"
+#include "resblocks/core/parameter_visitors.hpp"
 #include "resblocks/core/shape_error.hpp"
 #include "resblocks/core/threading.hpp"
 #include "resblocks/core/types.hpp"
@@ -31,7 +32,7 @@ enum class ShortcutKind {
 /// \brief The skip of a ResNet block, chosen at run time so that blocks with and without a
 /// projection share one type (and a stage is one `Repeat`). Channels in → out, stride s.
 template <class S = float>
-class Shortcut {
+class Shortcut : public detail::VisitsParameters<Shortcut<S>>, public detail::VisitsBuffers<Shortcut<S>> {
  public:
   using Scalar = S;
   static constexpr int InFeatures = Dynamic;
@@ -148,26 +149,20 @@ class Shortcut {
     if (m_bn) m_bn->zero_grad();
   }
 
-  template <class F>
-  void for_each_parameter(F&& f, const ParameterName& prefix = {}) {
-    if (m_conv) m_conv->for_each_parameter(f, prefix.child(0));
-    if (m_bn) m_bn->for_each_parameter(f, prefix.child(1));
-  }
-  template <class F>
-  void for_each_parameter(F&& f, const ParameterName& prefix = {}) const {
-    if (m_conv) m_conv->for_each_parameter(f, prefix.child(0));
-    if (m_bn) m_bn->for_each_parameter(f, prefix.child(1));
-  }
-  template <class F>
-  void for_each_buffer(F&& f, const ParameterName& prefix = {}) {
-    if (m_bn) m_bn->for_each_buffer(f, prefix.child(1));
-  }
-  template <class F>
-  void for_each_buffer(F&& f, const ParameterName& prefix = {}) const {
-    if (m_bn) m_bn->for_each_buffer(f, prefix.child(1));
+ private:
+  friend detail::VisitsParameters<Shortcut<S>>;
+  template <class Self, class F>
+  static void visit_parameters(Self& self, F& f, const ParameterName& prefix) {
+    if (self.m_conv) self.m_conv->for_each_parameter(f, prefix.child(0));
+    if (self.m_bn) self.m_bn->for_each_parameter(f, prefix.child(1));
   }
 
- private:
+  friend detail::VisitsBuffers<Shortcut<S>>;
+  template <class Self, class F>
+  static void visit_buffers(Self& self, F& f, const ParameterName& prefix) {
+    if (self.m_bn) self.m_bn->for_each_buffer(f, prefix.child(1));
+  }
+
   /// f(input column, output column) for every sampled pixel (stride s, from the top-left pixel).
   template <class F>
   void for_each_sample(Index n, const F& f) const {

@@ -3,6 +3,7 @@
 /// \brief TokenEmbedding: integer token ids to d-dimensional columns, as torch.nn.Embedding.
 
 #include "resblocks/core/parameter_name.hpp"
+#include "resblocks/core/parameter_visitors.hpp"
 #include "resblocks/core/random.hpp"
 #include "resblocks/core/shape_error.hpp"
 #include "resblocks/core/threading.hpp"
@@ -32,7 +33,7 @@ namespace resblocks {
 /// its labels the same way. It offers for_each_parameter/zero_grad, so optimizers take it as a part
 /// of a model.
 template <class S = float, int D = Dynamic>
-class TokenEmbedding {
+class TokenEmbedding : public detail::VisitsParameters<TokenEmbedding<S, D>> {
  public:
   using Scalar = S;
   static constexpr int OutFeatures = D;
@@ -101,16 +102,13 @@ class TokenEmbedding {
 
   void zero_grad() { m_dL_dweight.setZero(); }
 
-  template <class F>
-  void for_each_parameter(F&& f, const ParameterName& prefix = {}) {
-    f(prefix.child("weight").view(), m_weight, m_dL_dweight);
-  }
-  template <class F>
-  void for_each_parameter(F&& f, const ParameterName& prefix = {}) const {
-    f(prefix.child("weight").view(), m_weight, m_dL_dweight);
+ private:
+  friend detail::VisitsParameters<TokenEmbedding<S, D>>;
+  template <class Self, class F>
+  static void visit_parameters(Self& self, F& f, const ParameterName& prefix) {
+    f(prefix.child("weight").view(), self.m_weight, self.m_dL_dweight);
   }
 
- private:
   void check(std::span<const int> ids) const {
     for (std::size_t j = 0; j < ids.size(); ++j)
       if (ids[j] < 0 || ids[j] >= vocab_size())
