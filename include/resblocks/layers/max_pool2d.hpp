@@ -10,7 +10,6 @@
 #include <cmath>
 #include <limits>
 #include <string_view>
-#include <utility>
 
 namespace resblocks {
 
@@ -37,7 +36,7 @@ class MaxPool2d : public detail::Pool2dLayer<MaxPool2d<S, C>, S, C> {
   /// y = the window maxima of x (n samples); forward also records their input columns (m_argmax).
   void pool(const Input& x, Output& y, Index n) {
     m_argmax.resize(x.rows(), y.cols());
-    std::as_const(*this).template pool_into<true>(x, y, n, &m_argmax);
+    pool_into<true>(x, y, n, &m_argmax);
   }
   void pool(const Input& x, Output& y, Index n) const { pool_into<false>(x, y, n, nullptr); }
 
