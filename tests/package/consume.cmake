@@ -45,7 +45,8 @@ endif()
 if(DEFINED CXX AND NOT CXX STREQUAL "")
   list(APPEND _gen_args "-DCMAKE_CXX_COMPILER=${CXX}")
 endif()
-# The consumer is compiled at -O1: enough to be realistic, cheap to build.
+# The consumer (and the compiled kernels installed for it) is compiled at -O1: enough to be realistic,
+# cheap to build.
 set(_consumer_opt -O1)
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -119,6 +120,7 @@ function(_install_resblocks prefix)
   set(_b "${WORK_DIR}/resblocks-build")
   _run(COMMAND "${CMAKE_COMMAND}" -S "${SOURCE_DIR}" -B "${_b}" ${_gen_args}
     -DCMAKE_BUILD_TYPE=Release
+    "-DCMAKE_CXX_FLAGS_RELEASE=${_consumer_opt} -DNDEBUG"   # the compiled kernels: what is tested is the packaging
     "-DCMAKE_INSTALL_PREFIX=${prefix}"
     -DRESBLOCKS_BUILD_TESTS=OFF -DRESBLOCKS_BUILD_BENCH=OFF -DRESBLOCKS_BUILD_EXAMPLES=OFF
     -DRESBLOCKS_INSTALL=ON

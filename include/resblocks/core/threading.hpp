@@ -16,6 +16,7 @@
 #include <atomic>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #if defined(_OPENMP)
 #include <omp.h>
@@ -82,9 +83,14 @@ inline int threads_for(double work, double grain) noexcept {
 #endif
 }
 
+/// Ranges a parallel loop is cut into per thread: the threads take them as they come free, so a
+/// thread that the OS deschedules (another process on the machine) holds back one small range, not
+/// its whole share.
+inline constexpr Eigen::Index k_ranges_per_thread = 4;
+
 /// Calls f(i0, i1) on contiguous sub-ranges of [0, n), in parallel when the work is large.
 /// `cost_per_item` estimates the element operations one item costs. Each item is handled by
-/// exactly one call, so results do not depend on the thread count.
+/// exactly one call, so results do not depend on the thread count (nor on which thread runs a range).
 template <class F>
 void parallel_for(Eigen::Index n, double cost_per_item, F&& f) {
   const int threads = threads_for(cost_per_item * static_cast<double>(n), 1 << 15);
@@ -92,9 +98,14 @@ void parallel_for(Eigen::Index n, double cost_per_item, F&& f) {
     if (n > 0) f(Eigen::Index(0), n);
     return;
   }
-  parallel_region(threads, [&](Eigen::Index t, Eigen::Index nt) {
-    const Eigen::Index i0 = n * t / nt, i1 = n * (t + 1) / nt;
-    if (i1 > i0) f(i0, i1);
+  const Eigen::Index ranges = std::min<Eigen::Index>(n, threads * k_ranges_per_thread);
+  std::atomic<Eigen::Index> next{0};
+  parallel_region(threads, [&](Eigen::Index, Eigen::Index) {
+    for (Eigen::Index r = next.fetch_add(1, std::memory_order_relaxed); r < ranges;
+         r = next.fetch_add(1, std::memory_order_relaxed)) {
+      const Eigen::Index i0 = n * r / ranges, i1 = n * (r + 1) / ranges;
+      if (i1 > i0) f(i0, i1);
+    }
   });
 }
 
@@ -116,22 +127,46 @@ void parallel_parts(Eigen::Index parts, F&& f) {
   for (Eigen::Index p = 0; p < parts; ++p) f(p);
 }
 
-/// parallel_parts, the parts handed to the threads as they come free (balances a busy core). For
-/// parts whose scratch belongs to the part, not to the thread: which thread runs a part varies.
-/// An atomic counter (with OpenMP regions, schedule(dynamic) may allocate a work share).
-template <class F>
-void parallel_parts_dynamic(Eigen::Index parts, F&& f) {
+/// Threads that parallel_parts_dynamic(parts, …) uses: size per-thread scratch by it.
+inline int threads_for_parts(Eigen::Index parts) noexcept {
 #if defined(_OPENMP)
-  const int threads = in_parallel_region() ? 1 : static_cast<int>(std::min<Eigen::Index>(num_threads(), parts));
+  return in_parallel_region()
+             ? 1
+             : static_cast<int>(std::max<Eigen::Index>(1, std::min<Eigen::Index>(num_threads(), parts)));
+#else
+  (void)parts;
+  return 1;
+#endif
+}
+
+/// parallel_parts, the parts handed to the threads as they come free (balances a busy core), so
+/// which thread runs a part varies: f(part) for scratch that belongs to the part, or
+/// f(part, thread) with thread < threads_for_parts(parts) for scratch that belongs to the thread.
+/// Each thread calls start(thread) before its first part: there it sizes thread-local scratch for
+/// any part (which parts it gets changes from call to call, its scratch then never grows later).
+/// Results depend only on `parts` when f(part) touches only what belongs to the part.
+template <class F, class Start = void (*)(Eigen::Index)>
+void parallel_parts_dynamic(
+    Eigen::Index parts, F&& f, Start&& start = [](Eigen::Index) {}) {
+  auto call = [&](Eigen::Index p, Eigen::Index t) {
+    if constexpr (std::is_invocable_v<F&, Eigen::Index, Eigen::Index>)
+      f(p, t);
+    else
+      f(p);
+  };
+  const int threads = threads_for_parts(parts);
   if (threads > 1) {
     std::atomic<Eigen::Index> next{0};
-    parallel_region(threads, [&](Eigen::Index, Eigen::Index) {
-      for (Eigen::Index p = next.fetch_add(1); p < parts; p = next.fetch_add(1)) f(p);
+    parallel_region(threads, [&](Eigen::Index t, Eigen::Index) {
+      start(t);
+      for (Eigen::Index p = next.fetch_add(1, std::memory_order_relaxed); p < parts;
+           p = next.fetch_add(1, std::memory_order_relaxed))
+        call(p, t);
     });
     return;
   }
-#endif
-  for (Eigen::Index p = 0; p < parts; ++p) f(p);
+  start(Eigen::Index(0));
+  for (Eigen::Index p = 0; p < parts; ++p) call(p, 0);
 }
 
 /// dst = expr, column blocks in parallel when large (dst already has expr's shape).

@@ -21,7 +21,9 @@
 #include <Eigen/Core>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
+#include <cstddef>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -263,13 +265,6 @@ class Conv2d : public FusedLayer<Conv2d<S, In, Out>, S, In, Out>, public detail:
       wf.middleCols(m_out * (kk - 1 - t), m_out) = kw.middleCols(m_in * t, m_in).transpose();
   }
 
-  /// Parts of a batch of n samples run side by side (fixed by n and the thread setting; 1 for small work).
-  [[nodiscard]] Index partitions(Index n) const {
-    const double work = double(n) * double(m_out_size.area()) * double(m_weight.size());
-    if (work < detail::k_gemm_grain) return std::min<Index>(n, 1);
-    return std::min<Index>(n, std::max(2, num_threads()));
-  }
-
   /// The implicit GEMM applies: ungrouped, channels a power of two and whole packets. It pays off
   /// from 32 channels (measured: ~5% per convolution at 32 and 64; at 16 the table lookups per
   /// packet cost what the im2col pass saves) and when the product's other side (`n`) is not thin.
@@ -277,12 +272,47 @@ class Conv2d : public FusedLayer<Conv2d<S, In, Out>, S, In, Out>, public detail:
     const Index c = geo.channels, packet = Eigen::internal::packet_traits<S>::size;
     return m_implicit && geo.group == c && (c & (c - 1)) == 0 && c % packet == 0 && c >= 32 && n >= 16;
   }
-  /// f(p0, count) over chunks of positions [begin, end): about 1 MB of float patches of `patch` rows each.
+  /// Positions in one chunk of patches of `patch` rows: about 1 MB of float patches.
+  [[nodiscard]] Index chunk_positions(Index patch) const noexcept {
+    const Index by_size = std::max<Index>(64, (Index(1) << 18) / std::max<Index>(patch, 1));
+    return std::max<Index>(1, std::min(by_size, m_max_chunk));
+  }
+  /// f(p0, count) over chunks of positions [begin, end) (chunk_positions(patch) each, the last shorter).
   template <class F>
   void for_each_chunk(Index begin, Index end, Index patch, const F& f) const {
-    const Index by_size = std::max<Index>(64, (Index(1) << 18) / std::max<Index>(patch, 1));
-    const Index chunk = std::max<Index>(1, std::min(by_size, m_max_chunk));
+    const Index chunk = chunk_positions(patch);
     for (Index p0 = begin; p0 < end; p0 += chunk) f(p0, std::min(chunk, end - p0));
+  }
+  /// Scratch of the threads that run the parts of n samples (`area` positions each) in chunks of
+  /// patches of `patch` rows, all sized before the parts run, so that whichever parts a thread is
+  /// handed, nothing grows inside the parallel region: the per-thread chunk buffers (buffers[2t]:
+  /// rows0 × chunk, buffers[2t+1]: chunk × cols1) here; the packing space for the products on a chunk
+  /// of pc positions, shapes(pc) = their (m, n, k), and the tap table of the implicit GEMM by the
+  /// returned start(t), which each thread calls first. Every chunk length that occurs counts: full
+  /// chunks and the remainders of the two part lengths.
+  template <class Shapes>
+  [[nodiscard]] auto reserve_part_scratch(std::vector<Weight>& buffers, Index n, Index parts, Index area, Index patch,
+                                          Index rows0, Index cols1, const Shapes& shapes) const {
+    const Index chunk = chunk_positions(patch), longest = std::min(chunk, (n + parts - 1) / parts * area);
+    const Index threads = detail::threads_for_parts(parts);
+    if (Index(buffers.size()) < 2 * threads) buffers.resize(std::size_t(2 * threads));
+    for (Index t = 0; t < threads; ++t) {
+      chunk_buffer(buffers[std::size_t(2 * t)], rows0, longest);
+      chunk_buffer(buffers[std::size_t(2 * t + 1)], longest, cols1);
+    }
+    std::size_t space = 0;
+    for (const Index samples : {n / parts, (n + parts - 1) / parts}) {
+      const Index positions = samples * area;
+      for (const Index pc : {positions >= chunk ? chunk : Index(0), positions % chunk})
+        if (pc > 0)
+          for (const auto& [m, nn, k] : shapes(pc)) space = std::max(space, detail::gemm_space<S>(m, nn, k));
+    }
+    const std::size_t taps = std::size_t(longest * m_k * m_k);
+    return [space, taps](Index) {
+      detail::thread_pack_buffer<S>().get(space);
+      std::vector<Index>& offsets = detail::im2col_offsets();
+      if (offsets.size() < taps) offsets.resize(taps);
+    };
   }
   /// A rows × cols view of `buffer`'s storage, grown only when too small: forward and backward
   /// reuse one buffer for differently shaped chunks without reallocating.
@@ -301,9 +331,9 @@ class Conv2d : public FusedLayer<Conv2d<S, In, Out>, S, In, Out>, public detail:
   void backward_scatter(const Output& dL_dy, Input& dL_dx, const Input* skip_grad, detail::BlockFn then, Index n);
   void direct_backward(const Output& dL_dy, Input& dL_dx, const Input* skip_grad, detail::BlockFn epilogue, Index n);
 
-  /// Parts of the direct paths: samples in up to 8 parts whatever the threads (each with its own
-  /// partial dL/dW, summed in order), handed out to the threads as they come free.
-  [[nodiscard]] Index direct_parts(Index n) const noexcept {
+  /// Parts of a batch of n samples: up to 8 whatever the threads (each with its own partial dL/dW,
+  /// summed in order: same bits on any thread count), handed out to the threads as they come free.
+  [[nodiscard]] Index partitions(Index n) const noexcept {
     const double work = double(n) * double(m_out_size.area()) * double(m_weight.size());
     return work < detail::k_gemm_grain ? std::min<Index>(n, 1) : std::min<Index>(n, 8);
   }
@@ -402,7 +432,7 @@ void Conv2d<S, In, Out>::compute_direct(const detail::DirectConvPlan& plan, cons
                                         detail::BlockFn epilogue) const {
   const detail::DirectConvShape shape = direct_forward_shape();
   const Index n = x.cols() / m_in_size.area();
-  const Index in_area = m_in_size.area(), out_area = m_out_size.area(), parts = direct_parts(n);
+  const Index in_area = m_in_size.area(), out_area = m_out_size.area(), parts = partitions(n);
   if (Index(buffers.size()) < 2 * parts) buffers.resize(std::size_t(2 * parts));
   detail::parallel_parts_dynamic(parts, [&](Index q) {
     for (Index i = n * q / parts; i < n * (q + 1) / parts; ++i) {
@@ -433,35 +463,40 @@ void Conv2d<S, In, Out>::compute_im2col(const Input& x, Output& y, const Output*
   const detail::ConvGeometry geo = forward_geometry();
   const Index n = x.cols() / m_in_size.area();
   const Index kg = geo.patch(), og = group_out(), parts = partitions(n), out_area = geo.out_area();
-  if (Index(buffers.size()) < 2 * parts) buffers.resize(std::size_t(2 * parts));
-  detail::parallel_parts(parts, [&](Index q) {
-    for_each_chunk(n * q / parts * out_area, n * (q + 1) / parts * out_area, kg, [&](Index p0, Index pc) {
-      auto cols = chunk_buffer(buffers[std::size_t(2 * q)], kg, pc);
-      auto yt = chunk_buffer(buffers[std::size_t(2 * q + 1)], pc, og);
-      for (Index g = 0; g < m_opt.groups; ++g) {
-        if (implicit(geo, og)) {
-          const detail::Im2colMapper<S, true> patches(x.data(), detail::tap_offsets(geo, p0, pc), m_k * m_k,
-                                                      detail::log2_ceil(geo.channels));
-          yt.setZero();
-          detail::gemm_mapped<Eigen::RowMajor, true, S>(pc, og, kg, patches, {w.data(), w.outerStride()}, yt.data(),
-                                                        yt.outerStride());
-        } else {
-          detail::im2col(geo, x.data() + g * geo.group, p0, pc, cols.data());
-          detail::gemm<true, true>(yt, cols, w.block(g * og, 0, og, kg), detail::zero_block(yt));
-        }
-        auto yg = y.block(g * og, p0, og, pc);
-        if (skip && m_opt.bias)
-          yg = (skip->block(g * og, p0, og, pc) + yt.transpose()).colwise() + m_bias.segment(g * og, og);
-        else if (skip)
-          yg = skip->block(g * og, p0, og, pc) + yt.transpose();
-        else if (m_opt.bias)
-          yg = yt.transpose().colwise() + m_bias.segment(g * og, og);
-        else
-          yg = yt.transpose();
-      }
-      epilogue(0, m_out, p0, pc);
-    });
+  const auto start = reserve_part_scratch(buffers, n, parts, out_area, kg, kg, og, [&](Index pc) {
+    return std::array<std::array<Index, 3>, 1>{{{pc, og, kg}}};
   });
+  detail::parallel_parts_dynamic(
+      parts,
+      [&](Index q, Index t) {
+        for_each_chunk(n * q / parts * out_area, n * (q + 1) / parts * out_area, kg, [&](Index p0, Index pc) {
+          auto cols = chunk_buffer(buffers[std::size_t(2 * t)], kg, pc);
+          auto yt = chunk_buffer(buffers[std::size_t(2 * t + 1)], pc, og);
+          for (Index g = 0; g < m_opt.groups; ++g) {
+            if (implicit(geo, og)) {
+              const detail::Im2colMapper<S, true> patches(x.data(), detail::tap_offsets(geo, p0, pc), m_k * m_k,
+                                                          detail::log2_ceil(geo.channels));
+              yt.setZero();
+              detail::gemm_mapped<Eigen::RowMajor, true, S>(pc, og, kg, patches, {w.data(), w.outerStride()}, yt.data(),
+                                                            yt.outerStride());
+            } else {
+              detail::im2col(geo, x.data() + g * geo.group, p0, pc, cols.data());
+              detail::gemm<true, true>(yt, cols, w.block(g * og, 0, og, kg), detail::zero_block(yt));
+            }
+            auto yg = y.block(g * og, p0, og, pc);
+            if (skip && m_opt.bias)
+              yg = (skip->block(g * og, p0, og, pc) + yt.transpose()).colwise() + m_bias.segment(g * og, og);
+            else if (skip)
+              yg = skip->block(g * og, p0, og, pc) + yt.transpose();
+            else if (m_opt.bias)
+              yg = yt.transpose().colwise() + m_bias.segment(g * og, og);
+            else
+              yg = yt.transpose();
+          }
+          epilogue(0, m_out, p0, pc);
+        });
+      },
+      start);
 }
 
 template <class S, int In, int Out>
@@ -501,38 +536,43 @@ void Conv2d<S, In, Out>::backward_gather(const Output& dL_dy, Input& dL_dx, cons
   const detail::ConvGeometry back = gather_geometry();
   const Index parts = partitions(n), in_area = m_in_size.area();
   if (Index(m_dw_parts.size()) < parts) m_dw_parts.resize(std::size_t(parts));
-  if (Index(m_cols.size()) < 2 * parts) m_cols.resize(std::size_t(2 * parts));
-  detail::parallel_parts(parts, [&](Index q) {
-    const Index s0 = n * q / parts, s1 = n * (q + 1) / parts;
-    Weight& dwf_t = m_dw_parts[std::size_t(q)];  // (out·k·k) × in
-    dwf_t.setZero(back.patch(), m_in);
-    for_each_chunk(s0 * in_area, s1 * in_area, back.patch(), [&](Index p0, Index pc) {
-      auto dxt = chunk_buffer(m_cols[std::size_t(2 * q + 1)], pc, m_in);
-      auto xs = x.middleCols(p0, pc);
-      if (implicit(back, m_in)) {  // both products read the patches of dL/dy straight from it
-        const Index* offsets = detail::tap_offsets(back, p0, pc);
-        const int shift = detail::log2_ceil(back.channels);
-        const detail::Im2colMapper<S, false> patches_t(dL_dy.data(), offsets, m_k * m_k, shift);
-        detail::gemm_mapped<Eigen::ColMajor, true, S>(back.patch(), m_in, pc, patches_t, {xs.data(), xs.outerStride()},
-                                                      dwf_t.data(), dwf_t.outerStride());
-        const detail::Im2colMapper<S, true> patches(dL_dy.data(), offsets, m_k * m_k, shift);
-        dxt.setZero();
-        detail::gemm_mapped<Eigen::RowMajor, true, S>(pc, m_in, back.patch(), patches,
-                                                      {m_wf.data(), m_wf.outerStride()}, dxt.data(), dxt.outerStride());
-      } else {
-        auto cols = chunk_buffer(m_cols[std::size_t(2 * q)], back.patch(), pc);
-        detail::im2col(back, dL_dy.data(), p0, pc, cols.data());
-        detail::gemm<false, true>(dwf_t, cols, xs, detail::Accumulate);
-        detail::gemm<true, true>(dxt, cols, m_wf, detail::zero_block(dxt));
-      }
-      auto dx = dL_dx.middleCols(p0, pc);
-      if (skip_grad)
-        dx = skip_grad->middleCols(p0, pc) + dxt.transpose();
-      else
-        dx = dxt.transpose();
-      then(0, m_in, p0, pc);
-    });
+  const auto start = reserve_part_scratch(m_cols, n, parts, in_area, back.patch(), back.patch(), m_in, [&](Index pc) {
+    return std::array<std::array<Index, 3>, 2>{{{back.patch(), m_in, pc}, {pc, m_in, back.patch()}}};
   });
+  detail::parallel_parts_dynamic(
+      parts,
+      [&](Index q, Index t) {
+        const Index s0 = n * q / parts, s1 = n * (q + 1) / parts;
+        Weight& dwf_t = m_dw_parts[std::size_t(q)];  // (out·k·k) × in
+        dwf_t.setZero(back.patch(), m_in);
+        for_each_chunk(s0 * in_area, s1 * in_area, back.patch(), [&](Index p0, Index pc) {
+          auto dxt = chunk_buffer(m_cols[std::size_t(2 * t + 1)], pc, m_in);
+          auto xs = x.middleCols(p0, pc);
+          if (implicit(back, m_in)) {  // both products read the patches of dL/dy straight from it
+            const Index* offsets = detail::tap_offsets(back, p0, pc);
+            const int shift = detail::log2_ceil(back.channels);
+            const detail::Im2colMapper<S, false> patches_t(dL_dy.data(), offsets, m_k * m_k, shift);
+            detail::gemm_mapped<Eigen::ColMajor, true, S>(
+                back.patch(), m_in, pc, patches_t, {xs.data(), xs.outerStride()}, dwf_t.data(), dwf_t.outerStride());
+            const detail::Im2colMapper<S, true> patches(dL_dy.data(), offsets, m_k * m_k, shift);
+            dxt.setZero();
+            detail::gemm_mapped<Eigen::RowMajor, true, S>(
+                pc, m_in, back.patch(), patches, {m_wf.data(), m_wf.outerStride()}, dxt.data(), dxt.outerStride());
+          } else {
+            auto cols = chunk_buffer(m_cols[std::size_t(2 * t)], back.patch(), pc);
+            detail::im2col(back, dL_dy.data(), p0, pc, cols.data());
+            detail::gemm<false, true>(dwf_t, cols, xs, detail::Accumulate);
+            detail::gemm<true, true>(dxt, cols, m_wf, detail::zero_block(dxt));
+          }
+          auto dx = dL_dx.middleCols(p0, pc);
+          if (skip_grad)
+            dx = skip_grad->middleCols(p0, pc) + dxt.transpose();
+          else
+            dx = dxt.transpose();
+          then(0, m_in, p0, pc);
+        });
+      },
+      start);
   for (Index q = 1; q < parts; ++q) m_dw_parts[0] += m_dw_parts[std::size_t(q)];
   // dL/dW(o, ci, tap t) = row o + out·(k·k - 1 - t), column ci of the flipped gradient.
   const Index kk = m_k * m_k;
@@ -552,30 +592,35 @@ void Conv2d<S, In, Out>::backward_scatter(const Output& dL_dy, Input& dL_dx, con
   const Index kg = geo.patch(), og = group_out(), parts = partitions(n);
   const Index in_area = m_in_size.area(), out_area = m_out_size.area();
   if (Index(m_dw_parts.size()) < parts) m_dw_parts.resize(std::size_t(parts));
-  if (Index(m_cols.size()) < 2 * parts) m_cols.resize(std::size_t(2 * parts));
-  detail::parallel_parts(parts, [&](Index q) {
-    const Index s0 = n * q / parts, s1 = n * (q + 1) / parts;
-    Weight& dw_t = m_dw_parts[std::size_t(q)];  // (dL/dW)ᵀ, kg × out: the long side is the GEMM's M
-    dw_t.setZero(kg, m_out);
-    auto dx = dL_dx.middleCols(s0 * in_area, (s1 - s0) * in_area);
-    if (skip_grad)
-      dx = skip_grad->middleCols(s0 * in_area, (s1 - s0) * in_area);
-    else
-      dx.setZero();
-    for_each_chunk(s0 * out_area, s1 * out_area, kg, [&](Index p0, Index pc) {
-      auto cols = chunk_buffer(m_cols[std::size_t(2 * q)], kg, pc);
-      for (Index g = 0; g < m_opt.groups; ++g) {
-        detail::im2col(geo, x.data() + g * geo.group, p0, pc, cols.data());
-        auto dy = dL_dy.block(g * og, p0, og, pc);
-        auto dw_g = dw_t.middleCols(g * og, og);
-        detail::gemm<false, true>(dw_g, cols, dy, detail::Accumulate);
-        // dL/dcolumns = wᵀ dy, scattered back onto the pixels the patches came from.
-        detail::gemm<true, false>(cols, w.block(g * og, 0, og, kg), dy, detail::zero_block(cols));
-        detail::col2im(geo, cols.data(), g, p0, pc, dL_dx.data());
-      }
-    });
-    then(0, m_in, s0 * in_area, (s1 - s0) * in_area);
+  const auto start = reserve_part_scratch(m_cols, n, parts, out_area, kg, kg, 0, [&](Index pc) {
+    return std::array<std::array<Index, 3>, 2>{{{kg, og, pc}, {kg, pc, og}}};
   });
+  detail::parallel_parts_dynamic(
+      parts,
+      [&](Index q, Index t) {
+        const Index s0 = n * q / parts, s1 = n * (q + 1) / parts;
+        Weight& dw_t = m_dw_parts[std::size_t(q)];  // (dL/dW)ᵀ, kg × out: the long side is the GEMM's M
+        dw_t.setZero(kg, m_out);
+        auto dx = dL_dx.middleCols(s0 * in_area, (s1 - s0) * in_area);
+        if (skip_grad)
+          dx = skip_grad->middleCols(s0 * in_area, (s1 - s0) * in_area);
+        else
+          dx.setZero();
+        for_each_chunk(s0 * out_area, s1 * out_area, kg, [&](Index p0, Index pc) {
+          auto cols = chunk_buffer(m_cols[std::size_t(2 * t)], kg, pc);
+          for (Index g = 0; g < m_opt.groups; ++g) {
+            detail::im2col(geo, x.data() + g * geo.group, p0, pc, cols.data());
+            auto dy = dL_dy.block(g * og, p0, og, pc);
+            auto dw_g = dw_t.middleCols(g * og, og);
+            detail::gemm<false, true>(dw_g, cols, dy, detail::Accumulate);
+            // dL/dcolumns = wᵀ dy, scattered back onto the pixels the patches came from.
+            detail::gemm<true, false>(cols, w.block(g * og, 0, og, kg), dy, detail::zero_block(cols));
+            detail::col2im(geo, cols.data(), g, p0, pc, dL_dx.data());
+          }
+        });
+        then(0, m_in, s0 * in_area, (s1 - s0) * in_area);
+      },
+      start);
   for (Index q = 1; q < parts; ++q) m_dw_parts[0] += m_dw_parts[std::size_t(q)];
   if (same_order())
     m_dL_dweight += m_dw_parts[0].transpose();
@@ -590,7 +635,7 @@ template <class S, int In, int Out>
 void Conv2d<S, In, Out>::direct_backward(const Output& dL_dy, Input& dL_dx, const Input* skip_grad,
                                          detail::BlockFn epilogue, Index n) {
   const Input& x = this->cached_input();
-  const Index parts = direct_parts(n);
+  const Index parts = partitions(n);
   const detail::DirectConvShape fwd = direct_forward_shape();
   const Index q_pad = m_k - 1 - m_opt.padding;
   const detail::DirectConvShape back{
