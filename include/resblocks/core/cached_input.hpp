@@ -18,8 +18,8 @@ class CachedInput {
  public:
   CachedInput() = default;
   CachedInput(const CachedInput&) noexcept {}
-  CachedInput& operator=(const CachedInput&) noexcept {
-    m_ptr = nullptr;
+  CachedInput& operator=(const CachedInput& other) noexcept {
+    if (this != &other) m_ptr = nullptr;  // a copy caches nothing; assigning to itself changes nothing
     return *this;
   }
   CachedInput& operator=(const T* p) noexcept {

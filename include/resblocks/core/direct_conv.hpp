@@ -192,11 +192,14 @@ void pad_sample(const S* src, Index h, Index w, Index c, Index pad, Index dst_h,
 }
 
 // The float and double instances compiled once in the compiled-kernels mode (core/compiled_kernels.hpp).
+// (S is a template argument there: it cannot be parenthesised.)
+// NOLINTBEGIN(bugprone-macro-parentheses)
 #define RESBLOCKS_DIRECT_CONV_KERNELS(S)                                                                              \
   RESBLOCKS_EXTERN_KERNEL(void direct_conv<S>(const DirectConvPlan&, const DirectConvShape&, const S*, const S*, S*)) \
   RESBLOCKS_EXTERN_KERNEL(                                                                                            \
       void direct_conv_weight<S>(const DirectConvPlan&, const DirectConvShape&, const S*, const S*, S*))              \
   RESBLOCKS_EXTERN_KERNEL(void pad_sample<S>(const S*, Index, Index, Index, Index, Index, Index, S*))
+// NOLINTEND(bugprone-macro-parentheses)
 RESBLOCKS_DIRECT_CONV_KERNELS(float)
 RESBLOCKS_DIRECT_CONV_KERNELS(double)
 

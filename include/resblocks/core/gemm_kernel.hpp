@@ -29,7 +29,7 @@ template <class S>
 struct GemmKernelShape {
   using Packet = typename Eigen::internal::packet_traits<S>::type;
   static constexpr int packet = Eigen::internal::unpacket_traits<Packet>::size;
-  static constexpr Eigen::Index mr = 2 * packet;  // rows of a register tile
+  static constexpr Eigen::Index mr = Eigen::Index{2} * packet;  // rows of a register tile
 #if defined(EIGEN_VECTORIZE_AVX512)
   static constexpr Eigen::Index nr = 12;  // 24 accumulators + 2 A packets + 1 broadcast of 32 registers
 #else
@@ -125,7 +125,7 @@ void gemm_pack_a(const LhsMapper& lhs, Eigen::Index i0, Eigen::Index rows, Eigen
         }
       } else {  // rows of A are contiguous along k: transpose packet × packet blocks
         for (; p + packet <= depth; p += packet) {
-          for (int h = 0; h < 2; ++h) {
+          for (Eigen::Index h = 0; h < 2; ++h) {
             ei::PacketBlock<P, packet> block;
             for (int r = 0; r < packet; ++r) block.packet[r] = lhs.template loadPacket<P>(i + h * packet + r, p0 + p);
             ei::ptranspose(block);

@@ -198,7 +198,7 @@ inline IdxArray read_idx(const std::string& path) {
   constexpr std::uint64_t max_dim = std::numeric_limits<std::int32_t>::max();
   constexpr std::uint64_t max_bytes = std::numeric_limits<Index>::max() / 2;
   std::uint64_t bytes = static_cast<std::uint64_t>(element);
-  for (unsigned i = 0; i < rank; ++i) {
+  for (std::size_t i = 0; i < rank; ++i) {
     const unsigned char* b = sizes.data() + 4 * i;
     const std::uint64_t d =
         (std::uint64_t{b[0]} << 24) | (std::uint64_t{b[1]} << 16) | (std::uint64_t{b[2]} << 8) | b[3];

@@ -179,7 +179,7 @@ inline ImageDataset load_mnist(const std::string& dir, MnistSplit split, int cla
     for (const std::string& stem :
          {prefix + "-" + what + "-" + idx + "-ubyte", prefix + "-" + what + "." + idx + "-ubyte"})
       for (const char* suffix : {"", ".gz"}) {
-        const std::string candidate = (base / (stem + suffix)).string();
+        std::string candidate = (base / (stem + suffix)).string();
         std::error_code ec;
         if (std::filesystem::is_regular_file(candidate, ec)) return candidate;
         looked += (looked.empty() ? "" : ", ") + candidate;

@@ -25,7 +25,8 @@ class StepLr {
   /// The learning rate at step (or epoch) t >= 0; throws std::invalid_argument on t < 0.
   [[nodiscard]] double operator()(Index t) const {
     detail::check_option(t >= 0, "StepLr", "step", static_cast<double>(t), "must be >= 0");
-    return m_base_lr * std::pow(m_gamma, static_cast<double>(t / m_step_size));
+    const Index drops = t / m_step_size;  // whole periods: integer division on purpose
+    return m_base_lr * std::pow(m_gamma, static_cast<double>(drops));
   }
 
   [[nodiscard]] double base_lr() const noexcept { return m_base_lr; }
