@@ -56,8 +56,9 @@ struct Conv2dOptions {
 ///   implicit GEMM that reads the patches while packing them. Backward of a stride-1 convolution is the
 ///   convolution of dL/dy with the flipped kernel; other strides use dL/dcolumns and a col2im scatter.
 ///
-/// The batch is split into parts that run side by side (single-threaded kernels inside); the parts
-/// depend on the batch only, and partial dL/dW are summed in part order: 1 and 2 threads give the same bits.
+/// The batch is split into up to 8 parts, handed to the threads as they come free (single-threaded
+/// kernels inside); the parts depend on the batch only, and partial dL/dW are summed in part order:
+/// any thread count gives the same bits.
 template <class S = float, int In = Dynamic, int Out = Dynamic>
 class Conv2d : public FusedLayer<Conv2d<S, In, Out>, S, In, Out>, public detail::VisitsParameters<Conv2d<S, In, Out>> {
   using Base = FusedLayer<Conv2d<S, In, Out>, S, In, Out>;
@@ -630,7 +631,7 @@ void Conv2d<S, In, Out>::backward_scatter(const Output& dL_dy, Input& dL_dx, con
 
 /// The direct backward (dL/dx only for a stride-1 convolution): per sample, dL/dx = skip + the
 /// convolution of dL/dy (padded by k−1−p) with the flipped kernel, and this part's dL/dW += the
-/// products of the padded x with dL/dy; partial dL/dW summed in part order (same bits on 1 and 2 threads).
+/// products of the padded x with dL/dy; partial dL/dW summed in part order (same bits on any thread count).
 template <class S, int In, int Out>
 void Conv2d<S, In, Out>::direct_backward(const Output& dL_dy, Input& dL_dx, const Input* skip_grad,
                                          detail::BlockFn epilogue, Index n) {
