@@ -48,8 +48,14 @@ PackBuffer<S>& thread_pack_buffer() {
   return buffer;
 }
 
+/// Elements of Eigen's packed A block (kc × mc), rounded up so that the B block after it starts on a
+/// 64-byte boundary, as Eigen's own allocations do.
+inline std::size_t packed_a_size(Index kc, Index mc) noexcept {
+  return (std::size_t(kc) * std::size_t(mc) + 63) / 64 * 64;
+}
+
 /// Packing space (elements) a product with C m×n and depth k takes on one thread: a fixed size
-/// with resblocks' kernel, Eigen's blocking for the shape otherwise (A's block first, 64-aligned).
+/// with resblocks' kernel, Eigen's blocking for the shape otherwise (A's block first, then B's).
 template <class S>
 std::size_t gemm_space(Index m, Index n, Index k) {
 #if RESBLOCKS_OWN_GEMM_KERNEL
@@ -59,7 +65,7 @@ std::size_t gemm_space(Index m, Index n, Index k) {
   Index kc = k, mc = m, nc = n;
   Eigen::internal::computeProductBlockingSizes<S, S, 1, Index>(kc, mc, nc, Index(1));
   mc = std::min(mc, m), nc = std::min(nc, n);
-  return (std::size_t(kc) * std::size_t(mc) + 63) / 64 * 64 + std::size_t(kc) * std::size_t(nc);
+  return packed_a_size(kc, mc) + std::size_t(kc) * std::size_t(nc);
 #endif
 }
 
@@ -144,8 +150,7 @@ void gemm_accumulate(Index m, Index n, Index k, Operand<S> a, Operand<S> b, S* c
                                thread_pack_buffer<S>().get(GemmKernelShape<S>::work_size));
 #else
     const Index mc_t = std::min(mc, rows), nc_t = std::min(nc, cols);
-    // Both packed blocks start on a 64-byte boundary, as Eigen's own allocations do.
-    const std::size_t size_a = (std::size_t(kc) * std::size_t(mc_t) + 63) / 64 * 64;
+    const std::size_t size_a = packed_a_size(kc, mc_t);
     S* space = thread_pack_buffer<S>().get(size_a + std::size_t(kc) * std::size_t(nc_t));
     FixedBlocking<S> blocking(mc_t, nc_t, kc, space, space + size_a);
     Gemm::run(rows, cols, k, pa, a.ld, pb, b.ld, c + r0 + c0 * ldc, 1, ldc, S(1), blocking, nullptr);
@@ -274,8 +279,8 @@ void gemm_mapped(Index m, Index n, Index k, const LhsMapper& lhs, Operand<S> b, 
   Index kc = k, mc = m, nc = n;
   ei::computeProductBlockingSizes<S, S, 1, Index>(kc, mc, nc, Index(1));
   mc = std::min(mc, m), nc = std::min(nc, n);
-  const std::size_t size_a = (std::size_t(kc) * std::size_t(mc) + 63) / 64 * 64;
-  S* block_a = thread_pack_buffer<S>().get(gemm_space<S>(m, n, k));
+  const std::size_t size_a = packed_a_size(kc, mc);
+  S* block_a = thread_pack_buffer<S>().get(size_a + std::size_t(kc) * std::size_t(nc));  // = gemm_space(m, n, k)
   S* block_b = block_a + size_a;
   const RhsMapper rhs(b.data, b.ld);
   const ResMapper res(c, ldc);

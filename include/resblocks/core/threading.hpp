@@ -102,25 +102,7 @@ void parallel_for(Eigen::Index n, double cost_per_item, F&& f) {
   });
 }
 
-/// Calls f(part) for every part in [0, parts), the parts spread over threads (each part is run by
-/// one thread, start to end; code inside runs single-threaded). Results depend only on `parts`,
-/// not on the threads, as long as f(part) touches only what belongs to the part. Thread t always
-/// runs the same parts, so per-thread scratch (GEMM packing buffers) is sized once.
-template <class F>
-void parallel_parts(Eigen::Index parts, F&& f) {
-#if defined(_OPENMP)
-  const int threads = in_parallel_region() ? 1 : static_cast<int>(std::min<Eigen::Index>(num_threads(), parts));
-  if (threads > 1) {
-    parallel_region(threads, [&](Eigen::Index t, Eigen::Index nt) {
-      for (Eigen::Index p = t; p < parts; p += nt) f(p);
-    });
-    return;
-  }
-#endif
-  for (Eigen::Index p = 0; p < parts; ++p) f(p);
-}
-
-/// Threads that parallel_parts_dynamic(parts, …) uses: size per-thread scratch by it.
+/// Threads that parallel_parts and parallel_parts_dynamic use for `parts` parts: size per-thread scratch by it.
 inline int threads_for_parts(Eigen::Index parts) noexcept {
 #if defined(_OPENMP)
   return in_parallel_region()
@@ -130,6 +112,22 @@ inline int threads_for_parts(Eigen::Index parts) noexcept {
   (void)parts;
   return 1;
 #endif
+}
+
+/// Calls f(part) for every part in [0, parts), the parts spread over threads (each part is run by
+/// one thread, start to end; code inside runs single-threaded). Results depend only on `parts`,
+/// not on the threads, as long as f(part) touches only what belongs to the part. Thread t always
+/// runs the same parts, so per-thread scratch (GEMM packing buffers) is sized once.
+template <class F>
+void parallel_parts(Eigen::Index parts, F&& f) {
+  const int threads = threads_for_parts(parts);
+  if (threads > 1) {
+    parallel_region(threads, [&](Eigen::Index t, Eigen::Index nt) {
+      for (Eigen::Index p = t; p < parts; p += nt) f(p);
+    });
+    return;
+  }
+  for (Eigen::Index p = 0; p < parts; ++p) f(p);
 }
 
 /// parallel_parts, the parts handed to the threads as they come free (balances a busy core), so

@@ -287,7 +287,8 @@ class Conv2d : public FusedLayer<Conv2d<S, In, Out>, S, In, Out>, public detail:
   /// Scratch of the threads that run the parts of n samples (`area` positions each) in chunks of
   /// patches of `patch` rows, all sized before the parts run, so that whichever parts a thread is
   /// handed, nothing grows inside the parallel region: the per-thread chunk buffers (buffers[2t]:
-  /// rows0 × chunk, buffers[2t+1]: chunk × cols1) here; the packing space for the products on a chunk
+  /// rows0 × chunk, the im2col matrix, 0 rows when the implicit GEMM reads the patches instead;
+  /// buffers[2t+1]: chunk × cols1) here; the packing space for the products on a chunk
   /// of pc positions, shapes(pc) = their (m, n, k), and the tap table of the implicit GEMM by the
   /// returned start(t), which each thread calls first. Every chunk length that occurs counts: full
   /// chunks and the remainders of the two part lengths.
@@ -464,14 +465,14 @@ void Conv2d<S, In, Out>::compute_im2col(const Input& x, Output& y, const Output*
   const detail::ConvGeometry geo = forward_geometry();
   const Index n = x.cols() / m_in_size.area();
   const Index kg = geo.patch(), og = group_out(), parts = partitions(n), out_area = geo.out_area();
-  const auto start = reserve_part_scratch(buffers, n, parts, out_area, kg, kg, og, [&](Index pc) {
+  const Index im2col_rows = implicit(geo, og) ? 0 : kg;
+  const auto start = reserve_part_scratch(buffers, n, parts, out_area, kg, im2col_rows, og, [&](Index pc) {
     return std::array<std::array<Index, 3>, 1>{{{pc, og, kg}}};
   });
   detail::parallel_parts_dynamic(
       parts,
       [&](Index q, Index t) {
         for_each_chunk(n * q / parts * out_area, n * (q + 1) / parts * out_area, kg, [&](Index p0, Index pc) {
-          auto cols = chunk_buffer(buffers[std::size_t(2 * t)], kg, pc);
           auto yt = chunk_buffer(buffers[std::size_t(2 * t + 1)], pc, og);
           for (Index g = 0; g < m_opt.groups; ++g) {
             if (implicit(geo, og)) {
@@ -481,6 +482,7 @@ void Conv2d<S, In, Out>::compute_im2col(const Input& x, Output& y, const Output*
               detail::gemm_mapped<Eigen::RowMajor, true, S>(pc, og, kg, patches, {w.data(), w.outerStride()}, yt.data(),
                                                             yt.outerStride());
             } else {
+              auto cols = chunk_buffer(buffers[std::size_t(2 * t)], kg, pc);
               detail::im2col(geo, x.data() + g * geo.group, p0, pc, cols.data());
               detail::gemm<true, true>(yt, cols, w.block(g * og, 0, og, kg), detail::zero_block(yt));
             }
@@ -537,7 +539,8 @@ void Conv2d<S, In, Out>::backward_gather(const Output& dL_dy, Input& dL_dx, cons
   const detail::ConvGeometry back = gather_geometry();
   const Index parts = partitions(n), in_area = m_in_size.area();
   if (Index(m_dw_parts.size()) < parts) m_dw_parts.resize(std::size_t(parts));
-  const auto start = reserve_part_scratch(m_cols, n, parts, in_area, back.patch(), back.patch(), m_in, [&](Index pc) {
+  const Index im2col_rows = implicit(back, m_in) ? 0 : back.patch();
+  const auto start = reserve_part_scratch(m_cols, n, parts, in_area, back.patch(), im2col_rows, m_in, [&](Index pc) {
     return std::array<std::array<Index, 3>, 2>{{{back.patch(), m_in, pc}, {pc, m_in, back.patch()}}};
   });
   detail::parallel_parts_dynamic(
