@@ -37,7 +37,8 @@ class CifarPreActResNet
   explicit CifarPreActResNet(const CifarResNetOptions& o = {})
       : CifarPreActResNet(o, CifarResNet<S>::blocks_per_stage(o.depth)) {}
 
-  /// Re-draws the parameters as the constructor does, from `g` (see initialize()).
+  /// \brief Re-draws the parameters as the constructor does, from `g` (see initialize()).
+  /// \param g generator the new parameters are drawn from
   void reset_parameters(Generator& g) { detail::reset_torchvision_model(*this, g); }
 
  private:

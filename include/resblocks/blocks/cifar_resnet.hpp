@@ -69,7 +69,10 @@ class CifarResNet : public Sequential<Conv2d<S>, BatchNorm2d<S>, ReLU<S>, Repeat
 
   explicit CifarResNet(const CifarResNetOptions& o = {}) : CifarResNet(o, blocks_per_stage(o.depth)) {}
 
-  /// Blocks per stage n of a (6n+2)-layer network; throws unless depth = 6n + 2, n ≥ 1.
+  /// \brief Blocks per stage n of a (6n+2)-layer network; throws unless depth = 6n + 2, n ≥ 1.
+  /// \param depth layers of the network, 6n + 2 (20, 32, 44, 56, 110, …)
+  /// \returns n
+  /// \throws std::invalid_argument unless depth = 6n + 2 with n ≥ 1
   static Index blocks_per_stage(Index depth) {
     if (depth < 8 || (depth - 2) % 6 != 0)
       throw std::invalid_argument("CifarResNet: depth must be 6n+2 (20, 32, 44, 56, 110, ...), got " +
@@ -77,7 +80,8 @@ class CifarResNet : public Sequential<Conv2d<S>, BatchNorm2d<S>, ReLU<S>, Repeat
     return (depth - 2) / 6;
   }
 
-  /// Re-draws the parameters as the constructor does, from `g` (see initialize()).
+  /// \brief Re-draws the parameters as the constructor does, from `g` (see initialize()).
+  /// \param g generator the new parameters are drawn from
   void reset_parameters(Generator& g) { detail::reset_torchvision_model(*this, g); }
 
  private:

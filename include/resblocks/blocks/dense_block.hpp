@@ -74,7 +74,12 @@ class DenseBlock : public detail::VisitsParameters<DenseBlock<S>>, public detail
     typename Conv2d<S>::Workspace conv;
   };
 
-  /// `layers` layers of growth rate k on `in_channels` (c0) input channels.
+  /// \brief `layers` layers of growth rate k on `in_channels` (c0) input channels.
+  /// \param in_channels the block's input channels c0
+  /// \param growth_rate output channels k of each layer
+  /// \param layers number of layers L
+  /// \param options every layer's bottleneck width and BatchNorm settings
+  /// \throws std::invalid_argument unless in_channels and growth_rate are >= 1 and layers >= 0, or on bad `options`
   DenseBlock(Index in_channels, Index growth_rate, Index layers, const DenseLayerOptions& options = {})
       : m_c0(in_channels), m_k(growth_rate) {
     if (in_channels < 1 || growth_rate < 1 || layers < 0)
@@ -88,12 +93,16 @@ class DenseBlock : public detail::VisitsParameters<DenseBlock<S>>, public detail
   [[nodiscard]] Index in_features() const noexcept { return m_c0; }
   [[nodiscard]] Index out_features() const noexcept { return m_c0 + size() * m_k; }
   [[nodiscard]] Index growth_rate() const noexcept { return m_k; }
-  /// The number of layers.
+  /// \brief The number of layers.
+  /// \returns L
   [[nodiscard]] Index size() const noexcept { return Index(m_layers.size()); }
   DenseLayer<S>& layer(Index i) { return m_layers.at(std::size_t(i)); }
   const DenseLayer<S>& layer(Index i) const { return m_layers.at(std::size_t(i)); }
 
-  /// Sets the input's height and width; the output has the same.
+  /// \brief Sets the input's height and width; the output has the same.
+  /// \param in the input's height and width
+  /// \returns `in`
+  /// \throws std::invalid_argument on an empty `in` (when the block has a layer)
   ImageSize set_image_size(ImageSize in) {
     for (auto& l : m_layers) l.set_image_size(in);
     m_image = in;
@@ -107,7 +116,8 @@ class DenseBlock : public detail::VisitsParameters<DenseBlock<S>>, public detail
   }
   [[nodiscard]] bool training() const noexcept { return m_training; }
 
-  /// Calls `f(layer)` on every DenseLayer in order.
+  /// \brief Calls `f(layer)` on every DenseLayer in order.
+  /// \param f callable taking a `DenseLayer<S>&`
   template <class F>
   void for_each_layer(F&& f) {
     for (auto& l : m_layers) f(l);
@@ -185,7 +195,8 @@ class DenseBlock : public detail::VisitsParameters<DenseBlock<S>>, public detail
   }
 
  public:
-  /// What the block's activation buffers hold now (after a forward, and a backward for `gradients`).
+  /// \brief What the block's activation buffers hold now (after a forward, and a backward for `gradients`).
+  /// \returns scalars per kind of buffer
   [[nodiscard]] DenseBlockMemory memory() const {
     DenseBlockMemory m;
     const auto& s = m_scratch;
@@ -202,6 +213,11 @@ class DenseBlock : public detail::VisitsParameters<DenseBlock<S>>, public detail
 
   /// Scalars a concatenating implementation (a torch.cat per layer) keeps for the layers' inputs,
   /// Σ_{i<L} (c0 + i·k)·P; the block's output concatenation comes on top of it.
+  /// \param in_channels the block's input channels c0
+  /// \param growth_rate output channels k of each layer
+  /// \param layers number of layers L
+  /// \param columns columns P of the batch (samples × H·W)
+  /// \returns Σ_{i<L} (c0 + i·k)·P
   static Index concatenated_inputs(Index in_channels, Index growth_rate, Index layers, Index columns) noexcept {
     Index n = 0;
     for (Index i = 0; i < layers; ++i) n += (in_channels + i * growth_rate) * columns;

@@ -249,7 +249,12 @@ class DenseLayer {
     typename Conv2d<S>::Workspace conv;
   };
 
-  /// A layer on `in_channels` inputs giving `growth_rate` (k) channels.
+  /// \brief A layer on `in_channels` inputs giving `growth_rate` (k) channels.
+  /// \param in_channels input channels
+  /// \param growth_rate output channels k
+  /// \param options bottleneck width and the BatchNorms' settings
+  /// \throws std::invalid_argument unless in_channels, growth_rate and bn_size are >= 1, eps > 0 and momentum is in
+  ///   [0, 1]
   DenseLayer(Index in_channels, Index growth_rate, const DenseLayerOptions& options = {})
       : m_in(in_channels),
         m_k(growth_rate),
@@ -276,7 +281,9 @@ class DenseLayer {
     reset_parameters(default_generator());
   }
 
-  /// PyTorch's defaults: convolution weights U(±1/√fan_in), BatchNorm γ = 1, β = 0 (running statistics untouched).
+  /// \brief PyTorch's defaults: convolution weights U(±1/√fan_in), BatchNorm γ = 1, β = 0 (running statistics
+  /// untouched).
+  /// \param g generator the convolution weights are drawn from
   void reset_parameters(Generator& g) {
     fill_uniform(m_w1, 1.0 / std::sqrt(double(m_in)), g);
     m_conv2.reset_parameters(g);
@@ -289,11 +296,15 @@ class DenseLayer {
   [[nodiscard]] Index in_features() const noexcept { return m_in; }
   [[nodiscard]] Index out_features() const noexcept { return m_k; }
   [[nodiscard]] Index growth_rate() const noexcept { return m_k; }
-  /// conv1's output channels, bn_size·k.
+  /// \brief conv1's output channels, bn_size·k.
+  /// \returns bn_size·k
   [[nodiscard]] Index bottleneck_channels() const noexcept { return m_opt.bn_size * m_k; }
   [[nodiscard]] const DenseLayerOptions& options() const noexcept { return m_opt; }
 
-  /// Sets the input's height and width; the output has the same.
+  /// \brief Sets the input's height and width; the output has the same.
+  /// \param in the input's height and width
+  /// \returns `in`
+  /// \throws std::invalid_argument on an empty `in`
   ImageSize set_image_size(ImageSize in) {
     m_conv2.set_image_size(in);
     m_image = in;
@@ -335,7 +346,8 @@ class DenseLayer {
     return ws.y;
   }
 
-  /// Scalars of activation storage the layer itself keeps (conv1's output h).
+  /// \brief Scalars of activation storage the layer itself keeps (conv1's output h).
+  /// \returns the size of h, 0 before the first forward
   [[nodiscard]] Index kept_activations() const noexcept { return m_h.size(); }
 
   void zero_grad() {
@@ -356,7 +368,9 @@ class DenseLayer {
     visit_parameters(*this, f, prefix);
   }
 
-  /// `f(name, value)` on the BatchNorm buffers (`norm1.running_mean`, …, `norm2.num_batches_tracked`).
+  /// \brief `f(name, value)` on the BatchNorm buffers (`norm1.running_mean`, …, `norm2.num_batches_tracked`).
+  /// \param f visitor, called as `f(name, value)`
+  /// \param prefix prepended to every name (the layer's own name in its parent)
   template <class F>
   void for_each_buffer(F&& f, const ParameterName& prefix = {}) {
     visit_buffers(*this, f, prefix);

@@ -63,7 +63,11 @@ class DenseNet : public Sequential<Conv2d<S>, DenseBlock<S>, Transition<S>, Dens
 
   explicit DenseNet(const DenseNetOptions& o = {}) : DenseNet(o, plan(o)) {}
 
-  /// The blocks' sizes for `o`; throws std::invalid_argument on a bad depth, block list or compression.
+  /// \brief The blocks' sizes for `o`; throws std::invalid_argument on a bad depth, block list or compression.
+  /// \param o the network's settings
+  /// \returns the layers, input channels and transition outputs of the three blocks
+  /// \throws std::invalid_argument on a depth that is not 6n + 4, a block of fewer than 1 layer, a growth rate
+  ///   below 1, or a compression outside (0, 1] or that leaves no channels
   static Plan plan(const DenseNetOptions& o) {
     auto fail = [](const std::string& what) { throw std::invalid_argument("DenseNet: " + what); };
     Plan p{};
@@ -109,7 +113,8 @@ class DenseNet : public Sequential<Conv2d<S>, DenseBlock<S>, Transition<S>, Dens
   }
   Linear<S>& classifier() noexcept { return this->template get<9>(); }
 
-  /// Re-draws the parameters as the constructor does, from `g` (see initialize()).
+  /// \brief Re-draws the parameters as the constructor does, from `g` (see initialize()).
+  /// \param g generator the new parameters are drawn from
   void reset_parameters(Generator& g) {
     this->for_each_layer([&g](auto& child) { initialize(child, g); });
     torchvision_init(g);

@@ -64,15 +64,25 @@ class Highway : public detail::VisitsParameters<Highway<H>>, public detail::Visi
     Output y;
   };
 
-  /// Static sizes, H default-constructed: `Highway<Sequential<Linear<float, 64, 64>, ReLU<float, 64>>> hw;`.
+  /// \brief Static sizes, H default-constructed: `Highway<Sequential<Linear<float, 64, 64>, ReLU<float, 64>>> hw;`.
+  /// \param options the gate bias
+  /// \throws std::invalid_argument on a non-finite gate bias
   explicit Highway(HighwayOptions options = {}) requires(InFeatures != Dynamic && std::is_default_constructible_v<H>)
       : Highway(H{}, options) {}
 
   /// The feature count is H's (static, or its in_features()); throws std::invalid_argument when H
   /// takes any size (give it with the constructor below) or maps d features to another count.
+  /// \param h the transform H
+  /// \param options the gate bias
+  /// \throws std::invalid_argument when H takes any feature count or changes it, or on a non-finite gate bias
   explicit Highway(H h, HighwayOptions options = {}) : Highway(Init{}, std::move(h), 0, false, options) {}
 
-  /// Explicit feature count `features` (must agree with H's, where H fixes one).
+  /// \brief Explicit feature count `features` (must agree with H's, where H fixes one).
+  /// \param h the transform H
+  /// \param features feature count d of x, H(x) and y
+  /// \param options the gate bias
+  /// \throws std::invalid_argument when `features` is negative or disagrees with H's or the static size, when H
+  ///   changes the feature count, or on a non-finite gate bias
   Highway(H h, Index features, HighwayOptions options = {}) : Highway(Init{}, std::move(h), features, true, options) {}
 
   [[nodiscard]] Index in_features() const noexcept { return m_gate.in_features(); }
@@ -81,21 +91,29 @@ class Highway : public detail::VisitsParameters<Highway<H>>, public detail::Visi
 
   H& h() noexcept { return m_h; }
   const H& h() const noexcept { return m_h; }
-  /// The gate's Linear: weight() is W_T, bias() is b_T.
+  /// \brief The gate's Linear: weight() is W_T, bias() is b_T.
+  /// \returns the gate layer
   Gate& gate() noexcept { return m_gate; }
   const Gate& gate() const noexcept { return m_gate; }
-  /// T = σ(W_T x + b_T) of the last forward.
+  /// \brief T = σ(W_T x + b_T) of the last forward.
+  /// \returns T, of the input's shape (empty before the first forward)
   const Output& gate_values() const noexcept { return m_t; }
 
   /// Names used for H's and the gate's parameters (default `h` and `t`; an empty name puts them
   /// directly under this block's prefix). Views must outlive the block (string literals do).
+  /// \param h name of H's parameters and buffers
+  /// \param t name of the gate's parameters
+  /// \returns `*this`
   Highway& set_child_names(std::string_view h, std::string_view t) {
     m_h_name = h;
     m_t_name = t;
     return *this;
   }
 
-  /// Configures H for inputs of `size`; H must keep the image size.
+  /// \brief Configures H for inputs of `size`; H must keep the image size.
+  /// \param size the input's height and width
+  /// \returns `size`
+  /// \throws std::invalid_argument when H gives another image size (or H's own check fails)
   ImageSize set_image_size(ImageSize size) {
     const ImageSize out = detail::propagate_image_size(m_h, size);
     if (!(out == size))
@@ -105,7 +123,9 @@ class Highway : public detail::VisitsParameters<Highway<H>>, public detail::Visi
   }
 
   void set_training(bool training) { detail::propagate_training(m_h, training); }
-  /// Tokens per sequence for every attention layer inside H.
+  /// \brief Tokens per sequence for every attention layer inside H.
+  /// \param length tokens per sequence L
+  /// \throws std::invalid_argument when a layer inside rejects it (an attention layer: length < 1)
   void set_sequence_length(Index length) { detail::propagate_sequence_length(m_h, length); }
 
  private:
@@ -116,7 +136,8 @@ class Highway : public detail::VisitsParameters<Highway<H>>, public detail::Visi
   }
 
  public:
-  /// Calls `f(h)`, then `f(gate)`.
+  /// \brief Calls `f(h)`, then `f(gate)`.
+  /// \param f callable taking H& and then Gate&
   template <class F>
   void for_each_layer(F&& f) {
     f(m_h);
@@ -129,7 +150,11 @@ class Highway : public detail::VisitsParameters<Highway<H>>, public detail::Visi
   }
   const Output& forward(Input&&) = delete;  // forward keeps a reference to its input
 
-  /// y = skip + Highway(x), in the gate GEMM's epilogue.
+  /// \brief y = skip + Highway(x), in the gate GEMM's epilogue.
+  /// \param x input batch, kept by reference until backward
+  /// \param y output, resized to x's shape
+  /// \param skip added to the result, of x's shape (may be `y` itself)
+  /// \throws std::invalid_argument on an input with the wrong feature count
   template <class Skip>
   void forward_add(const Input& x, Output& y, const Skip& skip) {
     train_forward(x, y, skip);
@@ -140,7 +165,12 @@ class Highway : public detail::VisitsParameters<Highway<H>>, public detail::Visi
     return m_dL_dx;
   }
 
-  /// dL_dx = skip_grad + dL/dx, skip_grad joining the terms that initialise the gate's dL/dx GEMM.
+  /// \brief dL_dx = skip_grad + dL/dx, skip_grad joining the terms that initialise the gate's dL/dx GEMM.
+  /// \param dL_dy gradient of the loss with respect to the last forward's output
+  /// \param dL_dx receives skip_grad + dL/dx
+  /// \param skip_grad added to dL/dx, of x's shape
+  /// \throws std::logic_error before any forward
+  /// \throws std::invalid_argument when dL_dy's shape is not the output's
   template <class SkipGrad>
   void backward_add(const Output& dL_dy, Input& dL_dx, const SkipGrad& skip_grad) {
     backward_into(dL_dy, dL_dx, skip_grad);
@@ -158,6 +188,7 @@ class Highway : public detail::VisitsParameters<Highway<H>>, public detail::Visi
 
   /// Re-draws the parameters as the constructor does, from `g`: H's (see initialize()), then W_T;
   /// b_T back to the gate bias.
+  /// \param g generator H's parameters and W_T are drawn from
   void reset_parameters(Generator& g) {
     initialize(m_h, g);
     m_gate.reset_parameters(g);

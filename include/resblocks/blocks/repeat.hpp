@@ -43,11 +43,16 @@ class Repeat : public detail::VisitsParameters<Repeat<Block>>, public detail::Vi
     std::vector<typename Block::Workspace> blocks;
   };
 
-  /// `count` default-constructed blocks.
+  /// \brief `count` default-constructed blocks.
+  /// \param count number of blocks
+  /// \throws std::invalid_argument on count < 0
   explicit Repeat(Index count) requires std::is_default_constructible_v<Block>
       : Repeat(count, [](Index) { return Block(); }) {}
 
-  /// `count` blocks made by `make(i)`, i = 0 … count-1.
+  /// \brief `count` blocks made by `make(i)`, i = 0 … count-1.
+  /// \param count number of blocks
+  /// \param make callable returning block i for `make(i)`
+  /// \throws std::invalid_argument on count < 0, or when a block does not take the features the one before it gives
   template <class Make>
   requires std::is_invocable_r_v<Block, Make&, Index> Repeat(Index count, Make make) {
     if (count < 0) throw std::invalid_argument("Repeat: count must be >= 0, got " + std::to_string(count));
@@ -64,18 +69,24 @@ class Repeat : public detail::VisitsParameters<Repeat<Block>>, public detail::Vi
 
   [[nodiscard]] std::size_t size() const noexcept { return m_blocks.size(); }
 
-  /// Configures every block for inputs of `size`, in order; returns the last block's output size.
+  /// \brief Configures every block for inputs of `size`, in order; returns the last block's output size.
+  /// \param size the input's height and width
+  /// \returns the last block's output size (`size` when there is no block)
+  /// \throws std::invalid_argument when a block rejects its input size
   ImageSize set_image_size(ImageSize size) {
     for (auto& b : m_blocks) size = detail::propagate_image_size(b, size);
     return size;
   }
 
-  /// Tokens per sequence for every attention layer inside (see MultiHeadAttention).
+  /// \brief Tokens per sequence for every attention layer inside (see MultiHeadAttention).
+  /// \param length tokens per sequence L
+  /// \throws std::invalid_argument when a layer inside rejects it (an attention layer: length < 1)
   void set_sequence_length(Index length) {
     for (auto& b : m_blocks) detail::propagate_sequence_length(b, length);
   }
 
-  /// Calls `f(block)` on every block in order.
+  /// \brief Calls `f(block)` on every block in order.
+  /// \param f callable taking a Block&
   template <class F>
   void for_each_layer(F&& f) {
     for (auto& b : m_blocks) f(b);

@@ -59,19 +59,27 @@ class Residual : public detail::VisitsParameters<Residual<F, Skip>>, public deta
   /// Names used for the body's and the skip's parameters (default `body`, `skip`; an empty name puts
   /// them directly under this block's prefix, as torchvision's `conv1` … `downsample`). Views must
   /// outlive the block (string literals do).
+  /// \param body name of the body's parameters and buffers
+  /// \param skip name of the skip's
+  /// \returns `*this`
   Residual& set_child_names(std::string_view body, std::string_view skip) {
     m_body_name = body;
     m_skip_name = skip;
     return *this;
   }
 
-  /// Tokens per sequence for every attention layer inside (see MultiHeadAttention).
+  /// \brief Tokens per sequence for every attention layer inside (see MultiHeadAttention).
+  /// \param length tokens per sequence L
+  /// \throws std::invalid_argument when a layer inside rejects it (an attention layer: length < 1)
   void set_sequence_length(Index length) {
     detail::propagate_sequence_length(m_body, length);
     detail::propagate_sequence_length(m_skip, length);
   }
 
-  /// Configures body and skip for inputs of `size`; both must give the same output size.
+  /// \brief Configures body and skip for inputs of `size`; both must give the same output size.
+  /// \param size the input's height and width
+  /// \returns the output's height and width
+  /// \throws std::invalid_argument when body and skip give different sizes (or a child's own check fails)
   ImageSize set_image_size(ImageSize size) {
     const ImageSize body = detail::propagate_image_size(m_body, size);
     const ImageSize skip = detail::propagate_image_size(m_skip, size);
@@ -81,7 +89,8 @@ class Residual : public detail::VisitsParameters<Residual<F, Skip>>, public deta
     return body;
   }
 
-  /// Calls `f(body)`, then `f(skip)`.
+  /// \brief Calls `f(body)`, then `f(skip)`.
+  /// \param f callable taking the body, then the skip
   template <class Fn>
   void for_each_layer(Fn&& f) {
     f(m_body);

@@ -79,7 +79,10 @@ class ResNet : public Sequential<Conv2d<typename Block::Scalar>, BatchNorm2d<typ
  public:
   static constexpr std::string_view name = "ResNet";
 
-  /// `layers`: blocks per stage, e.g. {2, 2, 2, 2} for ResNet-18.
+  /// \brief `layers`: blocks per stage, e.g. {2, 2, 2, 2} for ResNet-18.
+  /// \param layers blocks in layer1 … layer4
+  /// \param o classes, input channels, image size and zero_init_residual
+  /// \throws std::invalid_argument on a negative count or an empty `o.image`
   ResNet(const std::array<Index, 4>& layers, const ResNetOptions& o = {})
       : Base{Conv2d<S>(o.in_channels, 64, 7, {.stride = 2, .padding = 3, .bias = false}),
              BatchNorm2d<S>(64),
@@ -96,7 +99,8 @@ class ResNet : public Sequential<Conv2d<typename Block::Scalar>, BatchNorm2d<typ
     this->set_image_size(o.image);
   }
 
-  /// Re-draws the parameters as the constructor does, from `g` (see initialize()).
+  /// \brief Re-draws the parameters as the constructor does, from `g` (see initialize()).
+  /// \param g generator the new parameters are drawn from
   void reset_parameters(Generator& g) { detail::reset_torchvision_model(*this, g); }
 
  private:
@@ -105,17 +109,26 @@ class ResNet : public Sequential<Conv2d<typename Block::Scalar>, BatchNorm2d<typ
   }
 };
 
-/// ResNet-18: BasicBlock stages of 2, 2, 2, 2 (11.7 M parameters at 1000 classes).
+/// \brief ResNet-18: BasicBlock stages of 2, 2, 2, 2 (11.7 M parameters at 1000 classes).
+/// \param o classes, input channels, image size and zero_init_residual
+/// \returns the network, initialised as torchvision's
+/// \throws std::invalid_argument on a negative count or an empty `o.image`
 template <class S = float>
 ResNet<BasicBlock<S>> resnet18(const ResNetOptions& o = {}) {
   return ResNet<BasicBlock<S>>({2, 2, 2, 2}, o);
 }
-/// ResNet-34: BasicBlock stages of 3, 4, 6, 3.
+/// \brief ResNet-34: BasicBlock stages of 3, 4, 6, 3.
+/// \param o classes, input channels, image size and zero_init_residual
+/// \returns the network, initialised as torchvision's
+/// \throws std::invalid_argument on a negative count or an empty `o.image`
 template <class S = float>
 ResNet<BasicBlock<S>> resnet34(const ResNetOptions& o = {}) {
   return ResNet<BasicBlock<S>>({3, 4, 6, 3}, o);
 }
-/// ResNet-50: Bottleneck stages of 3, 4, 6, 3.
+/// \brief ResNet-50: Bottleneck stages of 3, 4, 6, 3.
+/// \param o classes, input channels, image size and zero_init_residual
+/// \returns the network, initialised as torchvision's
+/// \throws std::invalid_argument on a negative count or an empty `o.image`
 template <class S = float>
 ResNet<Bottleneck<S>> resnet50(const ResNetOptions& o = {}) {
   return ResNet<Bottleneck<S>>({3, 4, 6, 3}, o);

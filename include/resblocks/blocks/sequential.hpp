@@ -104,6 +104,8 @@ class Sequential {
   /// initialisation constructs them left to right, so they draw their initial weights from the
   /// generator in that order with every compiler; in parentheses the order is unspecified (GCC and
   /// Clang differ) and so are the weights a seed gives.
+  /// \param layers the layers, first to last
+  /// \throws std::invalid_argument when a layer does not take the features the one before it gives
   explicit Sequential(Ls... layers) : m_layers(std::move(layers)...) { check_links(); }
 
   template <std::size_t I>
@@ -118,30 +120,41 @@ class Sequential {
 
   /// Names the children in parameter names instead of their positions. The views must stay valid
   /// as long as the Sequential (string literals do).
+  /// \param names one name per layer (empty: the layer's parameters directly under this prefix)
+  /// \returns `*this`
   Sequential& set_child_names(const std::array<std::string_view, N>& names) {
     m_names = names;
     m_named = true;
     return *this;
   }
 
-  /// Configures every image layer for inputs of `size`; returns the output's size.
+  /// \brief Configures every image layer for inputs of `size`; returns the output's size.
+  /// \param size the input's height and width
+  /// \returns the output's height and width
+  /// \throws std::invalid_argument when a layer rejects its input size, or when the sizes this fixes (Flatten's
+  ///   output) do not match the next layer
   ImageSize set_image_size(ImageSize size) {
     std::apply([&](auto&... l) { ((size = detail::propagate_image_size(l, size)), ...); }, m_layers);
     check_links();  // sizes that depend on the image (Flatten's output) are known now
     return size;
   }
 
-  /// Tokens per sequence for every attention layer inside (see MultiHeadAttention).
+  /// \brief Tokens per sequence for every attention layer inside (see MultiHeadAttention).
+  /// \param length tokens per sequence L
+  /// \throws std::invalid_argument when a layer inside rejects it (an attention layer: length < 1)
   void set_sequence_length(Index length) {
     std::apply([&](auto&... l) { (detail::propagate_sequence_length(l, length), ...); }, m_layers);
   }
 
-  /// Training (true) or evaluation (false) behaviour for every layer.
+  /// \brief Training (true) or evaluation (false) behaviour for every layer.
+  /// \param training true for training mode, false for evaluation
   void set_training(bool training) {
     std::apply([&](auto&... l) { (detail::propagate_training(l, training), ...); }, m_layers);
   }
 
-  /// `f(name, value)` on every buffer (BatchNorm running statistics, …).
+  /// \brief `f(name, value)` on every buffer (BatchNorm running statistics, …).
+  /// \param f visitor, called as `f(name, value)`
+  /// \param prefix prepended to every name (the Sequential's own name in its parent)
   template <class F>
   void for_each_buffer(F&& f, const ParameterName& prefix = {}) {
     visit_buffers(m_layers, f, prefix, std::make_index_sequence<N>{});
@@ -197,7 +210,8 @@ class Sequential {
     visit(m_layers, f, prefix, std::make_index_sequence<N>{});
   }
 
-  /// Calls `f(layer)` on each layer in order (for training switches, initialisers, …).
+  /// \brief Calls `f(layer)` on each layer in order (for training switches, initialisers, …).
+  /// \param f callable taking each layer (a generic lambda)
   template <class F>
   void for_each_layer(F&& f) {
     std::apply([&](auto&... l) { (f(l), ...); }, m_layers);

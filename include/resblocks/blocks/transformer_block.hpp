@@ -173,16 +173,28 @@ class TransformerBlock : public detail::VisitsParameters<TransformerBlock<S, D>>
         networks;
   };
 
-  /// Static model dimension: `TransformerBlock<float, 256> block(4, 1024);`.
+  /// \brief Static model dimension: `TransformerBlock<float, 256> block(4, 1024);`.
+  /// \param heads attention heads (D must be a multiple)
+  /// \param feedforward width of the feed-forward layer (linear1's outputs)
+  /// \param options composition, masking, activation, LayerNorm ε and dropout
+  /// \throws std::invalid_argument on heads < 1 or not dividing D, feedforward < 1, a dropout outside [0, 1] or
+  ///   layer_norm_eps <= 0
   TransformerBlock(Index heads, Index feedforward, TransformerOptions options = {}) requires(D != Dynamic)
       : TransformerBlock(D, heads, feedforward, options) {}
 
   /// `d_model` features (a multiple of `heads`), a feed-forward width `feedforward`. Parameters as
   /// torch initialises them, drawn from default_generator() in torch's order (self_attn, linear1, linear2).
+  /// \param d_model model dimension d (must agree with a static D)
+  /// \param heads attention heads (d_model must be a multiple)
+  /// \param feedforward width of the feed-forward layer (linear1's outputs)
+  /// \param options composition, masking, activation, LayerNorm ε and dropout
+  /// \throws std::invalid_argument on a d_model that is negative or disagrees with D, heads < 1 or not dividing
+  ///   d_model, feedforward < 1, a dropout outside [0, 1] or layer_norm_eps <= 0
   TransformerBlock(Index d_model, Index heads, Index feedforward, TransformerOptions options = {})
       : m_options(options), m_net(make(d_model, heads, feedforward, options)) {}
 
-  /// Re-draws the parameters as the constructor does, from `g`; LayerNorms back to 1 and 0.
+  /// \brief Re-draws the parameters as the constructor does, from `g`; LayerNorms back to 1 and 0.
+  /// \param g generator the attention's and the linear layers' parameters are drawn from
   void reset_parameters(Generator& g) {
     attention().reset_parameters(g);
     linear1().reset_parameters(g);
@@ -200,21 +212,26 @@ class TransformerBlock : public detail::VisitsParameters<TransformerBlock<S, D>>
   [[nodiscard]] Index heads() const noexcept { return attention().heads(); }
   [[nodiscard]] Index feedforward() const noexcept { return linear1().out_features(); }
 
-  /// The sequence length L of the inputs (columns = L × sequences); forwarded to the attention.
+  /// \brief The sequence length L of the inputs (columns = L × sequences); forwarded to the attention.
+  /// \param length tokens per sequence L
+  /// \throws std::invalid_argument on length < 1
   void set_sequence_length(Index length) { attention().set_sequence_length(length); }
   [[nodiscard]] Index sequence_length() const noexcept { return attention().sequence_length(); }
 
   /// Key-padding mask, `mask[t + L·b]` != 0 for a padded token (torch's src_key_padding_mask[b, t]);
   /// see MultiHeadAttention::set_key_padding_mask.
+  /// \param mask L·batch flags, nonzero for a padded token
   void set_key_padding_mask(std::span<const unsigned char> mask) { attention().set_key_padding_mask(mask); }
-  /// Key-padding mask as an L × batch bool matrix (true = padded).
+  /// \brief Key-padding mask as an L × batch bool matrix (true = padded).
+  /// \param mask L × batch, true for a padded token
   template <class Derived>
   void set_key_padding_mask(const Eigen::DenseBase<Derived>& mask) {
     attention().set_key_padding_mask(mask);
   }
   void clear_key_padding_mask() noexcept { attention().clear_key_padding_mask(); }
 
-  /// The pieces, whichever the composition (torch's submodule names).
+  /// \brief The pieces, whichever the composition (torch's submodule names).
+  /// \returns the self-attention (`self_attn`)
   Attention& attention() noexcept { return piece<k_attention, Attention>(); }
   const Attention& attention() const noexcept { return piece<k_attention, Attention>(); }
   Norm& norm1() noexcept { return piece<k_norm1, Norm>(); }
@@ -232,7 +249,8 @@ class TransformerBlock : public detail::VisitsParameters<TransformerBlock<S, D>>
   Drop& dropout2() noexcept { return piece<k_dropout2, Drop>(); }
   const Drop& dropout2() const noexcept { return piece<k_dropout2, Drop>(); }
 
-  /// The composition itself (one of PreLn, PostLn, PreLnPlain, PostLnPlain).
+  /// \brief The composition itself (one of PreLn, PostLn, PreLnPlain, PostLnPlain).
+  /// \returns the variant holding the composition
   Network& network() noexcept { return m_net; }
   const Network& network() const noexcept { return m_net; }
 
@@ -258,12 +276,14 @@ class TransformerBlock : public detail::VisitsParameters<TransformerBlock<S, D>>
     std::visit([](auto& net) { net.zero_grad(); }, m_net);
   }
 
-  /// Training mode (the default): the Dropouts drop (when options().dropout > 0); eval: they pass through.
+  /// \brief Training mode (the default): the Dropouts drop (when options().dropout > 0); eval: they pass through.
+  /// \param training true for training mode, false for evaluation
   void set_training(bool training) {
     std::visit([&](auto& net) { net.set_training(training); }, m_net);
   }
 
-  /// Calls `f(composition)` (so for_each_leaf reaches the pieces).
+  /// \brief Calls `f(composition)` (so for_each_leaf reaches the pieces).
+  /// \param f callable taking the composition (a generic lambda: its type depends on the options)
   template <class F>
   void for_each_layer(F&& f) {
     std::visit([&](auto& net) { f(net); }, m_net);

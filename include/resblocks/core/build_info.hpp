@@ -21,6 +21,7 @@ namespace resblocks {
 
 /// The SIMD instruction sets Eigen vectorises with in this translation unit, widest first, e.g.
 /// "AVX512F AVX2 FMA AVX SSE4.2 SSE2", or "none". Decided by the compiler flags (-march, /arch).
+/// \returns the names, each followed by a space ("none " without vectorisation)
 [[nodiscard]] inline const char* simd_instruction_sets() noexcept {
   return ""
 #if defined(EIGEN_VECTORIZE_AVX512)
@@ -68,6 +69,7 @@ inline constexpr bool wide_simd =
 
 /// One line for a program's log, e.g. "resblocks 0.1.0, Eigen 3.4.0, SIMD: AVX512F AVX2 FMA AVX SSE4.2
 /// SSE2, OpenMP: 2 threads". On x86-64 without AVX2 it adds how to get the vectorised kernels.
+/// \returns the line, without a trailing newline
 [[nodiscard]] inline std::string build_info() {
   std::string s = "resblocks " RESBLOCKS_VERSION_STRING ", Eigen ";
 #if defined(EIGEN_VERSION_STRING)  // Eigen 5 (semantic versions: EIGEN_WORLD_VERSION stays 3)

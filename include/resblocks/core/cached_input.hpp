@@ -26,7 +26,10 @@ class CachedInput {
     m_ptr = p;
     return *this;
   }
-  /// The cached input; throws std::logic_error naming `layer` when no forward ran.
+  /// \brief The cached input; throws std::logic_error naming `layer` when no forward ran.
+  /// \param layer the layer's name, for the error message
+  /// \returns the last forward's input
+  /// \throws std::logic_error when no forward ran (or the layer was copied since)
   const T& get(std::string_view layer) const {
     detail::check_forward_done(layer, m_ptr != nullptr);
     return *m_ptr;

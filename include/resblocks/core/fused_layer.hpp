@@ -83,7 +83,10 @@ class FusedLayer {
   using Input = Batch<S, In>;
   using Output = Batch<S, Out>;
 
-  /// Training forward pass (see the Layer concept); caches a reference to x.
+  /// \brief Training forward pass (see the Layer concept); caches a reference to x.
+  /// \param x input batch, kept by reference until backward
+  /// \returns the output, in a buffer the layer owns
+  /// \throws std::invalid_argument when x does not fit the layer
   const Output& forward(const Input& x) {
     run_forward(x, m_y, nullptr, detail::NoPrepare{}, detail::NoEpilogue{});
     return m_y;
@@ -92,19 +95,33 @@ class FusedLayer {
 
   /// forward(x), then `epilogue(y, r0, rows, c0, cols)` on each finished block of y while it is in
   /// cache (Sequential applies a following activation there); `prepare(y)` runs once, after y is sized.
+  /// \param x input batch, kept by reference until backward
+  /// \param prepare called as `prepare(y)` once y is sized
+  /// \param epilogue called as `epilogue(y, r0, rows, c0, cols)` on each finished block of y
+  /// \returns the output, in a buffer the layer owns
+  /// \throws std::invalid_argument when x does not fit the layer
   template <class Prepare, class Epilogue>
   const Output& forward_then(const Input& x, const Prepare& prepare, const Epilogue& epilogue) {
     run_forward(x, m_y, nullptr, prepare, epilogue);
     return m_y;
   }
 
-  /// y = skip + layer(x) in the layer's own pass (the residual add costs no pass of its own).
+  /// \brief y = skip + layer(x) in the layer's own pass (the residual add costs no pass of its own).
+  /// \param x input batch, kept by reference until backward
+  /// \param y output, resized by the call
+  /// \param skip added to the result: a batch or an expression of the output's shape (may be `y` itself), or
+  ///   NoSkip
+  /// \throws std::invalid_argument when x does not fit the layer or skip has another shape than the output
   template <class Skip>
   void forward_add(const Input& x, Output& y, const Skip& skip) {
     run_forward(x, y, detail::plain_skip(skip, m_skip), detail::NoPrepare{}, detail::NoEpilogue{});
   }
 
-  /// Backward pass: returns dL/dx and adds dL/dθ to the parameter gradients.
+  /// \brief Backward pass: returns dL/dx and adds dL/dθ to the parameter gradients.
+  /// \param dL_dy gradient of the loss with respect to the last forward's output
+  /// \returns dL/dx, in a buffer the layer owns
+  /// \throws std::logic_error before any forward
+  /// \throws std::invalid_argument when dL_dy's shape is not the output's
   const Input& backward(const Output& dL_dy) {
     run_backward(dL_dy, m_dL_dx, nullptr, detail::NoPrepare{}, detail::NoEpilogue{});
     return m_dL_dx;
@@ -112,13 +129,24 @@ class FusedLayer {
 
   /// backward(dL_dy), then `epilogue(dL_dx, r0, rows, c0, cols)` on each finished block of dL/dx
   /// (Sequential applies a preceding activation's backward there); `prepare(dL_dx)` runs first.
+  /// \param dL_dy gradient of the loss with respect to the last forward's output
+  /// \param prepare called as `prepare(dL_dx)` once dL/dx is sized
+  /// \param epilogue called as `epilogue(dL_dx, r0, rows, c0, cols)` on each finished block of dL/dx
+  /// \returns dL/dx, in a buffer the layer owns
+  /// \throws std::logic_error before any forward
+  /// \throws std::invalid_argument when dL_dy's shape is not the output's
   template <class Prepare, class Epilogue>
   const Input& backward_then(const Output& dL_dy, const Prepare& prepare, const Epilogue& epilogue) {
     run_backward(dL_dy, m_dL_dx, nullptr, prepare, epilogue);
     return m_dL_dx;
   }
 
-  /// dL_dx = skip_grad + dL/dx in the layer's own pass.
+  /// \brief dL_dx = skip_grad + dL/dx in the layer's own pass.
+  /// \param dL_dy gradient of the loss with respect to the last forward's output
+  /// \param dL_dx receives skip_grad + dL/dx, resized by the call
+  /// \param skip_grad added to dL/dx: a batch or an expression of the input's shape, or NoSkip
+  /// \throws std::logic_error before any forward
+  /// \throws std::invalid_argument when dL_dy's shape is not the output's or skip_grad's not the input's
   template <class SkipGrad>
   void backward_add(const Output& dL_dy, Input& dL_dx, const SkipGrad& skip_grad) {
     run_backward(dL_dy, dL_dx, detail::plain_skip(skip_grad, m_skip_grad), detail::NoPrepare{}, detail::NoEpilogue{});
@@ -126,20 +154,36 @@ class FusedLayer {
 
   /// Inference: the forward's result (in the current training/evaluation mode) into ws.y, touching
   /// no member state (several threads may run one layer, each with its own workspace).
+  /// \param x input batch
+  /// \param ws the caller's buffers
+  /// \returns the output, in `ws.y`
+  /// \throws std::invalid_argument when x does not fit the layer
   template <class Workspace>
   const Output& infer(const Input& x, Workspace& ws) const {
     run_infer(x, ws.y, nullptr, ws, detail::NoPrepare{}, detail::NoEpilogue{});
     return ws.y;
   }
 
-  /// infer(x, ws) with the hooks of forward_then.
+  /// \brief infer(x, ws) with the hooks of forward_then.
+  /// \param x input batch
+  /// \param ws the caller's buffers
+  /// \param prepare called as `prepare(y)` once y is sized
+  /// \param epilogue called as `epilogue(y, r0, rows, c0, cols)` on each finished block of y
+  /// \returns the output, in `ws.y`
+  /// \throws std::invalid_argument when x does not fit the layer
   template <class Workspace, class Prepare, class Epilogue>
   const Output& infer_then(const Input& x, Workspace& ws, const Prepare& prepare, const Epilogue& epilogue) const {
     run_infer(x, ws.y, nullptr, ws, prepare, epilogue);
     return ws.y;
   }
 
-  /// y = skip + layer(x), inference.
+  /// \brief y = skip + layer(x), inference.
+  /// \param x input batch
+  /// \param y output, resized by the call
+  /// \param skip added to the result: a batch or an expression of the output's shape (may be `y` itself), or
+  ///   NoSkip
+  /// \param ws the caller's buffers
+  /// \throws std::invalid_argument when x does not fit the layer or skip has another shape than the output
   template <class Skip, class Workspace>
   void infer_add(const Input& x, Output& y, const Skip& skip, Workspace& ws) const {
     run_infer(x, y, detail::plain_skip(skip, ws.skip), ws, detail::NoPrepare{}, detail::NoEpilogue{});
@@ -148,9 +192,12 @@ class FusedLayer {
  protected:
   FusedLayer() = default;
 
-  /// The last forward's input; throws std::logic_error when no forward ran.
+  /// \brief The last forward's input; throws std::logic_error when no forward ran.
+  /// \returns the input of the last forward
+  /// \throws std::logic_error when no forward ran
   const Input& cached_input() const { return m_x.get(Derived::name); }
-  /// The training pass's own output and input-gradient buffers.
+  /// \brief The training pass's own output and input-gradient buffers.
+  /// \returns the output buffer
   Output& own_output() noexcept { return m_y; }
   Input& own_input_gradient() noexcept { return m_dL_dx; }
 

@@ -20,7 +20,10 @@ enum class FanMode { fan_in, fan_out };
 /// The non-linearity that follows the initialised layer (its gain, as torch.nn.init.calculate_gain).
 enum class Nonlinearity { linear, relu, leaky_relu, tanh, sigmoid };
 
-/// torch.nn.init.calculate_gain: 1, √2, √(2/(1+slope²)), 5/3, 1.
+/// \brief torch.nn.init.calculate_gain: 1, √2, √(2/(1+slope²)), 5/3, 1.
+/// \param nonlinearity the non-linearity after the layer
+/// \param negative_slope the leaky ReLU's slope (used for leaky_relu only)
+/// \returns the gain: 1 for linear and sigmoid, √2 for relu, √(2/(1+slope²)) for leaky_relu, 5/3 for tanh
 inline double calculate_gain(Nonlinearity nonlinearity, double negative_slope = 0.01) {
   switch (nonlinearity) {
     case Nonlinearity::relu:
@@ -50,7 +53,13 @@ inline double kaiming_std(Index fan_in, Index fan_out, const KaimingOptions& o) 
 }
 }  // namespace detail
 
-/// Fills `w` from N(0, std²), std = gain/√fan (torch.nn.init.kaiming_normal_).
+/// \brief Fills `w` from N(0, std²), std = gain/√fan (torch.nn.init.kaiming_normal_).
+/// \param w the weight matrix, filled column by column
+/// \param fan_in inputs per output unit
+/// \param fan_out outputs per input unit
+/// \param o fan mode, non-linearity and its slope
+/// \param g generator the values are drawn from
+/// \throws std::invalid_argument when the fan `o.mode` selects is not > 0
 template <class Matrix>
 void kaiming_normal(Matrix& w, Index fan_in, Index fan_out, const KaimingOptions& o, Generator& g) {
   using S = typename Matrix::Scalar;
@@ -59,7 +68,13 @@ void kaiming_normal(Matrix& w, Index fan_in, Index fan_out, const KaimingOptions
     for (Index i = 0; i < w.rows(); ++i) w(i, j) = static_cast<S>(std * g.normal());
 }
 
-/// Fills `w` from U(-b, b), b = gain·√(3/fan) (torch.nn.init.kaiming_uniform_).
+/// \brief Fills `w` from U(-b, b), b = gain·√(3/fan) (torch.nn.init.kaiming_uniform_).
+/// \param w the weight matrix
+/// \param fan_in inputs per output unit
+/// \param fan_out outputs per input unit
+/// \param o fan mode, non-linearity and its slope
+/// \param g generator the values are drawn from
+/// \throws std::invalid_argument when the fan `o.mode` selects is not > 0
 template <class Matrix>
 void kaiming_uniform(Matrix& w, Index fan_in, Index fan_out, const KaimingOptions& o, Generator& g) {
   fill_uniform(w, std::sqrt(3.0) * detail::kaiming_std(fan_in, fan_out, o), g);
@@ -78,13 +93,21 @@ std::pair<Index, Index> layer_fans(const L& layer) {
 
 /// Kaiming-normal initialisation of a layer's `weight` (Conv2d or Linear: anything with weight(),
 /// fan_in() and fan_out(), or in_features()/out_features() for a Linear); the bias is left alone.
+/// \param layer the layer whose weight is drawn
+/// \param o fan mode, non-linearity and its slope
+/// \param g generator the values are drawn from
+/// \throws std::invalid_argument when the fan `o.mode` selects is not > 0
 template <class L>
 void kaiming_normal(L& layer, const KaimingOptions& o = {}, Generator& g = default_generator()) {
   const auto [fan_in, fan_out] = detail::layer_fans(layer);
   kaiming_normal(layer.weight(), fan_in, fan_out, o, g);
 }
 
-/// Kaiming-uniform initialisation of a layer's `weight` (see the kaiming_normal overload).
+/// \brief Kaiming-uniform initialisation of a layer's `weight` (see the kaiming_normal overload).
+/// \param layer the layer whose weight is drawn
+/// \param o fan mode, non-linearity and its slope
+/// \param g generator the values are drawn from
+/// \throws std::invalid_argument when the fan `o.mode` selects is not > 0
 template <class L>
 void kaiming_uniform(L& layer, const KaimingOptions& o = {}, Generator& g = default_generator()) {
   const auto [fan_in, fan_out] = detail::layer_fans(layer);
@@ -103,6 +126,8 @@ void kaiming_uniform(L& layer, const KaimingOptions& o = {}, Generator& g = defa
 /// parentheses, `Net net(Linear(...), Linear(...))`, gets weights that depend on the order in which
 /// the compiler evaluates the arguments (GCC and Clang differ). After `initialize(net, seed)` they
 /// depend on the seed alone.
+/// \param layer the layer or network to re-draw
+/// \param g generator the parameters are drawn from
 template <class L>
 void initialize(L& layer, Generator& g) {
   if constexpr (requires { layer.reset_parameters(g); })
@@ -111,7 +136,9 @@ void initialize(L& layer, Generator& g) {
     layer.for_each_layer([&g](auto& child) { initialize(child, g); });
 }
 
-/// initialize(layer, g) with g = Generator(seed).
+/// \brief initialize(layer, g) with g = Generator(seed).
+/// \param layer the layer or network to re-draw
+/// \param seed seed of the generator
 template <class L>
 void initialize(L& layer, std::uint64_t seed) {
   Generator g(seed);

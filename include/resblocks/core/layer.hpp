@@ -183,7 +183,9 @@ template <class Prev, class Next>
 concept ChainsInto = std::same_as<typename Prev::Scalar, typename Next::Scalar> &&
     std::same_as<typename Prev::Output, typename Next::Input>;
 
-/// Number of scalar parameters of a layer.
+/// \brief Number of scalar parameters of a layer.
+/// \param layer the layer or network
+/// \returns the total size of the tensors for_each_parameter visits
 template <Layer L>
 Index parameter_count(const L& layer) {
   Index n = 0;
@@ -193,6 +195,8 @@ Index parameter_count(const L& layer) {
 
 /// Calls `f(layer)` on every leaf layer inside `layer` (composites offer `for_each_layer(f)` over
 /// their children), in forward order; on `layer` itself when it is not a composite.
+/// \param layer the layer or network
+/// \param f callable taking each leaf layer (a generic lambda)
 template <class L, class F>
 void for_each_leaf(L& layer, F&& f) {
   if constexpr (requires { layer.for_each_layer([](auto&) {}); })

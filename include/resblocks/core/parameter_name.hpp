@@ -22,7 +22,10 @@ class ParameterName {
   ParameterName() = default;
   explicit ParameterName(std::string_view s) { append(s); }
 
-  /// This name followed by `.part` (just `part` when this name is empty; this name when `part` is).
+  /// \brief This name followed by `.part` (just `part` when this name is empty; this name when `part` is).
+  /// \param part the child's name
+  /// \returns the child's full name
+  /// \throws std::length_error when the result is longer than `capacity`
   [[nodiscard]] ParameterName child(std::string_view part) const {
     ParameterName n = *this;
     if (part.empty()) return n;
@@ -30,7 +33,10 @@ class ParameterName {
     n.append(part);
     return n;
   }
-  /// This name followed by `.index`.
+  /// \brief This name followed by `.index`.
+  /// \param index the child's position, written in decimal
+  /// \returns the child's full name
+  /// \throws std::length_error when the result is longer than `capacity`
   [[nodiscard]] ParameterName child(std::size_t index) const {
     char digits[24];
     const auto r = std::to_chars(digits, digits + sizeof digits, index);

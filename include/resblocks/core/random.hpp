@@ -17,11 +17,16 @@ class Generator {
   explicit Generator(std::uint64_t seed = 5489u) : m_engine(seed) {}
   void seed(std::uint64_t s) { m_engine.seed(s); }
 
-  /// Uniform in [0, 1) with 53 random bits.
+  /// \brief Uniform in [0, 1) with 53 random bits.
+  /// \returns the next draw
   double uniform01() { return static_cast<double>(m_engine() >> 11) * 0x1.0p-53; }
-  /// Uniform in [lo, hi).
+  /// \brief Uniform in [lo, hi).
+  /// \param lo lower bound (included)
+  /// \param hi upper bound (excluded)
+  /// \returns the next draw
   double uniform(double lo, double hi) { return lo + (hi - lo) * uniform01(); }
-  /// Standard normal (Box–Muller; the second value is discarded, keeping draws stateless).
+  /// \brief Standard normal (Box–Muller; the second value is discarded, keeping draws stateless).
+  /// \returns the next draw
   double normal() {
     double u1 = uniform01();
     while (u1 <= 0.0) u1 = uniform01();
@@ -34,16 +39,21 @@ class Generator {
   std::mt19937_64 m_engine;
 };
 
-/// The generator layers draw their initial parameters from (like PyTorch's default generator).
+/// \brief The generator layers draw their initial parameters from (like PyTorch's default generator).
+/// \returns the process-wide generator, seeded with 5489 until manual_seed()
 inline Generator& default_generator() {
   static Generator generator;
   return generator;
 }
 
-/// Re-seeds default_generator(): networks built afterwards get reproducible parameters.
+/// \brief Re-seeds default_generator(): networks built afterwards get reproducible parameters.
+/// \param seed the new seed
 inline void manual_seed(std::uint64_t seed) { default_generator().seed(seed); }
 
-/// Fills `m` with values uniform in [-bound, bound).
+/// \brief Fills `m` with values uniform in [-bound, bound).
+/// \param m the matrix or vector to fill, column by column
+/// \param bound half-width of the interval
+/// \param g generator the values are drawn from
 template <class Matrix>
 void fill_uniform(Matrix& m, double bound, Generator& g) {
   using S = typename Matrix::Scalar;

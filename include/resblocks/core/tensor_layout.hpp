@@ -65,7 +65,12 @@ ImageTensorShape image_shape_of(std::string_view function, const Eigen::MatrixBa
 
 }  // namespace detail
 
-/// `out` = the NCHW buffer `data` (PyTorch's default order) in resblocks' layout, C × (n·H·W).
+/// \brief `out` = the NCHW buffer `data` (PyTorch's default order) in resblocks' layout, C × (n·H·W).
+/// \param data n·C·H·W values in NCHW order
+/// \param shape (N, C, H, W)
+/// \param out receives the batch, resized when its shape changes
+/// \throws std::invalid_argument on a negative dimension, a buffer of another size, or a static row count of
+///   `Matrix` other than C
 template <class Matrix>
 void from_nchw(std::span<const typename Matrix::Scalar> data, const ImageTensorShape& shape, Matrix& out) {
   detail::check_layout_shape("from_nchw", shape, data.size());
@@ -79,7 +84,11 @@ void from_nchw(std::span<const typename Matrix::Scalar> data, const ImageTensorS
     }
 }
 
-/// The NCHW buffer `data` as a new C × (n·H·W) matrix: `auto x = from_nchw<float>(buffer, {n, c, h, w});`.
+/// \brief The NCHW buffer `data` as a new C × (n·H·W) matrix: `auto x = from_nchw<float>(buffer, {n, c, h, w});`.
+/// \param data n·C·H·W values in NCHW order
+/// \param shape (N, C, H, W)
+/// \returns the C × (n·H·W) batch
+/// \throws std::invalid_argument on a negative dimension or a buffer of another size
 template <class S>
 Batch<S, Eigen::Dynamic> from_nchw(std::span<const S> data, const ImageTensorShape& shape) {
   Batch<S, Eigen::Dynamic> out;
@@ -87,7 +96,11 @@ Batch<S, Eigen::Dynamic> from_nchw(std::span<const S> data, const ImageTensorSha
   return out;
 }
 
-/// Writes the C × (n·H·W) batch `x` of images `size` into `out` in NCHW order.
+/// \brief Writes the C × (n·H·W) batch `x` of images `size` into `out` in NCHW order.
+/// \param x the batch
+/// \param size height and width of each image
+/// \param out receives n·C·H·W values
+/// \throws std::invalid_argument when x is not a whole number of `size` images or out has another size
 template <class Derived>
 void to_nchw(const Eigen::MatrixBase<Derived>& x, ImageSize size, std::span<typename Derived::Scalar> out) {
   const ImageTensorShape shape = detail::image_shape_of("to_nchw", x, size);
@@ -100,7 +113,12 @@ void to_nchw(const Eigen::MatrixBase<Derived>& x, ImageSize size, std::span<type
     }
 }
 
-/// `out` = the NHWC (channels-last) buffer `data` in resblocks' layout: the same memory order, a copy.
+/// \brief `out` = the NHWC (channels-last) buffer `data` in resblocks' layout: the same memory order, a copy.
+/// \param data n·H·W·C values in NHWC order
+/// \param shape (N, C, H, W)
+/// \param out receives the batch, resized when its shape changes
+/// \throws std::invalid_argument on a negative dimension, a buffer of another size, or a static row count of
+///   `Matrix` other than C
 template <class Matrix>
 void from_nhwc(std::span<const typename Matrix::Scalar> data, const ImageTensorShape& shape, Matrix& out) {
   detail::check_layout_shape("from_nhwc", shape, data.size());
@@ -109,7 +127,11 @@ void from_nhwc(std::span<const typename Matrix::Scalar> data, const ImageTensorS
       data.data(), shape.c, shape.n * shape.h * shape.w);
 }
 
-/// The NHWC buffer `data` as a new C × (n·H·W) matrix.
+/// \brief The NHWC buffer `data` as a new C × (n·H·W) matrix.
+/// \param data n·H·W·C values in NHWC order
+/// \param shape (N, C, H, W)
+/// \returns the C × (n·H·W) batch
+/// \throws std::invalid_argument on a negative dimension or a buffer of another size
 template <class S>
 Batch<S, Eigen::Dynamic> from_nhwc(std::span<const S> data, const ImageTensorShape& shape) {
   Batch<S, Eigen::Dynamic> out;
@@ -117,7 +139,11 @@ Batch<S, Eigen::Dynamic> from_nhwc(std::span<const S> data, const ImageTensorSha
   return out;
 }
 
-/// Writes the C × (n·H·W) batch `x` of images `size` into `out` in NHWC order.
+/// \brief Writes the C × (n·H·W) batch `x` of images `size` into `out` in NHWC order.
+/// \param x the batch
+/// \param size height and width of each image
+/// \param out receives n·H·W·C values
+/// \throws std::invalid_argument when x is not a whole number of `size` images or out has another size
 template <class Derived>
 void to_nhwc(const Eigen::MatrixBase<Derived>& x, ImageSize size, std::span<typename Derived::Scalar> out) {
   const ImageTensorShape shape = detail::image_shape_of("to_nhwc", x, size);
@@ -126,7 +152,13 @@ void to_nhwc(const Eigen::MatrixBase<Derived>& x, ImageSize size, std::span<type
       x;
 }
 
-/// `out` = the row-major (n, d) buffer `data` (a PyTorch/NumPy dense batch) as resblocks' d × n.
+/// \brief `out` = the row-major (n, d) buffer `data` (a PyTorch/NumPy dense batch) as resblocks' d × n.
+/// \param data n·d values, sample after sample
+/// \param n samples
+/// \param d features per sample
+/// \param out receives the d × n batch, resized when its shape changes
+/// \throws std::invalid_argument on a negative n or d, a buffer of another size, or a static row count of
+///   `Matrix` other than d
 template <class Matrix>
 void from_nd(std::span<const typename Matrix::Scalar> data, Index n, Index d, Matrix& out) {
   detail::check_layout_shape("from_nd", {n, d, 1, 1}, data.size());
@@ -134,7 +166,12 @@ void from_nd(std::span<const typename Matrix::Scalar> data, Index n, Index d, Ma
   out = Eigen::Map<const Eigen::Matrix<typename Matrix::Scalar, Eigen::Dynamic, Eigen::Dynamic>>(data.data(), d, n);
 }
 
-/// The row-major (n, d) buffer `data` as a new d × n matrix.
+/// \brief The row-major (n, d) buffer `data` as a new d × n matrix.
+/// \param data n·d values, sample after sample
+/// \param n samples
+/// \param d features per sample
+/// \returns the d × n batch
+/// \throws std::invalid_argument on a negative n or d, or a buffer of another size
 template <class S>
 Batch<S, Eigen::Dynamic> from_nd(std::span<const S> data, Index n, Index d) {
   Batch<S, Eigen::Dynamic> out;
@@ -142,7 +179,10 @@ Batch<S, Eigen::Dynamic> from_nd(std::span<const S> data, Index n, Index d) {
   return out;
 }
 
-/// Writes the d × n batch `x` into `out` as a row-major (n, d) buffer.
+/// \brief Writes the d × n batch `x` into `out` as a row-major (n, d) buffer.
+/// \param x the batch
+/// \param out receives n·d values
+/// \throws std::invalid_argument when out's size is not d·n
 template <class Derived>
 void to_nd(const Eigen::MatrixBase<Derived>& x, std::span<typename Derived::Scalar> out) {
   detail::check_layout_shape("to_nd", {x.cols(), x.rows(), 1, 1}, out.size());

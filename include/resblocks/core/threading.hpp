@@ -31,7 +31,8 @@ inline int& thread_setting() noexcept {
 }
 }  // namespace detail
 
-/// Threads the large kernels use: set_num_threads()'s value, else OpenMP's maximum (1 without OpenMP).
+/// \brief Threads the large kernels use: set_num_threads()'s value, else OpenMP's maximum (1 without OpenMP).
+/// \returns the thread count, >= 1
 inline int num_threads() noexcept {
 #if defined(_OPENMP)
   const int set = detail::thread_setting();
@@ -41,7 +42,9 @@ inline int num_threads() noexcept {
 #endif
 }
 
-/// Sets the threads the large kernels use (>= 1). Kernels called from inside a parallel region use one.
+/// \brief Sets the threads the large kernels use (>= 1). Kernels called from inside a parallel region use one.
+/// \param threads the thread count
+/// \throws std::invalid_argument on threads < 1
 inline void set_num_threads(int threads) {
   if (threads < 1)
     throw std::invalid_argument("resblocks::set_num_threads: threads must be >= 1, got " + std::to_string(threads));
@@ -50,7 +53,7 @@ inline void set_num_threads(int threads) {
 
 namespace detail {
 
-/// Threads worth using for `work` multiply-adds (or element operations): one per `grain`, at most num_threads().
+/// True inside a parallel region (OpenMP's, or the thread pool's), where kernels run single-threaded.
 inline bool in_parallel_region() noexcept {
 #if defined(RESBLOCKS_OPENMP_REGIONS)
   return omp_in_parallel();
@@ -70,6 +73,7 @@ void parallel_region(int threads, F&& f) {
 #endif
 }
 
+/// Threads worth using for `work` multiply-adds (or element operations): one per `grain`, at most num_threads().
 inline int threads_for(double work, double grain) noexcept {
 #if defined(_OPENMP)
   if (in_parallel_region()) return 1;

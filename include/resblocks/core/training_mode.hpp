@@ -15,18 +15,22 @@ namespace resblocks {
 
 /// Puts every layer of `net` (any layer or block) in training (`true`) or eval (`false`) mode;
 /// layers without a mode are unaffected.
+/// \param net the layer or network
+/// \param training true for training mode, false for evaluation
 template <class L>
 void set_training(L& net, bool training) {
   detail::propagate_training(net, training);
 }
 
-/// `set_training(net, false)`: running statistics, no dropout (PyTorch's `model.eval()`).
+/// \brief `set_training(net, false)`: running statistics, no dropout (PyTorch's `model.eval()`).
+/// \param net the layer or network
 template <class L>
 void eval(L& net) {
   set_training(net, false);
 }
 
-/// `set_training(net, true)`: batch statistics, dropout (PyTorch's `model.train()`).
+/// \brief `set_training(net, true)`: batch statistics, dropout (PyTorch's `model.train()`).
+/// \param net the layer or network
 template <class L>
 void train(L& net) {
   set_training(net, true);

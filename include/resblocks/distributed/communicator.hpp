@@ -66,7 +66,8 @@ class Communicator {
   [[nodiscard]] int size() const noexcept { return m_size; }
   [[nodiscard]] MPI_Comm handle() const noexcept { return m_comm; }
 
-  /// data[i] = Σ over ranks of data[i], on every rank (MPI_Allreduce in place).
+  /// \brief data[i] = Σ over ranks of data[i], on every rank (MPI_Allreduce in place).
+  /// \param data this rank's values, replaced by the sums (same size on every rank)
   template <class T>
   void all_reduce_sum(std::span<T> data) const {
     if (data.empty()) return;
@@ -74,14 +75,18 @@ class Communicator {
         MPI_Allreduce(MPI_IN_PLACE, data.data(), static_cast<int>(data.size()), detail::mpi_type<T>(), MPI_SUM, m_comm),
         "MPI_Allreduce");
   }
-  /// The sum over ranks of one value.
+  /// \brief The sum over ranks of one value.
+  /// \param value this rank's value
+  /// \returns the sum, the same on every rank
   template <class T>
   [[nodiscard]] T sum(T value) const {
     all_reduce_sum(std::span<T>(&value, 1));
     return value;
   }
 
-  /// Copies rank `root`'s data into every rank's (same size on every rank).
+  /// \brief Copies rank `root`'s data into every rank's (same size on every rank).
+  /// \param data the values: read on `root`, overwritten on the other ranks
+  /// \param root the rank that sends
   template <class T>
   void broadcast(std::span<T> data, int root = 0) const {
     if (data.empty()) return;
@@ -89,7 +94,10 @@ class Communicator {
                       "MPI_Bcast");
   }
 
-  /// out[r] = rank r's `value`, on every rank (out.size() must be size()).
+  /// \brief out[r] = rank r's `value`, on every rank (out.size() must be size()).
+  /// \param value this rank's value
+  /// \param out receives one value per rank
+  /// \throws std::invalid_argument when out.size() is not size()
   template <class T>
   void all_gather(T value, std::span<T> out) const {
     if (out.size() != static_cast<std::size_t>(m_size))
@@ -100,7 +108,8 @@ class Communicator {
 
   void barrier() const { detail::check_mpi(MPI_Barrier(m_comm), "MPI_Barrier"); }
 
-  /// Ends every rank of the job (MPI_Abort) with `code`; never returns.
+  /// \brief Ends every rank of the job (MPI_Abort) with `code`; never returns.
+  /// \param code the job's exit code
   [[noreturn]] void abort(int code = 1) const {
     MPI_Abort(m_comm, code);
     std::abort();  // MPI_Abort does not return; for the compiler

@@ -143,6 +143,11 @@ class DataParallel {
 
   /// Checks that the replicas match across ranks, broadcasts rank 0's parameters and buffers, and
   /// lays out the buckets. Throws std::invalid_argument for bucket_bytes = 0 or different models.
+  /// \param net this rank's replica; must outlive the DataParallel
+  /// \param comm the ranks to train on
+  /// \param options bucket size and overlap
+  /// \throws std::invalid_argument for bucket_bytes = 0, or on every rank when the replicas' parameter or buffer
+  ///   names or shapes differ
   DataParallel(Net& net, Communicator comm = Communicator(), DataParallelOptions options = {})
       : m_net(&net), m_comm(comm), m_options(options) {
     if (options.bucket_bytes == 0) throw std::invalid_argument("DataParallel: bucket_bytes must be > 0");
@@ -156,12 +161,16 @@ class DataParallel {
   [[nodiscard]] const DataParallelOptions& options() const noexcept { return m_options; }
   void set_overlap(bool overlap) noexcept { m_options.overlap = overlap; }
 
-  /// The network's forward pass (each rank on its own shard).
+  /// \brief The network's forward pass (each rank on its own shard).
+  /// \param x this rank's input batch, kept by reference until backward
+  /// \returns the network's output
   const Output& forward(const Input& x) { return m_net->forward(x); }
   const Output& forward(Input&&) = delete;  // forward keeps a reference to its input
 
   /// The network's backward pass, then the gradients averaged over the ranks (accumulated into the
   /// gradients as net.backward does: call zero_grad() before, as usual). Returns dL/dx.
+  /// \param dL_dy gradient of the loss with respect to the network's last output
+  /// \returns dL/dx of this rank's input (not averaged)
   const Input& backward(const Output& dL_dy) {
     begin_step();
     const Input* dx = nullptr;
@@ -175,13 +184,16 @@ class DataParallel {
     return *dx;
   }
 
-  /// Number of buckets, and the scalars in bucket b (bucket 0 holds the last layers' gradients).
+  /// \brief Number of buckets, and the scalars in bucket b (bucket 0 holds the last layers' gradients).
+  /// \returns the number of buckets
   [[nodiscard]] std::size_t bucket_count() const noexcept { return m_buckets.size(); }
   [[nodiscard]] std::size_t bucket_size(std::size_t b) const { return m_buckets.at(b).buffer.size(); }
-  /// Seconds the last backward() spent waiting for reductions after the backward pass itself.
+  /// \brief Seconds the last backward() spent waiting for reductions after the backward pass itself.
+  /// \returns the wait in seconds
   [[nodiscard]] double last_wait_seconds() const noexcept { return m_wait_seconds; }
   /// Buckets whose reduction started while backward still had units to run, in the last backward()
   /// (0 without overlap: all start after it).
+  /// \returns the number of such buckets
   [[nodiscard]] std::size_t last_early_buckets() const noexcept { return m_early; }
 
  private:

@@ -40,12 +40,16 @@ class MpiEnvironment {
     if (m_owner && !finalized) MPI_Finalize();
   }
 
-  /// The world communicator.
+  /// \brief The world communicator.
+  /// \returns a Communicator on MPI_COMM_WORLD
   [[nodiscard]] Communicator world() const { return Communicator(MPI_COMM_WORLD); }
 
   /// Runs `f()` (returning an exit code, or void for 0). An exception on any rank prints
   /// `program: rank R: error: message` and aborts the whole job (MPI_Abort, exit code 1):
   /// never a silent hang of the other ranks.
+  /// \param program the program's name, for the error message
+  /// \param f the program's body, called once
+  /// \returns f's exit code (0 when f returns void); does not return when f throws
   template <class F>
   int run(const char* program, F&& f) const {
     try {
@@ -62,7 +66,9 @@ class MpiEnvironment {
     }
   }
 
-  /// Prints `program: rank R: error: message`, then MPI_Abort on MPI_COMM_WORLD.
+  /// \brief Prints `program: rank R: error: message`, then MPI_Abort on MPI_COMM_WORLD.
+  /// \param program the program's name
+  /// \param message what went wrong
   [[noreturn]] static void fail(const char* program, const char* message) {
     int rank = -1;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);

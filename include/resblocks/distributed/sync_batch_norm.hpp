@@ -24,6 +24,10 @@ std::false_type is_batch_norm2d(const void*);
 /// all-reduces per layer in forward, one in backward. With `enable = false` they go back to per-rank
 /// statistics (the default, as DistributedDataParallel). Returns the number of layers changed.
 /// All ranks must run the same layers in the same order (DataParallel checks the models match).
+/// \param net the network whose BatchNorm2d layers change
+/// \param comm the ranks whose statistics are pooled; copied into each layer
+/// \param enable true to pool the statistics, false to go back to per-rank statistics
+/// \returns the number of BatchNorm2d layers changed
 template <class Net>
 std::size_t sync_batch_norm(Net& net, const Communicator& comm, bool enable = true) {
   std::size_t changed = 0;

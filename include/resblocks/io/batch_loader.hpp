@@ -66,6 +66,9 @@ class BatchLoader {
 
   /// Throws std::invalid_argument for batch_size < 1, std <= 0 (or not finite), a non-finite mean or
   /// crop_padding < 0, world_size < 1 or rank outside [0, world_size).
+  /// \param data the dataset; must outlive the loader
+  /// \param o batch size, order, normalisation, augmentation and sharding
+  /// \throws std::invalid_argument on any of the settings above
   BatchLoader(const ImageDataset& data, BatchLoaderOptions o)
       : m_data(&data),
         m_options(o),
@@ -112,6 +115,7 @@ class BatchLoader {
 
   /// Fills the next batch of the epoch; false (and the batch unchanged) once the epoch is over,
   /// until start_epoch() is called.
+  /// \returns true when a batch was filled, false at the end of the epoch
   bool next() {
     if (!m_started) start_epoch();
     const Index n = std::min(m_options.batch_size, m_samples - m_position);
@@ -141,19 +145,25 @@ class BatchLoader {
     return true;
   }
 
-  /// The current batch, C × (n·H·W); valid after next() returned true.
+  /// \brief The current batch, C × (n·H·W); valid after next() returned true.
+  /// \returns the normalised images, in a buffer the loader owns
   [[nodiscard]] const Batch<S, Dynamic>& images() const noexcept { return m_short ? m_last : m_full; }
-  /// The labels of the current batch (n of them).
+  /// \brief The labels of the current batch (n of them).
+  /// \returns a view of the loader's label buffer
   [[nodiscard]] std::span<const int> labels() const noexcept {
     return {m_labels.data(), static_cast<std::size_t>(m_count)};
   }
-  /// Index of the current batch in the epoch (0-based); -1 before the epoch's first next().
+  /// \brief Index of the current batch in the epoch (0-based); -1 before the epoch's first next().
+  /// \returns the batch index, or -1
   [[nodiscard]] Index batch_index() const noexcept { return m_batch; }
-  /// Batches per epoch: ceil(N / batch_size), or floor with drop_last.
+  /// \brief Batches per epoch: ceil(N / batch_size), or floor with drop_last.
+  /// \returns the number of batches next() fills per epoch
   [[nodiscard]] Index batches_per_epoch() const noexcept { return m_batches; }
-  /// Samples per epoch (of this rank's shard): N, or a multiple of batch_size with drop_last.
+  /// \brief Samples per epoch (of this rank's shard): N, or a multiple of batch_size with drop_last.
+  /// \returns the number of samples per epoch
   [[nodiscard]] Index samples_per_epoch() const noexcept { return m_samples; }
-  /// Height and width of the images (for set_image_size on a network).
+  /// \brief Height and width of the images (for set_image_size on a network).
+  /// \returns the dataset's image size
   [[nodiscard]] ImageSize image_size() const noexcept { return m_data->image_size(); }
   [[nodiscard]] const BatchLoaderOptions& options() const noexcept { return m_options; }
 

@@ -27,7 +27,9 @@ namespace resblocks {
 /// Element type of an IDX file: the third byte of its magic number.
 enum class IdxType : std::uint8_t { u8 = 0x08, i8 = 0x09, i16 = 0x0B, i32 = 0x0C, f32 = 0x0D, f64 = 0x0E };
 
-/// Bytes per element of `type`, or 0 for a code that is not an IdxType.
+/// \brief Bytes per element of `type`, or 0 for a code that is not an IdxType.
+/// \param type the element type
+/// \returns 1, 2, 4 or 8, or 0
 [[nodiscard]] constexpr Index idx_element_size(IdxType type) noexcept {
   switch (type) {
     case IdxType::u8:
@@ -51,7 +53,8 @@ struct IdxArray {
   std::vector<Index> dims;
   std::vector<unsigned char> data;  ///< raw big-endian payload, size() * idx_element_size(type) bytes
 
-  /// Number of elements: the product of dims (0 when there are none).
+  /// \brief Number of elements: the product of dims (0 when there are none).
+  /// \returns the element count
   [[nodiscard]] Index size() const noexcept {
     if (dims.empty()) return 0;
     Index n = 1;
@@ -61,6 +64,9 @@ struct IdxArray {
 
   /// Element `flat` (row-major index) decoded to host order and converted to T; throws
   /// std::out_of_range outside the array.
+  /// \param flat row-major index of the element
+  /// \returns the element as T
+  /// \throws std::out_of_range when flat is outside the array (or the payload is shorter than the dims say)
   template <class T>
   [[nodiscard]] T at(Index flat) const {
     static_assert(std::is_arithmetic_v<T>, "IdxArray::at<T>: T must be an arithmetic type");
@@ -170,6 +176,10 @@ class IdxReader {
 /// the path and the problem for a missing, empty, truncated or corrupt file, an unknown type code,
 /// bad sizes or bytes left after the payload. Memory grows with the data actually read, so a
 /// corrupt header cannot make it allocate the size it declares.
+/// \param path the file, `.gz` or not
+/// \returns its type, dimensions and payload
+/// \throws std::runtime_error for a missing, empty, truncated or corrupt file, an unknown type code, bad sizes
+///   or bytes left after the payload
 inline IdxArray read_idx(const std::string& path) {
   detail::IdxReader in(path);
   const auto hex = detail::hex_byte;

@@ -30,6 +30,14 @@ class ImageDataset {
   /// Takes `pixels` (labels.size() images, channels-last as above) and `labels` (each >= 0).
   /// `classes` = 0 means max label + 1; otherwise it must exceed every label.
   /// Throws std::invalid_argument on inconsistent sizes or labels.
+  /// \param channels C
+  /// \param height H
+  /// \param width W
+  /// \param pixels labels.size()·C·H·W bytes, image after image
+  /// \param labels one label per image
+  /// \param classes the number of classes, or 0 for max label + 1
+  /// \throws std::invalid_argument when C, H or W is < 1, the pixel count does not match the labels, classes < 0,
+  ///   or a label is negative or not below `classes`
   ImageDataset(Index channels, Index height, Index width, std::vector<unsigned char> pixels, std::vector<int> labels,
                int classes = 0)
       : m_channels(channels),
@@ -63,6 +71,13 @@ class ImageDataset {
   /// Images from an IDX file of unsigned bytes with dims (N, H, W) (one channel) or (N, H, W, C), labels
   /// from one with dims (N), unsigned bytes, each below `classes` (0: any; then classes() = max + 1).
   /// Throws std::runtime_error naming the file and the problem (for a label: its index and value).
+  /// \param images_path the images' IDX file
+  /// \param labels_path the labels' IDX file
+  /// \param classes the number of classes, or 0 for max label + 1
+  /// \returns the dataset
+  /// \throws std::runtime_error on an unreadable or corrupt file, wrong types or dims, differing counts, or a
+  ///   label not below `classes`
+  /// \throws std::invalid_argument on classes < 0
   static ImageDataset from_idx(const std::string& images_path, const std::string& labels_path, int classes = 0) {
     IdxArray images = read_idx(images_path);
     const IdxArray labels = read_idx(labels_path);
@@ -106,21 +121,34 @@ class ImageDataset {
   [[nodiscard]] Index height() const noexcept { return m_height; }
   [[nodiscard]] Index width() const noexcept { return m_width; }
   [[nodiscard]] ImageSize image_size() const noexcept { return {m_height, m_width}; }
-  /// Bytes per image, C·H·W.
+  /// \brief Bytes per image, C·H·W.
+  /// \returns C·H·W
   [[nodiscard]] Index image_bytes() const noexcept { return m_channels * m_height * m_width; }
-  /// Max label + 1, or the count given at construction.
+  /// \brief Max label + 1, or the count given at construction.
+  /// \returns the number of classes
   [[nodiscard]] int classes() const noexcept { return m_classes; }
 
-  /// The C·H·W pixels of image i (channels-last); throws std::out_of_range for a bad index.
+  /// \brief The C·H·W pixels of image i (channels-last); throws std::out_of_range for a bad index.
+  /// \param i the image's index
+  /// \returns a pointer to its first byte
+  /// \throws std::out_of_range unless 0 <= i < size()
   [[nodiscard]] const unsigned char* image(Index i) const { return m_pixels.data() + checked(i) * image_bytes(); }
-  /// The label of image i; throws std::out_of_range for a bad index.
+  /// \brief The label of image i; throws std::out_of_range for a bad index.
+  /// \param i the image's index
+  /// \returns its label
+  /// \throws std::out_of_range unless 0 <= i < size()
   [[nodiscard]] int label(Index i) const { return m_labels[static_cast<std::size_t>(checked(i))]; }
-  /// All pixels, image after image.
+  /// \brief All pixels, image after image.
+  /// \returns size()·C·H·W bytes
   [[nodiscard]] const std::vector<unsigned char>& pixels() const noexcept { return m_pixels; }
-  /// All labels.
+  /// \brief All labels.
+  /// \returns one label per image
   [[nodiscard]] const std::vector<int>& labels() const noexcept { return m_labels; }
 
-  /// The first min(n, size()) images, as a new dataset with the same classes(); n >= 0.
+  /// \brief The first min(n, size()) images, as a new dataset with the same classes(); n >= 0.
+  /// \param n the number of images to keep
+  /// \returns the new dataset (a copy)
+  /// \throws std::invalid_argument on n < 0
   [[nodiscard]] ImageDataset head(Index n) const {
     if (n < 0) throw std::invalid_argument("ImageDataset::head: n must be >= 0, got " + std::to_string(n));
     if (m_channels == 0) return {};  // a default-constructed dataset
@@ -132,6 +160,7 @@ class ImageDataset {
 
   /// Mean and (population) standard deviation of all pixels scaled to [0, 1], for
   /// BatchLoaderOptions::mean and BatchLoaderOptions::std; {0, 0} when empty.
+  /// \returns {mean, standard deviation}
   [[nodiscard]] std::pair<double, double> pixel_mean_std() const {
     if (m_pixels.empty()) return {0.0, 0.0};
     std::array<std::uint64_t, 256> histogram{};
@@ -171,6 +200,12 @@ enum class MnistSplit { train, test };
 /// dotted spelling `train-images.idx3-ubyte` is also accepted. Every label must be below `classes`
 /// (10 for MNIST and Fashion-MNIST), checked at load. Throws std::runtime_error listing the files it
 /// looked for when one is missing, naming the file, the index and the value of a bad label.
+/// \param dir the directory holding the files
+/// \param split the training or the test files
+/// \param classes every label must be below it (0: any)
+/// \returns the dataset
+/// \throws std::runtime_error on a missing, unreadable or corrupt file or a label not below `classes`
+/// \throws std::invalid_argument on classes < 0
 inline ImageDataset load_mnist(const std::string& dir, MnistSplit split, int classes = 10) {
   const std::string prefix = split == MnistSplit::train ? "train" : "t10k";
   auto find = [&](const std::string& what, const std::string& idx) {

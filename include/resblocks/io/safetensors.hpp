@@ -261,6 +261,10 @@ void visit_tensors(Model& model, F&& f, bool buffers = true) {
 /// loss after the call returns cannot lose it. Throws std::runtime_error naming the path on any
 /// failure (the temporary file is removed, the old file kept), std::invalid_argument when two
 /// tensors share a name.
+/// \param model the layer or network to save
+/// \param path the file to write or replace
+/// \throws std::runtime_error naming the path on any failure to write
+/// \throws std::invalid_argument when two tensors share a name
 template <class Model>
 void save_safetensors(Model& model, const std::string& path) {
   namespace st = detail::safetensors;
@@ -503,6 +507,11 @@ void load_checked(Model& model, std::string_view header, std::uint64_t data_byte
 /// Everything is validated first (header length, JSON syntax, every entry's dtype, shape and
 /// data_offsets, no overlaps, then the model's tensors); only then are values copied, so on any
 /// error (std::runtime_error naming the source and every problem found) the model is unchanged.
+/// \param model the layer or network to load into
+/// \param file the bytes of a safetensors file
+/// \param options strictness, parameters only, float counters
+/// \param source names the bytes in messages
+/// \throws std::runtime_error naming the source and every problem found, the model unchanged
 template <class Model>
 void load_safetensors(Model& model, std::span<const std::byte> file, const SafetensorsOptions& options = {},
                       std::string_view source = "<memory>") {
@@ -520,7 +529,12 @@ void load_safetensors(Model& model, std::span<const std::byte> file, const Safet
       [&] { return bytes + 8 + header_bytes; }, options, fail);
 }
 
-/// load_safetensors from memory with only SafetensorsOptions::strict set.
+/// \brief load_safetensors from memory with only SafetensorsOptions::strict set.
+/// \param model the layer or network to load into
+/// \param file the bytes of a safetensors file
+/// \param strict tensors the model does not have are an error (false: ignored)
+/// \param source names the bytes in messages
+/// \throws std::runtime_error naming the source and every problem found, the model unchanged
 template <class Model>
 void load_safetensors(Model& model, std::span<const std::byte> file, bool strict,
                       std::string_view source = "<memory>") {
@@ -532,6 +546,10 @@ void load_safetensors(Model& model, std::span<const std::byte> file, bool strict
 /// (a directory, a FIFO or a device is refused without opening it); the 8-byte length and the header
 /// are read and validated against the file's size first, and only then the data, so a corrupt or
 /// foreign file fails naming `path` without reading (or allocating) its size.
+/// \param model the layer or network to load into
+/// \param path the safetensors file
+/// \param options strictness, parameters only, float counters
+/// \throws std::runtime_error naming `path` when the file cannot be read or fails validation, the model unchanged
 template <class Model>
 void load_safetensors(Model& model, const std::string& path, const SafetensorsOptions& options = {}) {
   namespace st = detail::safetensors;
@@ -553,7 +571,11 @@ void load_safetensors(Model& model, const std::string& path, const SafetensorsOp
       options, fail);
 }
 
-/// load_safetensors with only SafetensorsOptions::strict set (the signature before the options).
+/// \brief load_safetensors with only SafetensorsOptions::strict set (the signature before the options).
+/// \param model the layer or network to load into
+/// \param path the safetensors file
+/// \param strict tensors the model does not have are an error (false: ignored)
+/// \throws std::runtime_error naming `path` when the file cannot be read or fails validation, the model unchanged
 template <class Model>
 void load_safetensors(Model& model, const std::string& path, bool strict) {
   load_safetensors(model, path, SafetensorsOptions{.strict = strict});

@@ -32,7 +32,10 @@ class Activation {
     Output y;
   };
 
-  /// `features` fixes the size of a Dynamic activation; -1 (default) takes any.
+  /// \brief `features` fixes the size of a Dynamic activation; -1 (default) takes any.
+  /// \param op the element-wise function
+  /// \param features rows of the input and output
+  /// \throws std::invalid_argument when a static N is given another `features`
   explicit Activation(Op op = {}, Index features = N) : m_op(std::move(op)), m_features(features) {
     if (N != Dynamic) detail::check_features(name, "features", N, features);
   }

@@ -71,7 +71,9 @@ class BatchNorm2d : public FusedLayer<BatchNorm2d<S, C>, S, C, C>,
     Eigen::MatrixXd stats;
   };
 
-  /// Static channel count: `BatchNorm2d<float, 64> bn;`.
+  /// \brief Static channel count: `BatchNorm2d<float, 64> bn;`.
+  /// \param options eps and momentum
+  /// \throws std::invalid_argument unless eps > 0 and momentum is in [0, 1]
   explicit BatchNorm2d(BatchNormOptions options = {}) requires(C != Dynamic) : BatchNorm2d(C, options) {}
 
   BatchNorm2d(Index channels, BatchNormOptions options = {}) : m_opt(options) {
@@ -113,6 +115,7 @@ class BatchNorm2d : public FusedLayer<BatchNorm2d<S, C>, S, C, C>,
   /// replicas together (as PyTorch's SyncBatchNorm), and backward() reduces Σdy and Σdy·x̂ so dL/dx
   /// is that of the joint batch; the parameter gradients stay per replica (DataParallel averages
   /// them). An empty reducer (the default) gives plain per-replica statistics.
+  /// \param reducer sums its span over the replicas in place, or empty
   void set_statistics_reducer(StatisticsReducer reducer) { m_reducer = std::move(reducer); }
   [[nodiscard]] bool synchronized() const noexcept { return static_cast<bool>(m_reducer); }
 

@@ -77,11 +77,21 @@ class Conv2d : public FusedLayer<Conv2d<S, In, Out>, S, In, Out>, public detail:
     std::vector<Weight> cols;  ///< per part: one chunk of im2col columns, and its output transposed
   };
 
-  /// Static channel counts: `Conv2d<float, 16, 32> c(3, {.padding = 1});`.
+  /// \brief Static channel counts: `Conv2d<float, 16, 32> c(3, {.padding = 1});`.
+  /// \param kernel_size k of the k × k kernel
+  /// \param options stride, padding, dilation, groups and bias
+  /// \throws std::invalid_argument on k < 1, stride < 1, padding < 0, dilation < 1, or groups that do not divide
+  ///   both channel counts
   explicit Conv2d(Index kernel_size, Conv2dOptions options = {}) requires(In != Dynamic && Out != Dynamic)
       : Conv2d(In, Out, kernel_size, options) {}
 
-  /// Run-time channel counts (must agree with static ones, where given).
+  /// \brief Run-time channel counts (must agree with static ones, where given).
+  /// \param in_channels input channels
+  /// \param out_channels output channels
+  /// \param kernel_size k of the k × k kernel
+  /// \param options stride, padding, dilation, groups and bias
+  /// \throws std::invalid_argument on a channel count that is negative or disagrees with a static one, k < 1,
+  ///   stride < 1, padding < 0, dilation < 1, or groups that do not divide both channel counts
   Conv2d(Index in_channels, Index out_channels, Index kernel_size, Conv2dOptions options = {})
       : m_in(in_channels), m_out(out_channels), m_k(kernel_size), m_opt(options) {
     detail::check_features(name, "in_channels", In, in_channels);
@@ -106,7 +116,8 @@ class Conv2d : public FusedLayer<Conv2d<S, In, Out>, S, In, Out>, public detail:
     reset_parameters(default_generator());
   }
 
-  /// PyTorch's default initialisation: weight and bias uniform in ±1/√fan_in, fan_in = In/groups·k·k.
+  /// \brief PyTorch's default initialisation: weight and bias uniform in ±1/√fan_in, fan_in = In/groups·k·k.
+  /// \param g generator the weight and bias are drawn from
   void reset_parameters(Generator& g) {
     const double bound = 1.0 / std::sqrt(static_cast<double>(fan_in()));
     fill_uniform(m_weight, bound, g);
@@ -118,10 +129,12 @@ class Conv2d : public FusedLayer<Conv2d<S, In, Out>, S, In, Out>, public detail:
   [[nodiscard]] Index kernel_size() const noexcept { return m_k; }
   [[nodiscard]] const Conv2dOptions& options() const noexcept { return m_opt; }
   [[nodiscard]] bool has_bias() const noexcept { return m_opt.bias; }
-  /// In/groups·k·k and Out/groups·k·k, as torch.nn.init computes them.
+  /// \brief In/groups·k·k and Out/groups·k·k, as torch.nn.init computes them.
+  /// \returns In/groups·k·k (fan_out() returns Out/groups·k·k)
   [[nodiscard]] Index fan_in() const noexcept { return group_in() * m_k * m_k; }
   [[nodiscard]] Index fan_out() const noexcept { return group_out() * m_k * m_k; }
-  /// The weight's shape in PyTorch, [Out, In/groups, k, k] (stored as Out × (In/groups·k·k), same order).
+  /// \brief The weight's shape in PyTorch, [Out, In/groups, k, k] (stored as Out × (In/groups·k·k), same order).
+  /// \returns the four dimensions
   [[nodiscard]] TorchShape torch_weight_shape() const noexcept { return {{m_out, group_in(), m_k, m_k}, 4}; }
 
   Weight& weight() noexcept { return m_weight; }
@@ -131,7 +144,10 @@ class Conv2d : public FusedLayer<Conv2d<S, In, Out>, S, In, Out>, public detail:
   const Weight& weight_grad() const noexcept { return m_dL_dweight; }
   const Bias& bias_grad() const noexcept { return m_dL_dbias; }
 
-  /// Sets the input's height and width; returns the output's.
+  /// \brief Sets the input's height and width; returns the output's.
+  /// \param in the input's height and width
+  /// \returns the output's height and width
+  /// \throws std::invalid_argument when `in` is empty or smaller than the dilated kernel with its padding
   ImageSize set_image_size(ImageSize in) {
     const Index reach = m_opt.dilation * (m_k - 1) + 1;
     const Index ho = (in.height + 2 * m_opt.padding - reach) / m_opt.stride + 1;
@@ -145,19 +161,23 @@ class Conv2d : public FusedLayer<Conv2d<S, In, Out>, S, In, Out>, public detail:
     return m_out_size;
   }
   [[nodiscard]] ImageSize image_size() const noexcept { return m_in_size; }
-  /// Tuning: at most this many output positions per im2col chunk (default: ~1 MB of float columns).
+  /// \brief Tuning: at most this many output positions per im2col chunk (default: ~1 MB of float columns).
+  /// \param positions the limit (values below 1 count as 1)
   void set_max_chunk_positions(Index positions) noexcept { m_max_chunk = std::max<Index>(1, positions); }
   /// Tuning: read the patches straight from the image while the GEMM packs them (implicit GEMM; on by
   /// default where it applies: one group, a power-of-two channel count of whole SIMD packets) instead
   /// of writing them out first (im2col). Both give the same bits.
+  /// \param on true to use the implicit GEMM where it applies
   void set_implicit_gemm(bool on) noexcept { m_implicit = on; }
   /// Tuning: use the direct kernels (no im2col, no packing; see direct_conv.hpp) where they apply:
   /// one group, no dilation, output channels of 1, 2 or 4 SIMD packets (16, 32, 64 floats with
   /// AVX-512) and rows wide enough; dL/dx and dL/dW of stride-1 convolutions whose input channels
   /// qualify too. On by default; off, the GEMM paths run (same results up to rounding).
+  /// \param on true to use the direct kernels where they apply
   void set_direct(bool on) noexcept { m_direct = on; }
   /// Off: backward computes dL/dW (and dL/db) only and returns dL/dx as zeros — for a first layer,
   /// whose input gradient training never uses (PyTorch skips it for inputs without requires_grad).
+  /// \param on false to skip dL/dx (on by default)
   void set_input_gradient(bool on) noexcept { m_input_gradient = on; }
   [[nodiscard]] bool input_gradient() const noexcept { return m_input_gradient; }
   [[nodiscard]] ImageSize output_image_size() const noexcept { return m_out_size; }

@@ -36,7 +36,10 @@ class Dropout {
   static constexpr std::string_view name = "Dropout";
   struct Workspace {};
 
-  /// Drop probability `p` in [0, 1]; `features` rows (any when Dynamic and left at -1).
+  /// \brief Drop probability `p` in [0, 1]; `features` rows (any when Dynamic and left at -1).
+  /// \param p probability of zeroing each element in training mode
+  /// \param features rows of the input and output
+  /// \throws std::invalid_argument on p outside [0, 1], or a static N given another `features`
   explicit Dropout(double p = 0.5, Index features = N) : m_p(p), m_features(features) {
     if (!(p >= 0.0 && p <= 1.0))
       throw std::invalid_argument(std::string(name) + ": the probability p must be in [0, 1], got " +
@@ -48,10 +51,12 @@ class Dropout {
   [[nodiscard]] Index in_features() const noexcept { return m_features; }
   [[nodiscard]] Index out_features() const noexcept { return m_features; }
 
-  /// Training mode (the default) drops; eval mode passes through.
+  /// \brief Training mode (the default) drops; eval mode passes through.
+  /// \param training true for training mode, false for evaluation
   void set_training(bool training) noexcept { m_training = training; }
   [[nodiscard]] bool training() const noexcept { return m_training; }
-  /// Draws the masks from `g` (which must outlive the layer's forwards) instead of default_generator().
+  /// \brief Draws the masks from `g` (which must outlive the layer's forwards) instead of default_generator().
+  /// \param g the generator the masks are drawn from
   void set_generator(Generator& g) noexcept { m_generator = &g; }
 
   const Output& forward(const Input& x) {
@@ -68,7 +73,10 @@ class Dropout {
   }
   const Output& forward(Input&&) = delete;  // forward may return its input
 
-  /// dL/dx = dL/dy ⊙ the last forward's mask (dL/dy itself when it did not drop).
+  /// \brief dL/dx = dL/dy ⊙ the last forward's mask (dL/dy itself when it did not drop).
+  /// \param dL_dy gradient of the loss with respect to the last forward's output
+  /// \returns dL/dx: a buffer the layer owns, or dL_dy itself
+  /// \throws std::invalid_argument when the last forward dropped and dL_dy's shape is not its output's
   const Input& backward(const Output& dL_dy) {
     if (!m_dropping) return dL_dy;
     detail::check_output_gradient(name, m_mask.rows(), m_mask.cols(), dL_dy);
@@ -77,13 +85,17 @@ class Dropout {
     return m_dL_dx;
   }
 
-  /// The identity (inference never drops; const and re-entrant).
+  /// \brief The identity (inference never drops; const and re-entrant).
+  /// \param x input batch
+  /// \returns x itself
+  /// \throws std::invalid_argument when x has the wrong feature count
   const Output& infer(const Input& x, Workspace&) const {
     detail::check_input_features(name, m_features, x);
     return x;
   }
 
-  /// The mask of the last training-mode forward: 0 or 1/(1 − p) per element.
+  /// \brief The mask of the last training-mode forward: 0 or 1/(1 − p) per element.
+  /// \returns the mask, of the input's shape (empty before the first forward that dropped)
   [[nodiscard]] const Output& mask() const noexcept { return m_mask; }
 
   void zero_grad() noexcept {}

@@ -43,18 +43,23 @@ class Flatten {
   }
 
   [[nodiscard]] Index in_features() const noexcept { return m_channels; }
-  /// channels·H·W once both are known, else -1.
+  /// \brief channels·H·W once both are known, else -1.
+  /// \returns the output's rows, or -1
   [[nodiscard]] Index out_features() const noexcept {
     return m_channels >= 0 && !m_in.empty() ? m_channels * m_in.area() : -1;
   }
 
-  /// Sets the input image size; the output is one column per sample: {1, 1}.
+  /// \brief Sets the input image size; the output is one column per sample: {1, 1}.
+  /// \param in the input's height and width
+  /// \returns {1, 1}
+  /// \throws std::invalid_argument on an empty `in`
   ImageSize set_image_size(ImageSize in) {
     if (in.empty()) throw std::invalid_argument(std::string(name) + ": image size " + in.str() + " is empty");
     m_in = in;
     return {1, 1};
   }
-  /// The input image size (empty until set_image_size).
+  /// \brief The input image size (empty until set_image_size).
+  /// \returns the input's height and width
   [[nodiscard]] ImageSize image_size() const noexcept { return m_in; }
 
   const Output& forward(const Input& x) {

@@ -60,10 +60,15 @@ class LayerNorm : public FusedLayer<LayerNorm<S, Features>, S, Features, Feature
   /// \brief Inference buffers of one caller.
   struct Workspace : detail::FusedWorkspace<S, Features> {};
 
-  /// Static feature count: `LayerNorm<float, 256> ln;`.
+  /// \brief Static feature count: `LayerNorm<float, 256> ln;`.
+  /// \param options eps
+  /// \throws std::invalid_argument unless eps > 0
   explicit LayerNorm(LayerNormOptions options = {}) requires(Features != Dynamic) : LayerNorm(Features, options) {}
 
-  /// Run-time feature count (must agree with the static one, where given).
+  /// \brief Run-time feature count (must agree with the static one, where given).
+  /// \param features the normalised rows
+  /// \param options eps
+  /// \throws std::invalid_argument on features < 1 or disagreeing with the static count, or eps <= 0
   explicit LayerNorm(Index features, LayerNormOptions options = {}) : m_opt(options) {
     detail::check_features(name, "features", Features, features);
     if (features < 1) throw std::invalid_argument("LayerNorm: features must be >= 1, got 0");
@@ -85,7 +90,8 @@ class LayerNorm : public FusedLayer<LayerNorm<S, Features>, S, Features, Feature
   const Vector& bias() const noexcept { return m_bias; }
   const Vector& weight_grad() const noexcept { return m_dL_dweight; }
   const Vector& bias_grad() const noexcept { return m_dL_dbias; }
-  /// The last forward's x̂ = (x − μ)/σ (features × columns) and 1/σ per column.
+  /// \brief The last forward's x̂ = (x − μ)/σ (features × columns) and 1/σ per column.
+  /// \returns x̂ (inv_std() returns 1/σ)
   const Output& normalized() const noexcept { return m_xhat; }
   const Eigen::Matrix<S, Eigen::Dynamic, 1>& inv_std() const noexcept { return m_inv_std; }
 

@@ -36,10 +36,15 @@ class Linear : public FusedLayer<Linear<S, In, Out>, S, In, Out>, public detail:
   /// \brief Inference buffers of one caller.
   struct Workspace : detail::FusedWorkspace<S, Out> {};
 
-  /// Static sizes: `Linear<float, 32, 64> fc;` or `fc(false)` for no bias.
+  /// \brief Static sizes: `Linear<float, 32, 64> fc;` or `fc(false)` for no bias.
+  /// \param bias whether the layer has a bias b
   explicit Linear(bool bias = true) requires(In != Dynamic && Out != Dynamic) : Linear(In, Out, bias) {}
 
-  /// Run-time sizes (must agree with static ones, where given).
+  /// \brief Run-time sizes (must agree with static ones, where given).
+  /// \param in_features columns of W
+  /// \param out_features rows of W
+  /// \param bias whether the layer has a bias b
+  /// \throws std::invalid_argument on a size that is negative or disagrees with a static one
   Linear(Index in_features, Index out_features, bool bias = true) : m_has_bias(bias) {
     detail::check_features(name, "in_features", In, in_features);
     detail::check_features(name, "out_features", Out, out_features);
@@ -52,7 +57,8 @@ class Linear : public FusedLayer<Linear<S, In, Out>, S, In, Out>, public detail:
     reset_parameters(default_generator());
   }
 
-  /// PyTorch's default initialisation: W and b uniform in ±1/√in_features.
+  /// \brief PyTorch's default initialisation: W and b uniform in ±1/√in_features.
+  /// \param g generator W and b are drawn from
   void reset_parameters(Generator& g) {
     const double bound = in_features() > 0 ? 1.0 / std::sqrt(static_cast<double>(in_features())) : 0.0;
     fill_uniform(m_weight, bound, g);

@@ -28,7 +28,13 @@ class MaxPool2d : public detail::Pool2dLayer<MaxPool2d<S, C>, S, C> {
   using typename Base::Output;
   static constexpr std::string_view name = "MaxPool2d";
 
-  /// `stride` -1 means the kernel size. Throws std::invalid_argument on bad arguments.
+  /// \brief `stride` -1 means the kernel size. Throws std::invalid_argument on bad arguments.
+  /// \param kernel window height and width
+  /// \param stride step between windows (-1: the kernel size)
+  /// \param padding zero rows and columns on each side, at most half the kernel size
+  /// \param channels channels of the input (-1: any, for a Dynamic C)
+  /// \throws std::invalid_argument on kernel < 1, a stride below 1 other than -1, a padding outside
+  ///   [0, kernel/2], or a channel count disagreeing with C
   explicit MaxPool2d(Index kernel, Index stride = -1, Index padding = 0, Index channels = C)
       : Base(kernel, stride, padding, channels) {}
 

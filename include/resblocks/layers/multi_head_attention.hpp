@@ -87,11 +87,19 @@ class MultiHeadAttention : public detail::VisitsParameters<MultiHeadAttention<S,
     Output y;
   };
 
-  /// Static model dimension: `MultiHeadAttention<float, 256> mha(4);`.
+  /// \brief Static model dimension: `MultiHeadAttention<float, 256> mha(4);`.
+  /// \param heads attention heads (ModelDim must be a multiple)
+  /// \param options causal mask and attention dropout
+  /// \throws std::invalid_argument on heads < 1 or not dividing ModelDim, or a dropout outside [0, 1]
   explicit MultiHeadAttention(Index heads, AttentionOptions options = {}) requires(ModelDim != Dynamic)
       : MultiHeadAttention(ModelDim, heads, options) {}
 
-  /// Run-time model dimension (must agree with a static one); `d_model` must be a multiple of `heads`.
+  /// \brief Run-time model dimension (must agree with a static one); `d_model` must be a multiple of `heads`.
+  /// \param d_model model dimension d
+  /// \param heads attention heads
+  /// \param options causal mask and attention dropout
+  /// \throws std::invalid_argument on a d_model that is negative or disagrees with ModelDim, heads < 1 or not
+  ///   dividing d_model, or a dropout outside [0, 1]
   MultiHeadAttention(Index d_model, Index heads, AttentionOptions options = {}) : m_heads(heads), m_options(options) {
     detail::check_features(name, "d_model", ModelDim, d_model);
     if (heads < 1)
@@ -116,6 +124,7 @@ class MultiHeadAttention : public detail::VisitsParameters<MultiHeadAttention<S,
   /// PyTorch's initialisation (MultiheadAttention._reset_parameters): xavier_uniform_ on
   /// in_proj_weight, U(±√(6/(d + 3d))); out_proj.weight as nn.Linear's kaiming_uniform_(a=√5),
   /// U(±1/√d); both biases 0.
+  /// \param g generator both weights are drawn from
   void reset_parameters(Generator& g) {
     const auto d = static_cast<double>(model_dim());
     fill_uniform(m_in_weight, d > 0 ? std::sqrt(6.0 / (d + 3.0 * d)) : 0.0, g);
@@ -131,32 +140,40 @@ class MultiHeadAttention : public detail::VisitsParameters<MultiHeadAttention<S,
   [[nodiscard]] Index head_dim() const noexcept { return model_dim() / m_heads; }
   [[nodiscard]] const AttentionOptions& options() const noexcept { return m_options; }
 
-  /// Training mode (the default) drops attention weights when options().dropout > 0; eval does not.
+  /// \brief Training mode (the default) drops attention weights when options().dropout > 0; eval does not.
+  /// \param training true for training mode, false for evaluation
   void set_training(bool training) noexcept { m_training = training; }
   [[nodiscard]] bool training() const noexcept { return m_training; }
-  /// Draws the dropout masks from `g` (which must outlive the layer's forwards) instead of default_generator().
+  /// \brief Draws the dropout masks from `g` (which must outlive the layer's forwards) instead of
+  /// default_generator().
+  /// \param g the generator the masks are drawn from
   void set_generator(Generator& g) noexcept { m_generator = &g; }
 
-  /// Sets the sequence length L (>= 1): the input's columns are then columns / L sequences of L tokens.
+  /// \brief Sets the sequence length L (>= 1): the input's columns are then columns / L sequences of L tokens.
+  /// \param length tokens per sequence L
+  /// \throws std::invalid_argument on length < 1
   void set_sequence_length(Index length) {
     if (length < 1)
       throw std::invalid_argument(std::string(name) + ": the sequence length must be >= 1, got " +
                                   std::to_string(length));
     m_length = length;
   }
-  /// The sequence length; 0 until set_sequence_length() is called.
+  /// \brief The sequence length; 0 until set_sequence_length() is called.
+  /// \returns L, or 0
   [[nodiscard]] Index sequence_length() const noexcept { return m_length; }
 
   /// Key-padding mask, `mask[t + L·b]` != 0: token t of sequence b is padding, no query attends to it
   /// (PyTorch's key_padding_mask[b, t] = True). Its size must be L × batch at forward/infer time.
   /// Applies to every later forward/infer until cleared (allocates here, not in the steps).
+  /// \param mask L·batch flags, nonzero for a padded token
   void set_key_padding_mask(std::span<const unsigned char> mask) {
     m_keep.resize(static_cast<Index>(mask.size()));
     for (std::size_t i = 0; i < mask.size(); ++i) m_keep(static_cast<Index>(i)) = mask[i] ? S(0) : S(1);
     m_mask_rows = -1;
     m_has_mask = true;
   }
-  /// Key-padding mask as an L × batch bool matrix (true = padded key); its shape is checked at forward.
+  /// \brief Key-padding mask as an L × batch bool matrix (true = padded key); its shape is checked at forward.
+  /// \param mask L × batch, true for a padded key
   template <class Derived>
   void set_key_padding_mask(const Eigen::DenseBase<Derived>& mask) {
     static_assert(std::is_same_v<typename Derived::Scalar, bool>,
@@ -187,6 +204,10 @@ class MultiHeadAttention : public detail::VisitsParameters<MultiHeadAttention<S,
   /// holds query i's weights over the keys (PyTorch's attn_output_weights[b, h] transposed), before
   /// dropout (attention_dropout_mask() holds the factors of a training forward that dropped).
   /// Throws std::out_of_range outside the last forward's sequences and heads.
+  /// \param sequence the sequence b of the last forward's batch
+  /// \param head the head h
+  /// \returns a read-only L × L view into the layer's buffer
+  /// \throws std::out_of_range outside the last forward's sequences and heads
   [[nodiscard]] auto attention_weights(Index sequence, Index head) const {
     const Index l = m_fwd_length, sequences = l > 0 ? m_fwd.p.cols() / (l * m_heads) : 0;
     if (sequence < 0 || sequence >= sequences || head < 0 || head >= m_heads)
@@ -197,6 +218,7 @@ class MultiHeadAttention : public detail::VisitsParameters<MultiHeadAttention<S,
   }
   /// The dropout factors of the last forward (0 or 1/(1 − p) per weight, laid out as the weights of
   /// every (sequence, head) side by side); empty when that forward did not drop.
+  /// \returns the mask, L × (L·sequences·heads), or empty
   [[nodiscard]] const Matrix& attention_dropout_mask() const noexcept { return m_drop_mask; }
 
   const Output& forward(const Input& x) {
@@ -205,7 +227,13 @@ class MultiHeadAttention : public detail::VisitsParameters<MultiHeadAttention<S,
   }
   const Output& forward(Input&&) = delete;  // forward keeps a reference to its input
 
-  /// y = skip + attention(x): the skip initialises out_proj's GEMM accumulator.
+  /// \brief y = skip + attention(x): the skip initialises out_proj's GEMM accumulator.
+  /// \param x input batch, L·sequences columns, kept by reference until backward
+  /// \param y output, resized by the call
+  /// \param skip added to the result, of the output's shape
+  /// \throws std::logic_error when the sequence length is not set
+  /// \throws std::invalid_argument when x has the wrong feature count or is not a whole number of sequences, or
+  ///   the key-padding mask does not match it
   template <class Skip>
   void forward_add(const Input& x, Output& y, const Skip& skip) {
     check_input(x);
@@ -233,7 +261,12 @@ class MultiHeadAttention : public detail::VisitsParameters<MultiHeadAttention<S,
     return m_dL_dx;
   }
 
-  /// dL_dx = skip_grad + dL/dx (skip_grad initialises the dL/dx GEMM's accumulator).
+  /// \brief dL_dx = skip_grad + dL/dx (skip_grad initialises the dL/dx GEMM's accumulator).
+  /// \param dL_dy gradient of the loss with respect to the last forward's output
+  /// \param dL_dx receives skip_grad + dL/dx, resized by the call
+  /// \param skip_grad added to dL/dx, of the input's shape
+  /// \throws std::logic_error before any forward
+  /// \throws std::invalid_argument when dL_dy's shape is not the output's
   template <class SkipGrad>
   void backward_add(const Output& dL_dy, Input& dL_dx, const SkipGrad& skip_grad) {
     backward_into(dL_dy, dL_dx, skip_grad);

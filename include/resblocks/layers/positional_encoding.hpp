@@ -50,12 +50,19 @@ class PositionalEncoding : public detail::VisitsParameters<PositionalEncoding<S,
     Output y;
   };
 
-  /// Static model dimension: `PositionalEncoding<float, 64> pe(max_length);`.
+  /// \brief Static model dimension: `PositionalEncoding<float, 64> pe(max_length);`.
+  /// \param max_length positions in the table, the longest sequence accepted
+  /// \param kind sinusoidal (fixed) or learned
+  /// \throws std::invalid_argument on max_length < 1
   explicit PositionalEncoding(Index max_length,
                               PositionalEncodingKind kind = PositionalEncodingKind::sinusoidal) requires(D != Dynamic)
       : PositionalEncoding(D, max_length, kind) {}
 
-  /// Positions 0 … max_length-1 of `d_model` features.
+  /// \brief Positions 0 … max_length-1 of `d_model` features.
+  /// \param d_model model dimension d
+  /// \param max_length positions in the table, the longest sequence accepted
+  /// \param kind sinusoidal (fixed) or learned
+  /// \throws std::invalid_argument on d_model or max_length < 1, or a d_model disagreeing with D
   PositionalEncoding(Index d_model, Index max_length, PositionalEncodingKind kind = PositionalEncodingKind::sinusoidal)
       : m_kind(kind) {
     detail::check_features(name, "d_model", D, d_model);
@@ -77,7 +84,8 @@ class PositionalEncoding : public detail::VisitsParameters<PositionalEncoding<S,
     }
   }
 
-  /// Learned: every entry N(0, 1) (nn.Embedding's initialisation); sinusoidal: nothing to draw.
+  /// \brief Learned: every entry N(0, 1) (nn.Embedding's initialisation); sinusoidal: nothing to draw.
+  /// \param g generator the learned table is drawn from
   void reset_parameters(Generator& g) {
     if (m_kind != PositionalEncodingKind::learned) return;
     for (Index t = 0; t < m_table.rows(); ++t)
@@ -89,20 +97,25 @@ class PositionalEncoding : public detail::VisitsParameters<PositionalEncoding<S,
   [[nodiscard]] Index out_features() const noexcept { return m_table.cols(); }
   [[nodiscard]] Index max_length() const noexcept { return m_table.rows(); }
 
-  /// The table, max_length × d: row t is added to token t (the parameter `weight` when learned).
+  /// \brief The table, max_length × d: row t is added to token t (the parameter `weight` when learned).
+  /// \returns the table
   Table& table() noexcept { return m_table; }
   const Table& table() const noexcept { return m_table; }
-  /// The learned table's gradient (empty for the sinusoidal kind).
+  /// \brief The learned table's gradient (empty for the sinusoidal kind).
+  /// \returns the gradient, max_length × d
   const Table& table_grad() const noexcept { return m_dL_dtable; }
 
-  /// Sets the sequence length L, 1 <= L <= max_length: the input's columns are columns / L sequences.
+  /// \brief Sets the sequence length L, 1 <= L <= max_length: the input's columns are columns / L sequences.
+  /// \param length tokens per sequence L
+  /// \throws std::invalid_argument unless 1 <= length <= max_length()
   void set_sequence_length(Index length) {
     if (length < 1 || length > max_length())
       throw std::invalid_argument(std::string(name) + ": the sequence length must be in [1, " +
                                   std::to_string(max_length()) + "] (max_length), got " + std::to_string(length));
     m_length = length;
   }
-  /// The sequence length; 0 until set_sequence_length() is called.
+  /// \brief The sequence length; 0 until set_sequence_length() is called.
+  /// \returns L, or 0
   [[nodiscard]] Index sequence_length() const noexcept { return m_length; }
 
   const Output& forward(const Input& x) {
@@ -112,7 +125,11 @@ class PositionalEncoding : public detail::VisitsParameters<PositionalEncoding<S,
   }
   const Output& forward(Input&&) = delete;  // the contract: forward takes no temporaries
 
-  /// dL/dx = dL/dy; the learned table's row t gains Σ_b dL/dy(:, t + L·b).
+  /// \brief dL/dx = dL/dy; the learned table's row t gains Σ_b dL/dy(:, t + L·b).
+  /// \param dL_dy gradient of the loss with respect to the last forward's output
+  /// \returns dL/dx, a copy of dL_dy in a buffer the layer owns
+  /// \throws std::logic_error before any forward
+  /// \throws std::invalid_argument when dL_dy's shape is not the output's
   const Input& backward(const Output& dL_dy) {
     detail::check_forward_done(name, m_forward_done);
     detail::check_output_gradient(name, m_y.rows(), m_y.cols(), dL_dy);

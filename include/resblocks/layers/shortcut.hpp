@@ -68,7 +68,8 @@ class Shortcut : public detail::VisitsParameters<Shortcut<S>>, public detail::Vi
   [[nodiscard]] Index in_features() const noexcept { return m_in; }
   [[nodiscard]] Index out_features() const noexcept { return m_out; }
   [[nodiscard]] Index stride() const noexcept { return m_stride; }
-  /// The projection's convolution and batch norm (present for the projection kinds).
+  /// \brief The projection's convolution and batch norm (present for the projection kinds).
+  /// \returns the convolution, empty for identity and zero_pad (batch_norm() returns the batch norm)
   std::optional<Conv2d<S>>& conv() noexcept { return m_conv; }
   std::optional<BatchNorm2d<S>>& batch_norm() noexcept { return m_bn; }
 
@@ -79,7 +80,8 @@ class Shortcut : public detail::VisitsParameters<Shortcut<S>>, public detail::Vi
     return m_out_size;
   }
 
-  /// Calls `f` on the projection's convolution and batch norm (when present).
+  /// \brief Calls `f` on the projection's convolution and batch norm (when present).
+  /// \param f callable taking a Conv2d, then a BatchNorm2d (a generic lambda)
   template <class F>
   void for_each_layer(F&& f) {
     if (m_conv) f(*m_conv);

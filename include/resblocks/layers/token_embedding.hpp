@@ -47,10 +47,15 @@ class TokenEmbedding : public detail::VisitsParameters<TokenEmbedding<S, D>> {
     Output y;
   };
 
-  /// Static model dimension: `TokenEmbedding<float, 64> emb(vocab);`.
+  /// \brief Static model dimension: `TokenEmbedding<float, 64> emb(vocab);`.
+  /// \param vocab number of token ids
+  /// \throws std::invalid_argument on vocab < 1
   explicit TokenEmbedding(Index vocab) requires(D != Dynamic) : TokenEmbedding(vocab, D) {}
 
-  /// `vocab` >= 1 tokens of `d_model` features (must agree with a static D).
+  /// \brief `vocab` >= 1 tokens of `d_model` features (must agree with a static D).
+  /// \param vocab number of token ids
+  /// \param d_model features per token
+  /// \throws std::invalid_argument on vocab or d_model < 1, or a d_model disagreeing with D
   TokenEmbedding(Index vocab, Index d_model) {
     detail::check_features(name, "d_model", D, d_model);
     if (vocab < 1 || d_model < 1)
@@ -61,7 +66,8 @@ class TokenEmbedding : public detail::VisitsParameters<TokenEmbedding<S, D>> {
     reset_parameters(default_generator());
   }
 
-  /// torch's initialisation: every entry N(0, 1).
+  /// \brief torch's initialisation: every entry N(0, 1).
+  /// \param g generator the table is drawn from
   void reset_parameters(Generator& g) {
     for (Index i = 0; i < m_weight.rows(); ++i)
       for (Index j = 0; j < m_weight.cols(); ++j) m_weight(i, j) = static_cast<S>(g.normal());
@@ -77,6 +83,9 @@ class TokenEmbedding : public detail::VisitsParameters<TokenEmbedding<S, D>> {
 
   /// The d × ids.size() batch of the ids' vectors; keeps a copy of the ids for backward. Throws
   /// std::invalid_argument, before any work, on an id outside [0, vocab).
+  /// \param ids token ids, one per column of the result
+  /// \returns the d × ids.size() batch, in a buffer the layer owns
+  /// \throws std::invalid_argument on an id outside [0, vocab)
   const Output& forward(std::span<const int> ids) {
     check(ids);
     m_ids.assign(ids.begin(), ids.end());
@@ -85,7 +94,11 @@ class TokenEmbedding : public detail::VisitsParameters<TokenEmbedding<S, D>> {
     return m_y;
   }
 
-  /// Adds dL/dy's columns into the rows of the last forward's ids (nothing to return: ids have no gradient).
+  /// \brief Adds dL/dy's columns into the rows of the last forward's ids (nothing to return: ids have no
+  /// gradient).
+  /// \param dL_dy gradient of the loss with respect to the last forward's output
+  /// \throws std::logic_error before any forward
+  /// \throws std::invalid_argument when dL_dy's shape is not the output's
   void backward(const Output& dL_dy) {
     detail::check_forward_done(name, m_forward_done);
     detail::check_output_gradient(name, model_dim(), static_cast<Index>(m_ids.size()), dL_dy);
@@ -93,7 +106,11 @@ class TokenEmbedding : public detail::VisitsParameters<TokenEmbedding<S, D>> {
       m_dL_dweight.row(m_ids[j]) += dL_dy.col(static_cast<Index>(j)).transpose();
   }
 
-  /// forward() without touching the layer: the result lives in `ws`.
+  /// \brief forward() without touching the layer: the result lives in `ws`.
+  /// \param ids token ids, one per column of the result
+  /// \param ws the caller's buffers
+  /// \returns the d × ids.size() batch, in `ws.y`
+  /// \throws std::invalid_argument on an id outside [0, vocab)
   const Output& infer(std::span<const int> ids, Workspace& ws) const {
     check(ids);
     lookup(ids, ws.y);

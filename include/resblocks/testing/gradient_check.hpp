@@ -48,7 +48,8 @@ struct GradientCheckResult {
     for (const auto& t : tensors) w = std::max(w, t.worst_ratio);
     return w;
   }
-  /// One line per tensor: name, entries, max abs error, ratio to the tolerance.
+  /// \brief One line per tensor: name, entries, max abs error, ratio to the tolerance.
+  /// \returns the lines, each ending in a newline
   [[nodiscard]] std::string report() const {
     std::ostringstream os;
     for (const auto& t : tensors)
@@ -83,6 +84,10 @@ inline void compare(TensorGradientCheck& t, double analytic, double numeric, con
 /// of L = Σ R ⊙ layer.forward(x) for a fixed random R. The layer must use `double` (float round-off
 /// swamps finite differences: build the same layer with Scalar = double). Parameter gradients are
 /// zeroed first and hold dL/dθ afterwards; parameter values are restored.
+/// \param layer the layer under test, with Scalar = double
+/// \param x the input the gradients are checked at
+/// \param options step, tolerances and the seed of R
+/// \returns one entry per checked tensor (dL/dx, then the parameters)
 template <Layer L>
 GradientCheckResult check_gradients(L& layer, const typename L::Input& x, const GradientCheckOptions& options = {}) {
   static_assert(std::is_same_v<typename L::Scalar, double>,

@@ -36,6 +36,9 @@ class AdamW {
 
   /// Visits `model` once and allocates the moments. Throws std::invalid_argument on lr < 0,
   /// eps < 0, betas outside [0, 1) or weight_decay < 0 (as torch).
+  /// \param model the model whose parameters the optimizer updates
+  /// \param o learning rate, betas, eps, weight decay, amsgrad and check_finite
+  /// \throws std::invalid_argument on lr < 0, eps < 0, betas outside [0, 1) or weight_decay < 0
   template <ParameterVisitable Model>
   explicit AdamW(Model& model, AdamWOptions o = {})
       : m_options(validated(std::move(o))), m_core("AdamW", model, m_options.amsgrad, m_options.decay) {}
@@ -43,18 +46,24 @@ class AdamW {
   /// One update of every parameter of `model` from its gradient. Throws std::invalid_argument, before
   /// changing anything, when `model` no longer visits the parameters the optimizer was built for.
   /// Allocates nothing.
+  /// \param model the model given to the constructor (or one visiting the same parameters)
+  /// \throws std::invalid_argument when `model` no longer visits the parameters the optimizer was built for
+  /// \throws std::runtime_error with check_finite, on a non-finite gradient
   template <ParameterVisitable Model>
   void step(Model& model) {
     m_core.step(model, m_options);
   }
 
   [[nodiscard]] double lr() const noexcept { return m_options.lr; }
-  /// Sets the learning rate of the following steps (a schedule's value); throws on lr < 0 or NaN.
+  /// \brief Sets the learning rate of the following steps (a schedule's value); throws on lr < 0 or NaN.
+  /// \param lr the new learning rate
+  /// \throws std::invalid_argument on lr < 0 or NaN
   void set_lr(double lr) {
     detail::check_option(lr >= 0, "AdamW", "learning rate", lr, "must be >= 0");
     m_options.lr = lr;
   }
-  /// Steps taken so far (the t of the bias corrections is steps() + 1 in the next step).
+  /// \brief Steps taken so far (the t of the bias corrections is steps() + 1 in the next step).
+  /// \returns the number of step() calls
   [[nodiscard]] Index steps() const noexcept { return m_core.steps(); }
   [[nodiscard]] const AdamWOptions& options() const noexcept { return m_options; }
 

@@ -35,7 +35,8 @@ namespace resblocks {
 template <class S>
 class BufferCheckpoint {
  public:
-  /// Sizes the copies after `model`'s buffers (and saves them).
+  /// \brief Sizes the copies after `model`'s buffers (and saves them).
+  /// \param model the layer or network whose buffers are checkpointed
   template <class Model>
   explicit BufferCheckpoint(Model& model) {
     auto size = [&](std::string_view, const auto& value) {
@@ -50,12 +51,16 @@ class BufferCheckpoint {
 
   /// Copies the model's buffers into the checkpoint. Throws std::invalid_argument when the model's
   /// buffers are not those the checkpoint was built for (count or sizes).
+  /// \param model the model given to the constructor
+  /// \throws std::invalid_argument when the model's buffers differ in count or sizes from the checkpoint's
   template <class Model>
   void save(Model& model) {
     visit(model, [](auto& buffer, auto& copy) { copy = buffer; });
   }
 
-  /// Writes the checkpoint back into the model's buffers (same checks as save()).
+  /// \brief Writes the checkpoint back into the model's buffers (same checks as save()).
+  /// \param model the model given to the constructor
+  /// \throws std::invalid_argument when the model's buffers differ in count or sizes from the checkpoint's
   template <class Model>
   void restore(Model& model) {
     visit(model, [](auto& buffer, const auto& copy) { buffer = copy; });

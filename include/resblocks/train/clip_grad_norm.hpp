@@ -24,6 +24,13 @@ namespace resblocks {
 /// std::runtime_error instead, before touching a gradient.
 /// Throws std::invalid_argument on max_norm < 0 or NaN and on norm_type <= 0 or NaN (torch accepts
 /// them with meaningless results). Allocates nothing.
+/// \param model the model whose gradients are clipped in place
+/// \param max_norm the largest total norm kept
+/// \param norm_type p of the p-norm, or infinity
+/// \param error_if_nonfinite throw on a non-finite total norm instead of scaling
+/// \returns the total norm before clipping
+/// \throws std::invalid_argument on max_norm < 0 or NaN, or norm_type <= 0 or NaN
+/// \throws std::runtime_error with error_if_nonfinite, on a non-finite total norm
 template <ParameterVisitable Model>
 double clip_grad_norm(Model& model, double max_norm, double norm_type = 2.0, bool error_if_nonfinite = false) {
   detail::check_option(max_norm >= 0, "clip_grad_norm", "max_norm", max_norm, "must be >= 0");

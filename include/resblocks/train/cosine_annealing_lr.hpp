@@ -19,7 +19,11 @@ namespace resblocks {
 /// t = 2 t_max, then down again (period 2 t_max), which is rarely what a training run wants.
 class CosineAnnealingLr {
  public:
-  /// Throws std::invalid_argument on base_lr < 0, t_max < 1 or eta_min < 0 (or NaN / infinite values).
+  /// \brief Throws std::invalid_argument on base_lr < 0, t_max < 1 or eta_min < 0 (or NaN / infinite values).
+  /// \param base_lr the learning rate at t = 0
+  /// \param t_max steps from base_lr down to eta_min
+  /// \param eta_min the final learning rate
+  /// \throws std::invalid_argument on base_lr < 0, t_max < 1 or eta_min < 0, or a NaN or infinite rate
   CosineAnnealingLr(double base_lr, Index t_max, double eta_min = 0)
       : m_base_lr(base_lr), m_t_max(t_max), m_eta_min(eta_min) {
     detail::check_option(base_lr >= 0 && std::isfinite(base_lr), "CosineAnnealingLr", "base_lr", base_lr,
@@ -29,7 +33,11 @@ class CosineAnnealingLr {
                          "must be >= 0 and finite");
   }
 
-  /// The learning rate at step (or epoch) t >= 0 (eta_min for t >= t_max); throws std::invalid_argument on t < 0.
+  /// \brief The learning rate at step (or epoch) t >= 0 (eta_min for t >= t_max); throws std::invalid_argument on
+  /// t < 0.
+  /// \param t the step or epoch
+  /// \returns lr(t)
+  /// \throws std::invalid_argument on t < 0
   [[nodiscard]] double operator()(Index t) const {
     detail::check_option(t >= 0, "CosineAnnealingLr", "step", static_cast<double>(t), "must be >= 0");
     if (t >= m_t_max) return m_eta_min;

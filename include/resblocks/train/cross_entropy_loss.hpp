@@ -47,7 +47,9 @@ class CrossEntropyLoss {
   using Input = Batch<S, Classes>;
   static constexpr std::string_view name = "CrossEntropyLoss";
 
-  /// Throws std::invalid_argument unless label_smoothing is in [0, 1].
+  /// \brief Throws std::invalid_argument unless label_smoothing is in [0, 1].
+  /// \param options reduction and label smoothing
+  /// \throws std::invalid_argument unless label_smoothing is in [0, 1]
   explicit CrossEntropyLoss(CrossEntropyOptions options = {}) : m_opt(options) {
     if (!(options.label_smoothing >= 0.0 && options.label_smoothing <= 1.0))
       throw std::invalid_argument("CrossEntropyLoss: label_smoothing must be in [0, 1], got " +
@@ -58,6 +60,10 @@ class CrossEntropyLoss {
 
   /// The loss of `logits` (classes × n) against `labels` (n entries in [0, classes)); caches the
   /// softmax for backward(). Throws std::invalid_argument on a label count or value that does not fit.
+  /// \param logits classes × n scores
+  /// \param labels n class indices
+  /// \returns the loss (mean or sum over the samples)
+  /// \throws std::invalid_argument on empty logits, a label count other than n, or a label outside [0, classes)
   S forward(const Input& logits, std::span<const int> labels) {
     check(logits, labels);
     const Index classes = logits.rows(), n = logits.cols();
@@ -103,7 +109,9 @@ class CrossEntropyLoss {
     return S(m_loss);
   }
 
-  /// dL/dlogits of the last forward: (softmax - target) / n (mean) or softmax - target (sum).
+  /// \brief dL/dlogits of the last forward: (softmax - target) / n (mean) or softmax - target (sum).
+  /// \returns dL/dlogits (classes × n), in a buffer the loss owns
+  /// \throws std::logic_error before any forward
   const Input& backward() {
     detail::check_forward_done(name, m_forward_done);
     const Index classes = m_probs.rows(), n = m_probs.cols();
@@ -121,11 +129,14 @@ class CrossEntropyLoss {
     return m_dL_dlogits;
   }
 
-  /// Samples of the last forward whose largest logit (the first, on ties) is at their label.
+  /// \brief Samples of the last forward whose largest logit (the first, on ties) is at their label.
+  /// \returns the number of correct predictions
   [[nodiscard]] Index correct() const noexcept { return m_correct; }
-  /// The last forward's loss, in double.
+  /// \brief The last forward's loss, in double.
+  /// \returns the loss
   [[nodiscard]] double loss() const noexcept { return m_loss; }
-  /// The softmax of the last forward's logits (classes × n).
+  /// \brief The softmax of the last forward's logits (classes × n).
+  /// \returns the probabilities
   [[nodiscard]] const Input& probabilities() const noexcept { return m_probs; }
 
  private:

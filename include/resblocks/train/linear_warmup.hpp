@@ -27,7 +27,11 @@ template <class Schedule>
 requires std::copy_constructible<Schedule> && std::invocable<const Schedule&, Index>
 class LinearWarmup {
  public:
-  /// Throws std::invalid_argument on warmup_steps < 1 or start_factor outside (0, 1] (as torch's LinearLR).
+  /// \brief Throws std::invalid_argument on warmup_steps < 1 or start_factor outside (0, 1] (as torch's LinearLR).
+  /// \param after the schedule that follows the warm-up, restarted at 0
+  /// \param warmup_steps length of the ramp
+  /// \param start_factor the ramp's first value, as a fraction of after(0)
+  /// \throws std::invalid_argument on warmup_steps < 1 or start_factor outside (0, 1]
   LinearWarmup(Schedule after, Index warmup_steps, double start_factor = 0.1)
       : m_after(std::move(after)), m_warmup_steps(warmup_steps), m_start_factor(start_factor) {
     detail::check_option(warmup_steps >= 1, "LinearWarmup", "warmup_steps", static_cast<double>(warmup_steps),
@@ -36,7 +40,10 @@ class LinearWarmup {
                          "must be in (0, 1]");
   }
 
-  /// The learning rate at step (or epoch) t >= 0; throws std::invalid_argument on t < 0.
+  /// \brief The learning rate at step (or epoch) t >= 0; throws std::invalid_argument on t < 0.
+  /// \param t the step or epoch
+  /// \returns lr(t)
+  /// \throws std::invalid_argument on t < 0
   [[nodiscard]] double operator()(Index t) const {
     detail::check_option(t >= 0, "LinearWarmup", "step", static_cast<double>(t), "must be >= 0");
     if (t >= m_warmup_steps) return static_cast<double>(m_after(t - m_warmup_steps));

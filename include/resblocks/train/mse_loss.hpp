@@ -33,7 +33,11 @@ class MseLoss {
 
   [[nodiscard]] Reduction reduction() const noexcept { return m_reduction; }
 
-  /// The loss of `y` against `target`, which must have y's shape (std::invalid_argument otherwise).
+  /// \brief The loss of `y` against `target`, which must have y's shape (std::invalid_argument otherwise).
+  /// \param y the prediction
+  /// \param target the expected values
+  /// \returns the mean (or sum) of the squared differences
+  /// \throws std::invalid_argument when the shapes differ or are empty
   S forward(const Input& y, const Input& target) {
     if (y.rows() != target.rows() || y.cols() != target.cols())
       throw std::invalid_argument("MseLoss: prediction is " + detail::shape_string(y.rows(), y.cols()) +
@@ -62,7 +66,9 @@ class MseLoss {
     return S(m_loss);
   }
 
-  /// dL/dy of the last forward.
+  /// \brief dL/dy of the last forward.
+  /// \returns dL/dy, of y's shape, in a buffer the loss owns
+  /// \throws std::logic_error before any forward
   const Input& backward() {
     detail::check_forward_done(name, m_forward_done);
     const double scale = m_reduction == Reduction::mean ? 2.0 / double(m_diff.size()) : 2.0;
@@ -71,7 +77,8 @@ class MseLoss {
     return m_dL_dy;
   }
 
-  /// The last forward's loss, in double.
+  /// \brief The last forward's loss, in double.
+  /// \returns the loss
   [[nodiscard]] double loss() const noexcept { return m_loss; }
 
  private:

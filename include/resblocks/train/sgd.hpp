@@ -46,6 +46,9 @@ class Sgd {
 
   /// Visits `model` once and allocates the momentum buffers. Throws std::invalid_argument on
   /// lr < 0, momentum < 0, weight_decay < 0, or nesterov without momentum or with dampening (as torch).
+  /// \param model the model whose parameters the optimizer updates
+  /// \param o learning rate, momentum, dampening, weight decay, nesterov and check_finite
+  /// \throws std::invalid_argument on the settings above
   template <ParameterVisitable Model>
   explicit Sgd(Model& model, SgdOptions o = {})
       : m_options(validated(std::move(o))), m_state("Sgd", model, m_options.momentum != 0 ? 1 : 0, m_options.decay) {}
@@ -54,6 +57,9 @@ class Sgd {
   /// Throws std::invalid_argument, before changing anything, when `model` no longer visits the
   /// parameters the optimizer was built for; with check_finite, std::runtime_error (naming the step)
   /// on a non-finite gradient, before changing anything. Allocates nothing.
+  /// \param model the model given to the constructor (or one visiting the same parameters)
+  /// \throws std::invalid_argument when `model` no longer visits the parameters the optimizer was built for
+  /// \throws std::runtime_error with check_finite, on a non-finite gradient
   template <ParameterVisitable Model>
   void step(Model& model) {
     if (m_options.check_finite) m_state.check_finite_gradients(model, m_steps + 1);
@@ -94,12 +100,15 @@ class Sgd {
   }
 
   [[nodiscard]] double lr() const noexcept { return m_options.lr; }
-  /// Sets the learning rate of the following steps (a schedule's value); throws on lr < 0 or NaN.
+  /// \brief Sets the learning rate of the following steps (a schedule's value); throws on lr < 0 or NaN.
+  /// \param lr the new learning rate
+  /// \throws std::invalid_argument on lr < 0 or NaN
   void set_lr(double lr) {
     detail::check_option(lr >= 0, "Sgd", "learning rate", lr, "must be >= 0");
     m_options.lr = lr;
   }
-  /// Steps taken so far.
+  /// \brief Steps taken so far.
+  /// \returns the number of step() calls
   [[nodiscard]] Index steps() const noexcept { return m_steps; }
   [[nodiscard]] const SgdOptions& options() const noexcept { return m_options; }
 
