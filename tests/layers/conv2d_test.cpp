@@ -225,6 +225,71 @@ TEST_CASE("Conv2d: the direct kernels match the definition (double) and the GEMM
   }
 }
 
+// 3×3, stride 1, padding 1, whole packets of channels on both sides: Winograd F(2×2, 3×3), forward
+// and dL/dx. Even and odd sides, one tile row, several parts, skip and bias.
+const Case k_winograd_cases[] = {
+    {16, 16, 3, {.padding = 1, .bias = false}, {14, 14}, 3}, {16, 32, 3, {.padding = 1}, {9, 16}, 2},
+    {32, 16, 3, {.padding = 1, .bias = false}, {7, 7}, 9},   {64, 64, 3, {.padding = 1}, {7, 8}, 2},
+    {32, 32, 3, {.padding = 1, .bias = false}, {3, 30}, 2},
+};
+
+// Whether a convolution from `in` to `out` channels on an h×w output runs Winograd in S on this
+// instruction set (the direct kernels' output channels, whole packets of input channels, enough tiles).
+template <class S>
+bool winograd_runs(Index in, Index out, ImageSize size) {
+  const detail::DirectConvPlan plan = detail::direct_conv_plan<S>(out, size.width);
+  return plan.ok() && in % detail::DirectConvTraits<S>::lanes == 0 &&
+         detail::winograd_block_tiles<S>(plan.nv, detail::winograd_tiles(size.height, size.width).count()) > 0;
+}
+
+TEST_CASE("Conv2d: Winograd matches the definition (double) and the direct kernels (float)", "[conv2d][winograd]") {
+  for (const Case& c : k_winograd_cases) {
+    INFO(describe(c));
+    Conv2d<double> conv(c.cin, c.cout, c.k, c.opt);
+    conv.set_winograd(true);
+    const auto [x, dy, dx, dw] = check_against_definition(conv, c, 61);
+    Eigen::MatrixXd y = dy;  // the in-place residual: skip is the output buffer
+    conv.forward_add(x, y, y);
+    REQUIRE(rbtest::rel_diff(y, dy + reference(conv, x, c.size)) < 1e-13);
+    Eigen::MatrixXd g = x;
+    conv.zero_grad();
+    conv.backward_add(dy, g, g);
+    REQUIRE(rbtest::rel_diff(g, x + dx) < 1e-13);
+    REQUIRE(rbtest::rel_diff(conv.weight_grad(), dw) < 1e-13);
+
+    // Float runs Winograd by default: it agrees with the direct kernels, infer gives forward's bits.
+    Conv2d<float> wino(c.cin, c.cout, c.k, c.opt), direct(c.cin, c.cout, c.k, c.opt);
+    rbtest::copy_parameters(conv, wino);
+    rbtest::copy_parameters(conv, direct);
+    direct.set_winograd(false);
+    wino.set_image_size(c.size);
+    direct.set_image_size(c.size);
+    const Eigen::MatrixXf xf = x.cast<float>(), dyf = dy.cast<float>();
+    const Eigen::MatrixXf yw = wino.forward(xf), yd = direct.forward(xf);
+    // Another order of rounding where the Winograd path runs.
+    REQUIRE((yw != yd) == winograd_runs<float>(c.cin, c.cout, c.size));
+    REQUIRE(rbtest::rel_diff(yw, yd) < 2e-6);
+    const Eigen::MatrixXf dxw = wino.backward(dyf), dxd = direct.backward(dyf);
+    REQUIRE((dxw != dxd) == (winograd_runs<float>(c.cout, c.cin, c.size) &&
+                             detail::direct_conv_plan<float>(c.cout, c.size.width).ok()));
+    REQUIRE(rbtest::rel_diff(dxw, dxd) < 2e-6);
+    REQUIRE(wino.weight_grad() == direct.weight_grad());  // dL/dW stays direct
+    Conv2d<float>::Workspace ws;
+    REQUIRE(wino.infer(xf, ws) == yw);
+  }
+}
+
+TEST_CASE("Conv2d: Winograd gradients (double, static and dynamic channels)", "[conv2d][winograd][gradient]") {
+  Conv2d<double> conv(16, 8, 3, {.padding = 1});
+  conv.set_winograd(true);
+  conv.set_image_size({5, 6});
+  rbtest::require_gradients(conv, rbtest::random_batch<Eigen::MatrixXd>(16, 2 * 30, 71));
+  Conv2d<double, 8, 16> fixed(3, {.padding = 1, .bias = false});
+  fixed.set_winograd(true);
+  fixed.set_image_size({4, 7});
+  rbtest::require_gradients(fixed, rbtest::random_batch<Batch<double, 8>>(8, 3 * 28, 72));
+}
+
 TEST_CASE("Conv2d: without the input gradient, dL/dW is unchanged and dL/dx is zero (or the skip)", "[conv2d]") {
   const Case cases[] = {k_direct_cases[7], k_direct_cases[0], k_direct_cases[4], k_cases[0], k_large_cases[3]};
   for (const Case& c : cases) {
