@@ -28,6 +28,38 @@ Eigen::MatrixXd definition(const Eigen::MatrixXd& x, const Eigen::MatrixXd& w, I
   return y;
 }
 
+// dw[tap·in + ci][co] = Σ_p x[pixel p + tap − 1][ci] · dy[p][co]: the weight gradient of that
+// convolution, from the definition.
+Eigen::MatrixXd weight_definition(const Eigen::MatrixXd& x, const Eigen::MatrixXd& dy, Index h, Index wd) {
+  const Index in = x.rows(), out = dy.rows();
+  Eigen::MatrixXd dw = Eigen::MatrixXd::Zero(9 * in, out);
+  for (Index r = 0; r < h; ++r)
+    for (Index c = 0; c < wd; ++c)
+      for (Index kh = 0; kh < 3; ++kh)
+        for (Index kw = 0; kw < 3; ++kw) {
+          const Index hi = r + kh - 1, wi = c + kw - 1;
+          if (hi < 0 || hi >= h || wi < 0 || wi >= wd) continue;
+          dw.middleRows((kh * 3 + kw) * in, in) += x.col(hi * wd + wi) * dy.col(r * wd + c).transpose();
+        }
+  return dw;
+}
+
+// The Winograd weight gradient of one sample, twice (it accumulates), in S: (9·in) × out, rows [tap][in].
+template <class S>
+Eigen::MatrixXd winograd_weight(const Eigen::MatrixXd& x, const Eigen::MatrixXd& dy, Index h, Index wd) {
+  using M = Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic>;
+  const Index in = x.rows(), out = dy.rows();
+  const M xs = x.cast<S>(), dys = dy.cast<S>();
+  M du = M::Zero(out, 16 * in);  // [ξ][in][out]
+  std::vector<S> scratch(detail::winograd_scratch_size<S>(in, out), S(-7));
+  const DirectConvShape shape{in, out, 3, 1, h, wd, h, wd};
+  for (int twice = 0; twice < 2; ++twice)
+    detail::winograd_conv_weight(shape, xs.data(), dys.data(), du.data(), scratch.data());
+  M dw = M::Constant(out, 9 * in, S(1));  // [tap][in][out]; winograd_weight_grad adds to it
+  detail::winograd_weight_grad(du.data(), in, out, dw.data());
+  return (dw.array() - S(1)).matrix().transpose().template cast<double>();
+}
+
 template <class S>
 struct Run {
   Eigen::MatrixXd y;  // out × pixels
@@ -79,7 +111,26 @@ void check_shapes(double tolerance) {
   }
 }
 
+template <class S>
+void check_weight_shapes(double tolerance) {
+  constexpr Index L = detail::DirectConvTraits<S>::lanes;
+  std::uint64_t seed = 80;
+  for (const Shape& s : k_shapes) {
+    const Index in = s.packets_in * L, out = s.packets_out * L;
+    INFO(std::to_string(in) << "->" << out << " " << s.h << "x" << s.w);
+    const auto x = rbtest::random_batch<Eigen::MatrixXd>(in, s.h * s.w, ++seed);
+    const auto dy = rbtest::random_batch<Eigen::MatrixXd>(out, s.h * s.w, ++seed);
+    REQUIRE(rbtest::rel_diff(winograd_weight<S>(x, dy, s.h, s.w), 2.0 * weight_definition(x, dy, s.h, s.w)) <
+            tolerance);
+  }
+}
+
 }  // namespace
+
+TEST_CASE("winograd_conv: the weight gradient G^T (sum of V . A dY A^T) G equals the definition", "[winograd]") {
+  check_weight_shapes<double>(1e-14);
+  check_weight_shapes<float>(2e-6);
+}
 
 TEST_CASE("winograd_conv: F(2x2, 3x3) equals the 3x3 convolution with padding 1 (double)", "[winograd]") {
   check_shapes<double>(1e-14);

@@ -55,8 +55,8 @@ struct Conv2dOptions {
 ///   registers, each input value broadcast into them; no im2col, no packing. dL/dx of a stride-1
 ///   convolution is the same kernel on dL/dy with the flipped weights, dL/dW a kernel of its own;
 ///   a 3×3, stride-1, padding-1 convolution with whole packets of input channels runs Winograd
-///   F(2×2, 3×3) instead (core/winograd_conv.hpp: 16 products per 2×2 outputs instead of 36), forward
-///   and dL/dx, by default in float (set_winograd());
+///   F(2×2, 3×3) instead (core/winograd_conv.hpp: 16 products per 2×2 outputs instead of 36), forward,
+///   dL/dx and dL/dW, by default in float (set_winograd());
 /// - otherwise im2col (core/im2col.hpp) + GEMM over chunks of positions that fit in cache, or the
 ///   implicit GEMM that reads the patches while packing them. Backward of a stride-1 convolution is the
 ///   convolution of dL/dy with the flipped kernel; other strides use dL/dcolumns and a col2im scatter.
@@ -180,7 +180,7 @@ class Conv2d : public FusedLayer<Conv2d<S, In, Out>, S, In, Out>, public detail:
   /// qualify too. On by default; off, the GEMM paths run (same results up to rounding).
   /// \param on true to use the direct kernels where they apply
   void set_direct(bool on) noexcept { m_direct = on; }
-  /// Tuning: run the direct kernels' 3×3, stride-1, padding-1 convolutions (forward, and dL/dx) as
+  /// Tuning: run the direct kernels' 3×3, stride-1, padding-1 convolutions (forward, dL/dx, dL/dW) as
   /// Winograd F(2×2, 3×3) where the input channels are whole SIMD packets too: 2.25× fewer
   /// multiplications, rounded in another order. On by default for float, off for double (whose results
   /// stay those of the direct sum).
@@ -397,6 +397,11 @@ class Conv2d : public FusedLayer<Conv2d<S, In, Out>, S, In, Out>, public detail:
     if (!m_winograd || !plan.ok() || m_k != 3 || m_opt.stride != 1 || m_opt.padding != 1 || channels % packet != 0)
       return 0;
     return detail::winograd_block_tiles<S>(plan.nv, detail::winograd_tiles(out.height, out.width).count());
+  }
+  /// dL/dW of the direct backward by Winograd (the forward's conditions, any number of tiles).
+  [[nodiscard]] bool winograd_weight_grad(const detail::DirectConvPlan& plan) const noexcept {
+    return m_winograd && plan.ok() && m_k == 3 && m_opt.stride == 1 && m_opt.padding == 1 &&
+           m_in % detail::DirectConvTraits<S>::lanes == 0;
   }
   /// u = the transformed weights of w (layout [tap][shape.in][shape.out]) in `buffer`, when tb > 0.
   static const S* winograd_prepare(int tb, const detail::DirectConvShape& shape, const S* w, Weight& buffer) {
@@ -718,10 +723,16 @@ void Conv2d<S, In, Out>::direct_backward(const Output& dL_dy, Input& dL_dx, cons
   if (Index(m_dw_parts.size()) < parts) m_dw_parts.resize(std::size_t(parts));
   const int tb = m_input_gradient ? winograd_tb(dx_plan, m_out, m_in_size) : 0;
   const S* u = winograd_prepare(tb, back, m_wf.data(), m_cols[0]);
+  // dL/dW by Winograd: each part sums dL/dU ([ξ][in][out]), turned into dL/dW once at the end.
+  const bool wino_dw = winograd_weight_grad(dw_plan);
+  detail::DirectConvShape fwd_unpadded = fwd;
+  fwd_unpadded.src_h = m_in_size.height;
+  fwd_unpadded.src_w = m_in_size.width;
+  const Index scratch = Index(detail::winograd_scratch_size<S>(m_in, m_out));
   detail::parallel_parts_dynamic(parts, [&](Index q) {
     Weight* part = m_cols.data() + 1 + 4 * q;
-    Weight& dw = m_dw_parts[std::size_t(q)];  // kernel order: [tap][in][out]
-    dw.setZero(m_out, m_in * m_k * m_k);
+    Weight& dw = m_dw_parts[std::size_t(q)];  // kernel order [tap][in][out], or dL/dU
+    dw.setZero(m_out, m_in * (wino_dw ? 16 : m_k * m_k));
     for (Index i = n * q / parts; i < n * (q + 1) / parts; ++i) {
       const S* dy = dL_dy.data() + i * out_area * m_out;
       if (m_input_gradient) {
@@ -735,15 +746,26 @@ void Conv2d<S, In, Out>::direct_backward(const Output& dL_dy, Input& dL_dx, cons
         }
         epilogue(0, m_in, i * in_area, in_area);
       }
-      const S* x_padded = padded(x.data() + i * in_area * m_in, m_in_size, m_in, m_opt.padding, fwd, part[1]);
-      detail::direct_conv_weight(dw_plan, fwd, x_padded, dy, dw.data());
+      const S* xi = x.data() + i * in_area * m_in;
+      if (wino_dw) {
+        detail::winograd_conv_weight(fwd_unpadded, xi, dy, dw.data(), chunk_buffer(part[3], scratch, 1).data());
+      } else {
+        const S* x_padded = padded(xi, m_in_size, m_in, m_opt.padding, fwd, part[1]);
+        detail::direct_conv_weight(dw_plan, fwd, x_padded, dy, dw.data());
+      }
     }
   });
   for (Index q = 1; q < parts; ++q) m_dw_parts[0] += m_dw_parts[std::size_t(q)];
-  if (same_order())
+  if (wino_dw) {
+    auto kernel = chunk_buffer(m_cols[0], m_out, m_in * m_k * m_k);
+    kernel.setZero();
+    detail::winograd_weight_grad(m_dw_parts[0].data(), m_in, m_out, kernel.data());
+    from_kernel_order_add(kernel, m_dL_dweight);
+  } else if (same_order()) {
     m_dL_dweight += m_dw_parts[0];
-  else
+  } else {
     from_kernel_order_add(m_dw_parts[0], m_dL_dweight);
+  }
 }
 
 // Compiled once in the compiled-kernels mode (core/compiled_kernels.hpp).
