@@ -146,7 +146,9 @@ void Linear<S, In, Out>::backward_kernel(const Output& dL_dy, Input& dL_dx, cons
                                          detail::BlockFn epilogue) {
   const Input& x = this->cached_input();
   detail::gemm<false, true>(m_dL_dweight, dL_dy, x, [&](Index r0, Index rows, Index c0, Index) {
-    if (m_has_bias && c0 == 0) m_dL_dbias.segment(r0, rows) += dL_dy.middleRows(r0, rows).rowwise().sum();
+    // (An empty batch adds nothing, and its empty block would offset a null pointer.)
+    if (m_has_bias && c0 == 0 && dL_dy.cols() > 0)
+      m_dL_dbias.segment(r0, rows) += dL_dy.middleRows(r0, rows).rowwise().sum();
   });
   detail::gemm<true, false>(
       dL_dx, m_weight, dL_dy,

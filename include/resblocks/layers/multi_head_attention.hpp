@@ -411,7 +411,8 @@ class MultiHeadAttention : public detail::VisitsParameters<MultiHeadAttention<S,
     // out_proj: dW_o += dL_dy Oᵀ (the thread owning column 0 of a row block adds its bias gradient),
     // dO = W_oᵀ dL_dy.
     detail::gemm<false, true>(m_dL_dout_weight, dL_dy, m_fwd.attn, [&](Index r0, Index rows, Index c0, Index) {
-      if (c0 == 0) m_dL_dout_bias.segment(r0, rows) += dL_dy.middleRows(r0, rows).rowwise().sum();
+      // (An empty batch adds nothing, and its empty block would offset a null pointer.)
+      if (c0 == 0 && n > 0) m_dL_dout_bias.segment(r0, rows) += dL_dy.middleRows(r0, rows).rowwise().sum();
     });
     m_dL_dattn.resize(d, n);
     detail::gemm<true, false>(m_dL_dattn, m_out_weight, dL_dy, false);
@@ -421,7 +422,7 @@ class MultiHeadAttention : public detail::VisitsParameters<MultiHeadAttention<S,
     detail::parallel_parts(parts(n, l), [&](Index part) { attend_backward(part); });
     // in_proj: dW_in += dQKV xᵀ, db_in += Σ_columns dQKV, dL_dx = (skip_grad +) W_inᵀ dQKV.
     detail::gemm<false, true>(m_dL_din_weight, m_dL_dqkv, x, [&](Index r0, Index rows, Index c0, Index) {
-      if (c0 == 0) m_dL_din_bias.segment(r0, rows) += m_dL_dqkv.middleRows(r0, rows).rowwise().sum();
+      if (c0 == 0 && n > 0) m_dL_din_bias.segment(r0, rows) += m_dL_dqkv.middleRows(r0, rows).rowwise().sum();
     });
     dL_dx.resize(d, n);
     if constexpr (std::is_same_v<SkipGrad, NoSkip>)
