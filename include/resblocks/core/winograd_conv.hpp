@@ -66,7 +66,7 @@ void winograd_weights(const S* w, Index in, Index out, S* u) {
         t[3][j] = g[2][j];
       }
       for (int i = 0; i < 4; ++i) {  // U = t Gᵀ
-        S* ui = u + (4 * i) * plane + ci * out + co;
+        S* ui = u + Index(4 * i) * plane + ci * out + co;
         ui[0] = t[i][0];
         ui[plane] = S(0.5) * (t[i][0] + t[i][1] + t[i][2]);
         ui[2 * plane] = S(0.5) * (t[i][0] - t[i][1] + t[i][2]);
@@ -98,7 +98,7 @@ void winograd_input_tiles(const DirectConvShape& s, WinogradTiles tiles, Index b
         r[3][j] = ei::psub(x1, x3);
       }
       for (int i = 0; i < 4; ++i) {
-        S* vi = vt + 4 * i * point;
+        S* vi = vt + Index(4 * i) * point;
         ei::pstoreu(vi, ei::psub(r[i][0], r[i][2]));
         ei::pstoreu(vi + point, ei::padd(r[i][1], r[i][2]));
         ei::pstoreu(vi + 2 * point, ei::psub(r[i][2], r[i][1]));
@@ -161,7 +161,7 @@ void winograd_block(const DirectConvShape& s, WinogradTiles tiles, Index b, cons
   }
   // Output transform: a = Aᵀ M (m0+m1+m2, m1−m2−m3) on the rows, then on the columns; a 2×2 tile,
   // cut at the bottom and right edges of an odd-sized output.
-  constexpr Index point = NV * TB * L;  // M[ξ] to M[ξ+1]
+  constexpr Index point = Index(NV) * TB * L;  // M[ξ] to M[ξ+1]
   for (int t = 0; t < TB; ++t) {
     const Index tr = (b + t) / tiles.cols, tc = (b + t) % tiles.cols;
     const Index ho = 2 * tr, wo = 2 * tc;
@@ -199,7 +199,7 @@ void winograd_conv(const DirectConvShape& s, int tb, const S* src, const S* u, S
   std::fill_n(zeros, s.in, S(0));
   auto run = [&]<int NV, int TB>() {
     S* v = scratch;
-    S* m = scratch + 16 * TB * s.in;
+    S* m = scratch + Index(16 * TB) * s.in;
     for (Index b0 = 0;; b0 += TB) {
       const Index b = std::min(b0, tiles.count() - TB);
       winograd_block<S, NV, TB>(s, tiles, b, src, u, y, v, m, zeros);
@@ -236,14 +236,14 @@ void winograd_weight_tiles(const DirectConvShape& s, const S* src, const S* dy, 
   const WinogradTiles tiles = winograd_tiles(s.out_h, s.out_w);
   const Index in = s.in, out = s.out, in_packets = in / L;
   S* v = scratch;
-  S* d = scratch + 16 * TB * in;
-  S* zeros = d + 16 * TB * out;
+  S* d = scratch + Index(16 * TB) * in;
+  S* zeros = d + Index(16 * TB) * out;
   std::fill_n(zeros, in, S(0));
   for (Index b = 0; b < tiles.count(); b += TB) {
     const Index nt = std::min<Index>(TB, tiles.count() - b);
     winograd_input_tiles<S, TB>(s, tiles, b, nt, src, v, zeros);
     // D = A dY Aᵀ: e = A dY (y0, y0+y1, y0−y1, −y1) on the rows of the 2×2 tile, then on the columns.
-    constexpr Index point = NV * TB * L;  // D[ξ] to D[ξ+1]
+    constexpr Index point = Index(NV) * TB * L;  // D[ξ] to D[ξ+1]
     for (Index t = 0; t < nt; ++t) {
       const Index tr = (b + t) / tiles.cols, tc = (b + t) % tiles.cols, ho = 2 * tr, wo = 2 * tc;
       const bool row2 = ho + 1 < s.out_h, col2 = wo + 1 < s.out_w;
@@ -257,9 +257,9 @@ void winograd_weight_tiles(const DirectConvShape& s, const S* src, const S* dy, 
                            {ei::padd(y00, y10), ei::padd(y01, y11)},
                            {ei::psub(y00, y10), ei::psub(y01, y11)},
                            {ei::pnegate(y10), ei::pnegate(y11)}};
-        S* dt = d + (k * TB + t) * L;
+        S* dt = d + (Index(k) * TB + t) * L;
         for (int i = 0; i < 4; ++i) {
-          S* di = dt + 4 * i * point;
+          S* di = dt + Index(4 * i) * point;
           ei::pstoreu(di, e[i][0]);
           ei::pstoreu(di + point, ei::padd(e[i][0], e[i][1]));
           ei::pstoreu(di + 2 * point, ei::psub(e[i][0], e[i][1]));
@@ -321,7 +321,7 @@ void winograd_weight_grad(const S* du, Index in, Index out, S* dw) {
       t[2][j] = S(0.5) * (d1 + d2) + d3;
     }
     for (int kh = 0; kh < 3; ++kh) {  // then t G on the rows
-      S* w = dw + kh * 3 * plane + e;
+      S* w = dw + Index(kh * 3) * plane + e;
       w[0] += t[kh][0] + S(0.5) * (t[kh][1] + t[kh][2]);
       w[plane] += S(0.5) * (t[kh][1] - t[kh][2]);
       w[2 * plane] += S(0.5) * (t[kh][1] + t[kh][2]) + t[kh][3];
