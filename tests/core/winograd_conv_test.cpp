@@ -93,36 +93,39 @@ struct Shape {
 const Shape k_shapes[] = {{1, 1, 28, 28}, {1, 1, 9, 16},  {2, 2, 14, 14}, {2, 2, 7, 9},  {4, 4, 7, 7}, {4, 4, 8, 8},
                           {1, 4, 6, 5},   {4, 1, 13, 11}, {2, 1, 3, 40},  {1, 2, 2, 30}, {3, 2, 15, 2}};
 
-template <class S>
-void check_shapes(double tolerance) {
+// f(s, in, out, seed) for each shape, in and out in whole packets of S, a fresh seed for each.
+template <class S, class F>
+void for_each_shape(std::uint64_t seed, const F& f) {
   constexpr Index L = detail::DirectConvTraits<S>::lanes;
-  std::uint64_t seed = 50;
   for (const Shape& s : k_shapes) {
     const Index in = s.packets_in * L, out = s.packets_out * L;
     INFO(std::to_string(in) << "->" << out << " " << s.h << "x" << s.w);
-    const auto x = rbtest::random_batch<Eigen::MatrixXd>(in, s.h * s.w, ++seed);
-    const auto w = rbtest::random_batch<Eigen::MatrixXd>(9 * in, out, ++seed);
-    const Run<S> run = winograd<S>(x, w, s.h, s.w);
-    if (run.tb == 0) {  // too few tiles: the caller runs the direct kernel
-      REQUIRE(detail::winograd_tiles(s.h, s.w).count() < detail::DirectConvTraits<S>::accumulators / s.packets_out / 2);
-      continue;
-    }
-    REQUIRE(rbtest::rel_diff(run.y, definition(x, w, s.h, s.w)) < tolerance);
+    f(s, in, out, seed += 2);
   }
 }
 
 template <class S>
+void check_shapes(double tolerance) {
+  for_each_shape<S>(50, [&](const Shape& s, Index in, Index out, std::uint64_t seed) {
+    const auto x = rbtest::random_batch<Eigen::MatrixXd>(in, s.h * s.w, seed);
+    const auto w = rbtest::random_batch<Eigen::MatrixXd>(9 * in, out, seed + 1);
+    const Run<S> run = winograd<S>(x, w, s.h, s.w);
+    if (run.tb == 0) {  // too few tiles: the caller runs the direct kernel
+      REQUIRE(detail::winograd_tiles(s.h, s.w).count() < detail::DirectConvTraits<S>::accumulators / s.packets_out / 2);
+      return;
+    }
+    REQUIRE(rbtest::rel_diff(run.y, definition(x, w, s.h, s.w)) < tolerance);
+  });
+}
+
+template <class S>
 void check_weight_shapes(double tolerance) {
-  constexpr Index L = detail::DirectConvTraits<S>::lanes;
-  std::uint64_t seed = 80;
-  for (const Shape& s : k_shapes) {
-    const Index in = s.packets_in * L, out = s.packets_out * L;
-    INFO(std::to_string(in) << "->" << out << " " << s.h << "x" << s.w);
-    const auto x = rbtest::random_batch<Eigen::MatrixXd>(in, s.h * s.w, ++seed);
-    const auto dy = rbtest::random_batch<Eigen::MatrixXd>(out, s.h * s.w, ++seed);
+  for_each_shape<S>(80, [&](const Shape& s, Index in, Index out, std::uint64_t seed) {
+    const auto x = rbtest::random_batch<Eigen::MatrixXd>(in, s.h * s.w, seed);
+    const auto dy = rbtest::random_batch<Eigen::MatrixXd>(out, s.h * s.w, seed + 1);
     REQUIRE(rbtest::rel_diff(winograd_weight<S>(x, dy, s.h, s.w), 2.0 * weight_definition(x, dy, s.h, s.w)) <
             tolerance);
-  }
+  });
 }
 
 }  // namespace

@@ -143,6 +143,18 @@ Step check_against_definition(Conv2d<double>& conv, const Case& c, std::uint64_t
   if (conv.has_bias()) REQUIRE(rbtest::rel_diff(conv.bias_grad(), s.dy.rowwise().sum()) < 1e-13);
   return s;
 }
+/// The skip variants against the definition's step s, the skip being the output buffer itself (the
+/// in-place residual): forward_add gives skip + y, backward_add skip + dL/dx and the same dL/dW.
+void check_in_place_skip(Conv2d<double>& conv, const Case& c, const Step& s) {
+  Eigen::MatrixXd y = s.dy;
+  conv.forward_add(s.x, y, y);
+  REQUIRE(rbtest::rel_diff(y, s.dy + reference(conv, s.x, c.size)) < 1e-13);
+  Eigen::MatrixXd g = s.x;
+  conv.zero_grad();
+  conv.backward_add(s.dy, g, g);
+  REQUIRE(rbtest::rel_diff(g, s.x + s.dx) < 1e-13);
+  REQUIRE(rbtest::rel_diff(conv.weight_grad(), s.dw) < 1e-13);
+}
 }  // namespace
 
 TEST_CASE("Conv2d: backward matches the definition, small and multi-part sizes", "[conv2d]") {
@@ -198,16 +210,10 @@ TEST_CASE("Conv2d: the direct kernels match the definition (double) and the GEMM
   for (const Case& c : k_direct_cases) {
     INFO(describe(c));
     Conv2d<double> conv(c.cin, c.cout, c.k, c.opt);
-    const auto [x, dy, dx, dw] = check_against_definition(conv, c, 31);
-    // The skip variants, the skip being the output buffer itself (in-place residual).
-    Eigen::MatrixXd y = dy;
-    conv.forward_add(x, y, y);
-    REQUIRE(rbtest::rel_diff(y, dy + reference(conv, x, c.size)) < 1e-13);
-    Eigen::MatrixXd g = x;
-    conv.zero_grad();
-    conv.backward_add(dy, g, g);
-    REQUIRE(rbtest::rel_diff(g, x + dx) < 1e-13);
-    REQUIRE(rbtest::rel_diff(conv.weight_grad(), dw) < 1e-13);
+    const Step step = check_against_definition(conv, c, 31);
+    check_in_place_skip(conv, c, step);
+    const Eigen::MatrixXd& x = step.x;
+    const Eigen::MatrixXd& dy = step.dy;
 
     Conv2d<float> direct(c.cin, c.cout, c.k, c.opt), gemm(c.cin, c.cout, c.k, c.opt);
     gemm.weight() = direct.weight();
@@ -225,8 +231,8 @@ TEST_CASE("Conv2d: the direct kernels match the definition (double) and the GEMM
   }
 }
 
-// 3×3, stride 1, padding 1, whole packets of channels on both sides: Winograd F(2×2, 3×3), forward
-// and dL/dx. Even and odd sides, one tile row, several parts, skip and bias.
+// 3×3, stride 1, padding 1, whole packets of channels on both sides: Winograd F(2×2, 3×3), forward,
+// dL/dx and dL/dW. Even and odd sides, one tile row, several parts, skip and bias.
 const Case k_winograd_cases[] = {
     {16, 16, 3, {.padding = 1, .bias = false}, {14, 14}, 3}, {16, 32, 3, {.padding = 1}, {9, 16}, 2},
     {32, 16, 3, {.padding = 1, .bias = false}, {7, 7}, 9},   {64, 64, 3, {.padding = 1}, {7, 8}, 2},
@@ -255,15 +261,10 @@ TEST_CASE("Conv2d: Winograd matches the definition (double) and the direct kerne
     INFO(describe(c));
     Conv2d<double> conv(c.cin, c.cout, c.k, c.opt);
     conv.set_winograd(true);
-    const auto [x, dy, dx, dw] = check_against_definition(conv, c, 61);
-    Eigen::MatrixXd y = dy;  // the in-place residual: skip is the output buffer
-    conv.forward_add(x, y, y);
-    REQUIRE(rbtest::rel_diff(y, dy + reference(conv, x, c.size)) < 1e-13);
-    Eigen::MatrixXd g = x;
-    conv.zero_grad();
-    conv.backward_add(dy, g, g);
-    REQUIRE(rbtest::rel_diff(g, x + dx) < 1e-13);
-    REQUIRE(rbtest::rel_diff(conv.weight_grad(), dw) < 1e-13);
+    const Step step = check_against_definition(conv, c, 61);
+    check_in_place_skip(conv, c, step);
+    const Eigen::MatrixXd& x = step.x;
+    const Eigen::MatrixXd& dy = step.dy;
 
     // Float runs Winograd by default: it agrees with the direct kernels, infer gives forward's bits.
     Conv2d<float> wino(c.cin, c.cout, c.k, c.opt), direct(c.cin, c.cout, c.k, c.opt);

@@ -390,18 +390,27 @@ class Conv2d : public FusedLayer<Conv2d<S, In, Out>, S, In, Out>, public detail:
     if (!direct_forward_plan().ok()) return {};
     return detail::direct_conv_plan<S>(m_in, m_in_size.width);
   }
-  /// Tiles per Winograd block for a direct convolution of `channels` input channels, `plan`'s output
-  /// channels and out_h × out_w outputs (0: the direct kernel runs).
+  /// Winograd runs a direct convolution of `channels` input channels and `plan`'s output channels:
+  /// on, 3×3, stride 1, padding 1, whole packets of input channels.
+  [[nodiscard]] bool winograd_applies(const detail::DirectConvPlan& plan, Index channels) const noexcept {
+    return m_winograd && plan.ok() && m_k == 3 && m_opt.stride == 1 && m_opt.padding == 1 &&
+           channels % detail::DirectConvTraits<S>::lanes == 0;
+  }
+  /// Tiles per Winograd block for such a convolution with out_h × out_w outputs (0: the direct kernel
+  /// runs; dL/dW takes any number of tiles and needs only winograd_applies).
   [[nodiscard]] int winograd_tb(const detail::DirectConvPlan& plan, Index channels, ImageSize out) const noexcept {
-    const Index packet = detail::DirectConvTraits<S>::lanes;
-    if (!m_winograd || !plan.ok() || m_k != 3 || m_opt.stride != 1 || m_opt.padding != 1 || channels % packet != 0)
-      return 0;
+    if (!winograd_applies(plan, channels)) return 0;
     return detail::winograd_block_tiles<S>(plan.nv, detail::winograd_tiles(out.height, out.width).count());
   }
-  /// dL/dW of the direct backward by Winograd (the forward's conditions, any number of tiles).
-  [[nodiscard]] bool winograd_weight_grad(const detail::DirectConvPlan& plan) const noexcept {
-    return m_winograd && plan.ok() && m_k == 3 && m_opt.stride == 1 && m_opt.padding == 1 &&
-           m_in % detail::DirectConvTraits<S>::lanes == 0;
+  /// shape with the source unpadded (size), as the Winograd kernels read it, and their scratch in
+  /// `buffer`.
+  static detail::DirectConvShape unpadded(detail::DirectConvShape shape, ImageSize size) noexcept {
+    shape.src_h = size.height;
+    shape.src_w = size.width;
+    return shape;
+  }
+  static S* winograd_scratch(Weight& buffer, const detail::DirectConvShape& shape) {
+    return chunk_buffer(buffer, Index(detail::winograd_scratch_size<S>(shape.in, shape.out)), 1).data();
   }
   /// u = the transformed weights of w (layout [tap][shape.in][shape.out]) in `buffer`, when tb > 0.
   static const S* winograd_prepare(int tb, const detail::DirectConvShape& shape, const S* w, Weight& buffer) {
@@ -415,15 +424,10 @@ class Conv2d : public FusedLayer<Conv2d<S, In, Out>, S, In, Out>, public detail:
   /// zero-padded copy in `copy`.
   static void convolve(const detail::DirectConvPlan& plan, int tb, const detail::DirectConvShape& shape, const S* src,
                        ImageSize size, Index pad, const S* w, const S* u, S* y, Weight& copy, Weight& scratch) {
-    if (tb > 0) {
-      auto space = chunk_buffer(scratch, Index(detail::winograd_scratch_size<S>(shape.in, shape.out)), 1);
-      detail::DirectConvShape unpadded = shape;
-      unpadded.src_h = size.height;
-      unpadded.src_w = size.width;
-      detail::winograd_conv(unpadded, tb, src, u, y, space.data());
-    } else {
+    if (tb > 0)
+      detail::winograd_conv(unpadded(shape, size), tb, src, u, y, winograd_scratch(scratch, shape));
+    else
       detail::direct_conv(plan, shape, padded(src, size, shape.in, pad, shape, copy), w, y);
-    }
   }
   /// src (one sample, size × channels) itself when unpadded, else a zero-padded copy in buffer.
   static const S* padded(const S* src, ImageSize size, Index channels, Index pad, const detail::DirectConvShape& shape,
@@ -724,11 +728,8 @@ void Conv2d<S, In, Out>::direct_backward(const Output& dL_dy, Input& dL_dx, cons
   const int tb = m_input_gradient ? winograd_tb(dx_plan, m_out, m_in_size) : 0;
   const S* u = winograd_prepare(tb, back, m_wf.data(), m_cols[0]);
   // dL/dW by Winograd: each part sums dL/dU ([ξ][in][out]), turned into dL/dW once at the end.
-  const bool wino_dw = winograd_weight_grad(dw_plan);
-  detail::DirectConvShape fwd_unpadded = fwd;
-  fwd_unpadded.src_h = m_in_size.height;
-  fwd_unpadded.src_w = m_in_size.width;
-  const Index scratch = Index(detail::winograd_scratch_size<S>(m_in, m_out));
+  const bool wino_dw = winograd_applies(dw_plan, m_in);
+  const detail::DirectConvShape fwd_unpadded = unpadded(fwd, m_in_size);
   detail::parallel_parts_dynamic(parts, [&](Index q) {
     Weight* part = m_cols.data() + 1 + 4 * q;
     Weight& dw = m_dw_parts[std::size_t(q)];  // kernel order [tap][in][out], or dL/dU
@@ -748,7 +749,7 @@ void Conv2d<S, In, Out>::direct_backward(const Output& dL_dy, Input& dL_dx, cons
       }
       const S* xi = x.data() + i * in_area * m_in;
       if (wino_dw) {
-        detail::winograd_conv_weight(fwd_unpadded, xi, dy, dw.data(), chunk_buffer(part[3], scratch, 1).data());
+        detail::winograd_conv_weight(fwd_unpadded, xi, dy, dw.data(), winograd_scratch(part[3], fwd));
       } else {
         const S* x_padded = padded(xi, m_in_size, m_in, m_opt.padding, fwd, part[1]);
         detail::direct_conv_weight(dw_plan, fwd, x_padded, dy, dw.data());
