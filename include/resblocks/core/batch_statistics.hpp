@@ -52,24 +52,131 @@ void for_each_statistics_partition(Index rows, Index columns, const F& f) {
   });
 }
 
+/// Rows per strip of the per-channel reductions below: a strip's sums (two per row, in double) stay in
+/// registers while the strip's columns stream past, instead of a load and a store per value.
+inline constexpr Index k_strip_rows = 16;
+
 /// Mean and sum of squared deviations from it of each row of the block x (any column stride):
-/// two passes, in double.
+/// two passes, in double. Whole strips of k_strip_rows rows sum even and odd columns apart (two
+/// dependency chains), then add the two; the rows after the last strip sum in column order.
 template <class X>
 void partial_moments(const X& x, double* mean, double* m2) {
+  constexpr Index W = k_strip_rows;
   const Index rows = x.rows(), cols = x.cols(), ld = x.outerStride();
-  for (Index r = 0; r < rows; ++r) mean[r] = m2[r] = 0;
-  for (Index j = 0; j < cols; ++j) {
-    const auto* xj = x.data() + j * ld;
+  const auto* data = x.data();
+  Index r0 = 0;
+  for (; r0 + W <= rows && cols > 0; r0 += W) {
+    double s0[W] = {}, s1[W] = {};
+    Index j = 0;
+    for (; j + 2 <= cols; j += 2) {
+      const auto* x0 = data + j * ld + r0;
+      const auto* x1 = x0 + ld;
+      RESBLOCKS_SIMD
+      for (Index r = 0; r < W; ++r) {
+        s0[r] += double(x0[r]);
+        s1[r] += double(x1[r]);
+      }
+    }
+    if (j < cols) {
+      const auto* x0 = data + j * ld + r0;
+      RESBLOCKS_SIMD
+      for (Index r = 0; r < W; ++r) s0[r] += double(x0[r]);
+    }
+    double mu[W];
     RESBLOCKS_SIMD
-    for (Index r = 0; r < rows; ++r) mean[r] += double(xj[r]);
+    for (Index r = 0; r < W; ++r) {
+      mu[r] = (s0[r] + s1[r]) / double(cols);
+      s0[r] = s1[r] = 0;
+    }
+    for (j = 0; j + 2 <= cols; j += 2) {
+      const auto* x0 = data + j * ld + r0;
+      const auto* x1 = x0 + ld;
+      RESBLOCKS_SIMD
+      for (Index r = 0; r < W; ++r) {
+        const double d0 = double(x0[r]) - mu[r], d1 = double(x1[r]) - mu[r];
+        s0[r] += d0 * d0;
+        s1[r] += d1 * d1;
+      }
+    }
+    if (j < cols) {
+      const auto* x0 = data + j * ld + r0;
+      RESBLOCKS_SIMD
+      for (Index r = 0; r < W; ++r) {
+        const double d0 = double(x0[r]) - mu[r];
+        s0[r] += d0 * d0;
+      }
+    }
+    for (Index r = 0; r < W; ++r) {
+      mean[r0 + r] = mu[r];
+      m2[r0 + r] = s0[r] + s1[r];
+    }
   }
-  for (Index r = 0; r < rows; ++r) mean[r] /= double(cols);
+  for (Index r = r0; r < rows; ++r) mean[r] = m2[r] = 0;
+  if (r0 == rows) return;
   for (Index j = 0; j < cols; ++j) {
-    const auto* xj = x.data() + j * ld;
+    const auto* xj = data + j * ld;
     RESBLOCKS_SIMD
-    for (Index r = 0; r < rows; ++r) {
+    for (Index r = r0; r < rows; ++r) mean[r] += double(xj[r]);
+  }
+  for (Index r = r0; r < rows; ++r) mean[r] /= double(cols);
+  for (Index j = 0; j < cols; ++j) {
+    const auto* xj = data + j * ld;
+    RESBLOCKS_SIMD
+    for (Index r = r0; r < rows; ++r) {
       const double d = double(xj[r]) - mean[r];
       m2[r] += d * d;
+    }
+  }
+}
+
+/// Σ g and Σ g·(x − mean) of each row over `cols` columns (g and x with column strides ldg, ldx), in
+/// double, into sum_g and sum_g_xc (overwritten): BatchNorm's backward sums. Strips as in
+/// partial_moments.
+template <class S>
+void gradient_sums(const S* g, Index ldg, const S* x, Index ldx, const S* mean, Index rows, Index cols, double* sum_g,
+                   double* sum_g_xc) {
+  constexpr Index W = k_strip_rows;
+  Index r0 = 0;
+  for (; r0 + W <= rows; r0 += W) {
+    double a0[W] = {}, a1[W] = {}, b0[W] = {}, b1[W] = {};
+    const S* m = mean + r0;
+    Index j = 0;
+    for (; j + 2 <= cols; j += 2) {
+      const S* g0 = g + j * ldg + r0;
+      const S* g1 = g0 + ldg;
+      const S* x0 = x + j * ldx + r0;
+      const S* x1 = x0 + ldx;
+      RESBLOCKS_SIMD
+      for (Index r = 0; r < W; ++r) {
+        a0[r] += double(g0[r]);
+        a1[r] += double(g1[r]);
+        b0[r] += double(g0[r]) * double(x0[r] - m[r]);
+        b1[r] += double(g1[r]) * double(x1[r] - m[r]);
+      }
+    }
+    if (j < cols) {
+      const S* g0 = g + j * ldg + r0;
+      const S* x0 = x + j * ldx + r0;
+      RESBLOCKS_SIMD
+      for (Index r = 0; r < W; ++r) {
+        a0[r] += double(g0[r]);
+        b0[r] += double(g0[r]) * double(x0[r] - m[r]);
+      }
+    }
+    for (Index r = 0; r < W; ++r) {
+      sum_g[r0 + r] = a0[r] + a1[r];
+      sum_g_xc[r0 + r] = b0[r] + b1[r];
+    }
+  }
+  for (Index r = r0; r < rows; ++r) sum_g[r] = sum_g_xc[r] = 0;
+  if (r0 == rows) return;
+  for (Index j = 0; j < cols; ++j) {
+    const S* gj = g + j * ldg;
+    const S* xj = x + j * ldx;
+    RESBLOCKS_SIMD
+    for (Index r = r0; r < rows; ++r) {
+      sum_g[r] += double(gj[r]);
+      sum_g_xc[r] += double(gj[r]) * double(xj[r] - mean[r]);
     }
   }
 }

@@ -7,8 +7,9 @@
 /// C(m×n) += A(m×k)·op(B)(k×n) is cut into blocks of kc depth, mc rows of A (packed once per block,
 /// kept in L2) and nc columns of B (packed once per block, in L3); the micro-kernel computes an
 /// mr×nr tile of C in registers (mr = 2 SIMD packets, nr = 12 with 32 vector registers, 6 with 16)
-/// over one kc block and adds it to C. Every element of C sums its k terms in k order, one kc block
-/// at a time: the bits depend on (m, n, k) only, not on how the caller splits C between threads.
+/// over one kc block and adds it to C. Every element of C sums its k terms in k order, one depth block
+/// (gemm_depth_block) at a time: the bits depend on (m, n, k) only, not on how the caller splits C
+/// between threads.
 
 #include <Eigen/Core>
 
@@ -41,6 +42,17 @@ struct GemmKernelShape {
   /// Packing space one thread needs, whatever the product: sized once, never grown.
   static constexpr std::size_t work_size = std::size_t(kc) * std::size_t(mc + nc) + 64;
 };
+
+/// The depth of the kernel's blocks for a product of depth k: k split into the fewest blocks of at
+/// most kc, of equal depth rounded up to 8 (k = 512 runs as 256 + 256, not 384 + 128: no short block
+/// whose tile updates cost more than its products). A function of k alone: the bits stay independent
+/// of the thread split.
+template <class S>
+constexpr Eigen::Index gemm_depth_block(Eigen::Index k) noexcept {
+  constexpr Eigen::Index kc = GemmKernelShape<S>::kc;
+  const Eigen::Index blocks = std::max<Eigen::Index>(1, (k + kc - 1) / kc);
+  return std::min(kc, ((k + blocks - 1) / blocks + 7) / 8 * 8);
+}
 
 #if RESBLOCKS_OWN_GEMM_KERNEL
 
@@ -147,12 +159,20 @@ void gemm_pack_a(const LhsMapper& lhs, Eigen::Index i0, Eigen::Index rows, Eigen
 template <bool TransB, class S>
 void gemm_pack_b(const S* b, Eigen::Index ldb, Eigen::Index p0, Eigen::Index depth, Eigen::Index j0, Eigen::Index cols,
                  S* out) {
+  namespace ei = Eigen::internal;
+  using P = typename GemmKernelShape<S>::Packet;
+  constexpr int packet = GemmKernelShape<S>::packet;
   constexpr Eigen::Index nr = GemmKernelShape<S>::nr;
   for (Eigen::Index jr = 0; jr < cols; jr += nr) {
     const Eigen::Index width = std::min(nr, cols - jr);
     S* dst = out + jr * depth;
     if constexpr (TransB) {  // op(B)(p, j) = b[j + p·ldb]: a panel's row is contiguous
       const S* src = b + (j0 + jr) + p0 * ldb;
+      if (width == nr) {  // a whole panel: rows of nr values, copied with a fixed length
+        for (Eigen::Index p = 0; p < depth; ++p)
+          for (Eigen::Index j = 0; j < nr; ++j) dst[p * nr + j] = src[p * ldb + j];
+        continue;
+      }
       for (Eigen::Index p = 0; p < depth; ++p) {
         Eigen::Index j = 0;
         for (; j < width; ++j) dst[p * nr + j] = src[p * ldb + j];
@@ -160,10 +180,23 @@ void gemm_pack_b(const S* b, Eigen::Index ldb, Eigen::Index p0, Eigen::Index dep
       }
     } else {  // op(B)(p, j) = b[p + j·ldb]: a panel's column is contiguous
       const S* src = b + p0 + (j0 + jr) * ldb;
-      if (width == nr) {  // whole rows of the panel at a time: nr independent loads, one contiguous store
+      if (width == nr) {  // whole rows of the panel at a time
         const S* column[nr];
         for (Eigen::Index j = 0; j < nr; ++j) column[j] = src + j * ldb;
-        for (Eigen::Index p = 0; p < depth; ++p)
+        Eigen::Index p = 0;
+        if constexpr (nr <= packet) {  // a packet of depth from each column, transposed in registers
+          for (; p + packet <= depth; p += packet) {
+            ei::PacketBlock<P, packet> block;
+            for (int j = 0; j < int(nr); ++j) block.packet[j] = ei::ploadu<P>(column[j] + p);
+            for (int j = int(nr); j < packet; ++j) block.packet[j] = ei::pset1<P>(S(0));
+            ei::ptranspose(block);
+            // Row p + r of the panel is the first nr lanes of packet r; its other lanes land where
+            // row p + r + 1 is stored next (the last row's: on the next panel, or on packed A's space,
+            // both written after this).
+            for (int r = 0; r < packet; ++r) ei::pstoreu(dst + (p + r) * nr, block.packet[r]);
+          }
+        }
+        for (; p < depth; ++p)
           for (Eigen::Index j = 0; j < nr; ++j) dst[p * nr + j] = column[j][p];
         continue;
       }
@@ -184,10 +217,11 @@ void gemm_packed(Eigen::Index m, Eigen::Index n, Eigen::Index k, const LhsMapper
   using K = GemmKernelShape<S>;
   S* packed_b = work;
   S* packed_a = work + K::kc * K::nc;
+  const Eigen::Index kb = gemm_depth_block<S>(k);
   for (Eigen::Index jc = 0; jc < n; jc += K::nc) {
     const Eigen::Index nc = std::min(K::nc, n - jc);
-    for (Eigen::Index pc = 0; pc < k; pc += K::kc) {
-      const Eigen::Index kc = std::min(K::kc, k - pc);
+    for (Eigen::Index pc = 0; pc < k; pc += kb) {
+      const Eigen::Index kc = std::min(kb, k - pc);
       gemm_pack_b<TransB>(b, ldb, pc, kc, jc, nc, packed_b);
       for (Eigen::Index ic = 0; ic < m; ic += K::mc) {
         const Eigen::Index mc = std::min(K::mc, m - ic);

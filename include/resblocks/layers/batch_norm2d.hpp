@@ -246,18 +246,8 @@ void BatchNorm2d<S, C>::backward_kernel(const Output& dL_dy, Input& dL_dx, const
   const Index step = detail::statistics_partition(rows, cols), nparts = (cols + step - 1) / step;
   auto sums = detail::grown_view(m_parts, rows, 2 * nparts);
   detail::for_each_statistics_partition(rows, cols, [&](Index p, Index c0, Index n) {
-    double* sum_dy = sums.col(2 * p).data();
-    double* sum_dy_xc = sums.col(2 * p + 1).data();
-    for (Index r = 0; r < rows; ++r) sum_dy[r] = sum_dy_xc[r] = 0;
-    const S* mean = m_mean.data();
-    for (Index j = c0; j < c0 + n; ++j) {
-      const S* dyj = dL_dy.data() + j * rows;
-      const S* xj = x.data() + j * rows;
-      for (Index r = 0; r < rows; ++r) {
-        sum_dy[r] += double(dyj[r]);
-        sum_dy_xc[r] += double(dyj[r]) * double(xj[r] - mean[r]);
-      }
-    }
+    detail::gradient_sums(dL_dy.data() + c0 * rows, rows, x.data() + c0 * rows, rows, m_mean.data(), rows, n,
+                          sums.col(2 * p).data(), sums.col(2 * p + 1).data());
   });
   detail::finish_norm_backward(sums, cols, m_trained_with_batch_stats, m_scale, m_mean, m_inv_std, m_b, m_c,
                                m_dL_dweight, m_dL_dbias);
