@@ -7,8 +7,11 @@ prints a Markdown table of train-step times and ratios. The machine is shared an
 from one run mean much.
 
 Usage: bench/compare_anchors.py BUILD_DIR [--kind mlp|conv] [--anchors DIR] [--threads 2] [--repetitions 3]
+                                [--peak GFLOPS]
   BUILD_DIR  a Release build with resblocks_bench (e.g. `cmake --preset dev && cmake --build --preset dev`)
   --anchors  the anchors folder (default: ../shared/anchors beside the repository)
+  --peak     the FMA peak of --threads cores in GFLOP/s, for the "% of peak" column (default: measured in the
+             same sitting by the anchors' peak_fma.cpp, compiled on first use: its widest vector unit)
 Needs: python3-torch (run the anchor with /usr/bin/python3), libdlib-dev, libopenblas0-openmp.
 
 The peers get their best BLAS kernel: Debian's OpenBLAS 0.3.21 does not recognise recent Xeons and
@@ -63,6 +66,24 @@ def anchor_times(text, kind="mlp"):
     return times
 
 
+def measured_peak(build, anchors, threads):
+    """FP32 FMA peak of `threads` cores (1 or 2), GFLOP/s, from peak_fma.cpp: the best of two runs of its
+    widest vector unit (lines "avx512: 1 core X GFLOP/s, 2 cores Y GFLOP/s")."""
+    exe = os.path.join(build, "peak_fma")
+    if not os.path.exists(exe):
+        run(["g++", "-O3", "-march=native", "-pthread", os.path.join(anchors, "peak_fma.cpp"), "-o", exe])
+    best = {}
+    for _ in range(2):
+        for line in run([exe]).splitlines():
+            m = re.match(r"(\w+): 1 core ([\d.]+) GFLOP/s, 2 cores ([\d.]+) GFLOP/s", line)
+            if m:
+                value = float(m.group(2 if threads == 1 else 3))
+                best[m.group(1)] = max(best.get(m.group(1), 0.0), value)
+    if not best:
+        sys.exit("compare_anchors.py: peak_fma printed no peak; pass --peak")
+    return max(best.values())
+
+
 def best_of(a, b):
     return {k: tuple(min(x, y) for x, y in zip(a[k], b.get(k, a[k]))) for k in a}
 
@@ -75,12 +96,19 @@ def main():
     ap.add_argument("--kind", choices=["mlp", "conv"], default="mlp")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repetitions", type=int, default=3)
+    ap.add_argument("--peak", type=float, default=None)
     args = ap.parse_args()
     anchors = os.path.abspath(args.anchors)
     peer_env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), OPENBLAS_NUM_THREADS=str(args.threads))
     if "OPENBLAS_CORETYPE" not in peer_env and "avx512f" in open("/proc/cpuinfo").read():
         peer_env["OPENBLAS_CORETYPE"] = "SkylakeX"
     print("peers run with OPENBLAS_CORETYPE=" + peer_env.get("OPENBLAS_CORETYPE", "(auto)"), file=sys.stderr)
+
+    if args.peak is None:
+        if args.threads > 2:
+            sys.exit("compare_anchors.py: peak_fma measures 1 or 2 cores; pass --peak for more threads")
+        args.peak = measured_peak(args.build, anchors, args.threads)
+    print(f"FMA peak on {args.threads} thread(s): {args.peak:.0f} GFLOP/s", file=sys.stderr)
 
     pattern = "BM_Mlp" if args.kind == "mlp" else "BM_BasicBlock"
     ours = resblocks_times(args.build, args.repetitions, args.threads, pattern)
@@ -101,8 +129,8 @@ def main():
 
     print(f"\nMLP block train step (forward + backward), {args.threads} threads, times in µs "
           f"(resblocks: best of {args.repetitions} interleaved repetitions, in each of two runs; peers: better of two runs of their scripts); "
-          "ratio > 1: resblocks faster\n")
-    print("| d/n | Block | Body | skip cost | Block (2nd run) | PyTorch | dlib | vs PyTorch | vs dlib | GFLOP/s | % of 231 peak | Infer | PyTorch infer |")
+          f"ratio > 1: resblocks faster; % of the {args.peak:.0f} GFLOP/s FMA peak of {args.threads} cores\n")
+    print("| d/n | Block | Body | skip cost | Block (2nd run) | PyTorch | dlib | vs PyTorch | vs dlib | GFLOP/s | % of peak | Infer | PyTorch infer |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for d, n in CONFIGS:
         blk = ours[("BM_MlpBlockTrain", d, n)]
@@ -114,14 +142,15 @@ def main():
         dl = dlib.get((d, n), (float("nan"),))[0]
         gflops = 12.0 * d * d * n / (best * 1e-6) / 1e9
         print(f"| {d}/{n} | {blk:.1f} | {body:.1f} | {100 * (blk / body - 1):+.1f}% | {blk2:.1f} | {t:.1f} | {dl:.1f} | "
-              f"{t / best:.2f}x | {dl / best:.2f}x | {gflops:.0f} | {100 * gflops / 231:.0f}% | {inf:.1f} | {ti:.1f} |")
+              f"{t / best:.2f}x | {dl / best:.2f}x | {gflops:.0f} | {100 * gflops / args.peak:.0f}% | {inf:.1f} | {ti:.1f} |")
 
 
 def conv_table(args, ours, ours2, torch, dlib):
     print(f"\nResNet basic block (v1, identity skip, BN in training mode) train step, {args.threads} threads, times in ms "
           f"(resblocks: best of {args.repetitions} interleaved repetitions in each of two runs; peers: better of two runs); "
-          "ratio > 1: resblocks faster; GFLOP/s = 6·2·c²·9·hw²·n per step\n")
-    print("| c/hw/n | Train | Train (2nd run) | PyTorch | dlib | vs PyTorch | vs dlib | GFLOP/s | % of 231 peak | Infer | PyTorch infer | dlib infer |")
+          f"ratio > 1: resblocks faster; GFLOP/s = 6·2·c²·9·hw²·n per step, % of the {args.peak:.0f} GFLOP/s FMA peak of "
+          f"{args.threads} cores\n")
+    print("| c/hw/n | Train | Train (2nd run) | PyTorch | dlib | vs PyTorch | vs dlib | GFLOP/s | % of peak | Infer | PyTorch infer | dlib infer |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for c, hw, n in CONV_CONFIGS:
         tr, tr2 = ours[("BM_BasicBlockTrain", c, hw, n)] / 1e3, ours2[("BM_BasicBlockTrain", c, hw, n)] / 1e3
@@ -131,7 +160,7 @@ def conv_table(args, ours, ours2, torch, dlib):
         dl, dli = (v / 1e3 for v in dlib.get((c, hw, n), (float("nan"), float("nan"))))
         gflops = 12.0 * c * c * 9 * hw * hw * n / (best * 1e-3) / 1e9
         print(f"| {c}/{hw}/{n} | {tr:.2f} | {tr2:.2f} | {t:.2f} | {dl:.2f} | {t / best:.2f}x | {dl / best:.2f}x | "
-              f"{gflops:.0f} | {100 * gflops / 231:.0f}% | {inf:.2f} | {ti:.2f} | {dli:.2f} |")
+              f"{gflops:.0f} | {100 * gflops / args.peak:.0f}% | {inf:.2f} | {ti:.2f} | {dli:.2f} |")
 
 
 if __name__ == "__main__":

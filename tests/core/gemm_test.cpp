@@ -89,6 +89,22 @@ TEST_CASE("gemm: results do not depend on the thread count (bit for bit)", "[gem
   REQUIRE(c1.isApprox((a * b).eval(), 1e-5f));
 }
 
+// zero_block's prologue lets the kernel write its first partial sums over C instead of zeroing C
+// (BlockFn::zeroes); a prologue that zeroes another matrix must still run, and C keep its values.
+TEST_CASE("gemm: a prologue that zeroes another matrix still runs", "[gemm]") {
+  const Index m = 130, n = 70, k = 300;  // the packed, threaded path
+  const Eigen::MatrixXf a = rbtest::random_batch<Eigen::MatrixXf>(m, k, 1);
+  const Eigen::MatrixXf b = rbtest::random_batch<Eigen::MatrixXf>(k, n, 2);
+  const Eigen::MatrixXf c0 = rbtest::random_batch<Eigen::MatrixXf>(m, n, 3);
+  const Eigen::MatrixXf product = (a.cast<double>() * b.cast<double>()).cast<float>();
+  Eigen::MatrixXf c = c0, other = Eigen::MatrixXf::Ones(m, n);
+  gemm<false, false>(c, a, b, resblocks::detail::zero_block(other));
+  CHECK(other.isZero(0));
+  CHECK((c - (c0 + product)).cwiseAbs().maxCoeff() <= 1e-4f);
+  gemm<false, false>(c, a, b, resblocks::detail::zero_block(c));  // C's old values are not read
+  CHECK((c - product).cwiseAbs().maxCoeff() <= 1e-4f);
+}
+
 TEST_CASE("gemm: empty operands leave C as it was, or zero", "[gemm]") {
   Eigen::MatrixXf a(4, 0), b(0, 3), c = Eigen::MatrixXf::Ones(4, 3);
   gemm<false, false>(c, a, b, true);

@@ -142,13 +142,16 @@ void gemm_accumulate(Index m, Index n, Index k, Operand<S> a, Operand<S> b, S* c
     const Index c0 = split_rows ? 0 : begin, cols = split_rows ? n : end - begin;
     const S* pa = TransA ? a.data + r0 * a.ld : a.data + r0;
     const S* pb = TransB ? b.data + c0 : b.data + c0 * b.ld;
-    prologue(r0, rows, c0, cols);
 #if RESBLOCKS_OWN_GEMM_KERNEL
+    // A prologue that zeroes C: the kernel writes the first depth block's sums instead (no pass of zeros).
+    const bool overwrite = prologue.zeroes(c, ldc);
+    if (!overwrite) prologue(r0, rows, c0, cols);
     constexpr int order = TransA ? Eigen::RowMajor : Eigen::ColMajor;
     const Eigen::internal::const_blas_data_mapper<S, Index, order> lhs(pa, a.ld);
     gemm_packed<order, TransB>(rows, cols, k, lhs, pb, b.ld, c + r0 + c0 * ldc, ldc,
-                               thread_pack_buffer<S>().get(GemmKernelShape<S>::work_size));
+                               thread_pack_buffer<S>().get(GemmKernelShape<S>::work_size), overwrite);
 #else
+    prologue(r0, rows, c0, cols);
     const Index mc_t = std::min(mc, rows), nc_t = std::min(nc, cols);
     const std::size_t size_a = packed_a_size(kc, mc_t);
     S* space = thread_pack_buffer<S>().get(size_a + std::size_t(kc) * std::size_t(nc_t));
@@ -300,10 +303,20 @@ void gemm_mapped(Index m, Index n, Index k, const LhsMapper& lhs, Operand<S> b, 
 #endif
 }
 
+/// \brief The prologue of zero_block. It says which matrix it zeroes (BlockFn::zeroes), so that a
+/// product into that matrix writes its first partial sums instead of zeroing, then adding.
+template <class Dst>
+struct ZeroBlock {
+  Dst* dst;
+  void operator()(Index r0, Index rows, Index c0, Index cols) const { dst->block(r0, c0, rows, cols).setZero(); }
+  [[nodiscard]] const void* zeroed_data() const noexcept { return dst->data(); }
+  [[nodiscard]] Index zeroed_stride() const noexcept { return dst->outerStride(); }
+};
+
 /// Prologue that zeroes the block: dst = op(a)·op(b).
 template <class Dst>
-auto zero_block(Dst& dst) {
-  return [&dst](Index r0, Index rows, Index c0, Index cols) { dst.block(r0, c0, rows, cols).setZero(); };
+ZeroBlock<Dst> zero_block(Dst& dst) {
+  return {&dst};
 }
 
 /// Prologue that writes expr's block into dst's: dst = expr + op(a)·op(b).

@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstring>
 
 #if !defined(RESBLOCKS_EIGEN_GEMM_KERNEL) && \
     (defined(EIGEN_VECTORIZE_AVX512) || (defined(EIGEN_VECTORIZE_AVX2) && defined(EIGEN_VECTORIZE_FMA)))
@@ -64,11 +65,12 @@ constexpr Eigen::Index gemm_depth_block(Eigen::Index k) noexcept {
 #endif
 
 /// C(rows×cols, leading dimension ldc) += the mr×nr product of a packed A panel (mr values per k)
-/// and a packed B panel (nr values per k) over depth kc; rows ≤ mr, cols ≤ nr. `Half`: rows ≤ mr/2,
-/// the panel's second packet (zero padding) is neither loaded nor multiplied.
+/// and a packed B panel (nr values per k) over depth kc (= instead of += when `overwrite`); rows ≤ mr,
+/// cols ≤ nr. `Half`: rows ≤ mr/2, the panel's second packet (zero padding) is neither loaded nor
+/// multiplied.
 template <class S, bool Half>
 inline void gemm_micro_kernel(Eigen::Index kc, const S* __restrict a, const S* __restrict b, S* c, Eigen::Index ldc,
-                              Eigen::Index rows, Eigen::Index cols) {
+                              Eigen::Index rows, Eigen::Index cols, bool overwrite) {
   namespace ei = Eigen::internal;
   using K = GemmKernelShape<S>;
   using P = typename K::Packet;
@@ -98,6 +100,13 @@ inline void gemm_micro_kernel(Eigen::Index kc, const S* __restrict a, const S* _
     b += nr;
   }
   if (!Half && rows == mr && cols == nr) {
+    if (overwrite) {
+      for (Eigen::Index j = 0; j < nr; ++j) {
+        ei::pstoreu(c + j * ldc, acc0[j]);
+        ei::pstoreu(c + j * ldc + packet, acc1[j]);
+      }
+      return;
+    }
     for (Eigen::Index j = 0; j < nr; ++j) {
       S* cj = c + j * ldc;
       ei::pstoreu(cj, ei::padd(ei::ploadu<P>(cj), acc0[j]));
@@ -111,7 +120,7 @@ inline void gemm_micro_kernel(Eigen::Index kc, const S* __restrict a, const S* _
     ei::pstore(tile + j * mr + packet, acc1[j]);
   }
   for (Eigen::Index j = 0; j < cols; ++j)
-    for (Eigen::Index i = 0; i < rows; ++i) c[i + j * ldc] += tile[i + j * mr];
+    for (Eigen::Index i = 0; i < rows; ++i) c[i + j * ldc] = (overwrite ? S(0) : c[i + j * ldc]) + tile[i + j * mr];
 }
 
 /// Packs A(i0 : i0+rows, p0 : p0+depth), read through `lhs` (Eigen's data-mapper interface:
@@ -168,9 +177,8 @@ void gemm_pack_b(const S* b, Eigen::Index ldb, Eigen::Index p0, Eigen::Index dep
     S* dst = out + jr * depth;
     if constexpr (TransB) {  // op(B)(p, j) = b[j + p·ldb]: a panel's row is contiguous
       const S* src = b + (j0 + jr) + p0 * ldb;
-      if (width == nr) {  // a whole panel: rows of nr values, copied with a fixed length
-        for (Eigen::Index p = 0; p < depth; ++p)
-          for (Eigen::Index j = 0; j < nr; ++j) dst[p * nr + j] = src[p * ldb + j];
+      if (width == nr) {  // a whole panel: rows of nr values, copied with a fixed length (vector moves)
+        for (Eigen::Index p = 0; p < depth; ++p) std::memcpy(dst + p * nr, src + p * ldb, sizeof(S) * nr);
         continue;
       }
       for (Eigen::Index p = 0; p < depth; ++p) {
@@ -209,11 +217,12 @@ void gemm_pack_b(const S* b, Eigen::Index ldb, Eigen::Index p0, Eigen::Index dep
   }
 }
 
-/// C(m×n, leading dimension ldc) += A·op(B) on the calling thread, A read through `lhs` (see
-/// gemm_pack_a), `work` at least GemmKernelShape<S>::work_size values, 64-byte aligned.
+/// C(m×n, leading dimension ldc) += A·op(B) on the calling thread (C = A·op(B) when `overwrite`: C's
+/// old values are not read), A read through `lhs` (see gemm_pack_a), `work` at least
+/// GemmKernelShape<S>::work_size values, 64-byte aligned.
 template <int LhsOrder, bool TransB, class S, class LhsMapper>
 void gemm_packed(Eigen::Index m, Eigen::Index n, Eigen::Index k, const LhsMapper& lhs, const S* b, Eigen::Index ldb,
-                 S* c, Eigen::Index ldc, S* work) {
+                 S* c, Eigen::Index ldc, S* work, bool overwrite = false) {
   using K = GemmKernelShape<S>;
   S* packed_b = work;
   S* packed_a = work + K::kc * K::nc;
@@ -230,10 +239,11 @@ void gemm_packed(Eigen::Index m, Eigen::Index n, Eigen::Index k, const LhsMapper
           for (Eigen::Index ir = 0; ir < mc; ir += K::mr) {
             const Eigen::Index rows = std::min(K::mr, mc - ir), cols = std::min(K::nr, nc - jr);
             S* tile = c + (ic + ir) + (jc + jr) * ldc;
+            const bool first = overwrite && pc == 0;  // C's old values are not read
             if (rows > K::packet)
-              gemm_micro_kernel<S, false>(kc, packed_a + ir * kc, packed_b + jr * kc, tile, ldc, rows, cols);
+              gemm_micro_kernel<S, false>(kc, packed_a + ir * kc, packed_b + jr * kc, tile, ldc, rows, cols, first);
             else
-              gemm_micro_kernel<S, true>(kc, packed_a + ir * kc, packed_b + jr * kc, tile, ldc, rows, cols);
+              gemm_micro_kernel<S, true>(kc, packed_a + ir * kc, packed_b + jr * kc, tile, ldc, rows, cols, first);
           }
         }
       }
