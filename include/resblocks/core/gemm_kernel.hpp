@@ -37,7 +37,7 @@ struct GemmKernelShape {
 #else
   static constexpr Eigen::Index nr = 6;  // 12 accumulators + 2 + 1 of 16
 #endif
-  static constexpr Eigen::Index kc = sizeof(S) == 4 ? 384 : 256;  // depth of a block: fixed, the sum order
+  static constexpr Eigen::Index kc = sizeof(S) == 4 ? 384 : 256;  // deepest block (gemm_depth_block)
   static constexpr Eigen::Index mc = sizeof(S) == 4 ? 384 : 192;  // rows of A per packed block
   static constexpr Eigen::Index nc = 3072;                        // columns of B per packed block
   /// Packing space one thread needs, whatever the product: sized once, never grown.
