@@ -12,35 +12,36 @@ using detail::DirectConvShape;
 
 namespace {
 
-// y[p][co] = Σ x[pixel p + tap − 1][ci] · w[tap][ci][co], zero outside the image: the definition of
-// a 3×3, stride-1, padding-1 convolution on one channels-last sample, in double.
-Eigen::MatrixXd definition(const Eigen::MatrixXd& x, const Eigen::MatrixXd& w, Index h, Index wd) {
-  const Index in = x.rows(), out = w.cols();
-  Eigen::MatrixXd y = Eigen::MatrixXd::Zero(out, h * wd);
+// f(p, tap, q) for every output pixel p of an h × wd image and every tap of a 3×3, stride-1,
+// padding-1 kernel whose input pixel q lies inside the image.
+template <class F>
+void for_each_valid_tap(Index h, Index wd, const F& f) {
   for (Index r = 0; r < h; ++r)
     for (Index c = 0; c < wd; ++c)
       for (Index kh = 0; kh < 3; ++kh)
         for (Index kw = 0; kw < 3; ++kw) {
           const Index hi = r + kh - 1, wi = c + kw - 1;
-          if (hi < 0 || hi >= h || wi < 0 || wi >= wd) continue;
-          y.col(r * wd + c) += w.middleRows((kh * 3 + kw) * in, in).transpose() * x.col(hi * wd + wi);
+          if (hi >= 0 && hi < h && wi >= 0 && wi < wd) f(r * wd + c, kh * 3 + kw, hi * wd + wi);
         }
+}
+
+// y[p][co] = Σ x[pixel p + tap − 1][ci] · w[tap][ci][co], zero outside the image: the definition of
+// a 3×3, stride-1, padding-1 convolution on one channels-last sample, in double.
+Eigen::MatrixXd definition(const Eigen::MatrixXd& x, const Eigen::MatrixXd& w, Index h, Index wd) {
+  const Index in = x.rows();
+  Eigen::MatrixXd y = Eigen::MatrixXd::Zero(w.cols(), h * wd);
+  for_each_valid_tap(
+      h, wd, [&](Index p, Index tap, Index q) { y.col(p) += w.middleRows(tap * in, in).transpose() * x.col(q); });
   return y;
 }
 
 // dw[tap·in + ci][co] = Σ_p x[pixel p + tap − 1][ci] · dy[p][co]: the weight gradient of that
 // convolution, from the definition.
 Eigen::MatrixXd weight_definition(const Eigen::MatrixXd& x, const Eigen::MatrixXd& dy, Index h, Index wd) {
-  const Index in = x.rows(), out = dy.rows();
-  Eigen::MatrixXd dw = Eigen::MatrixXd::Zero(9 * in, out);
-  for (Index r = 0; r < h; ++r)
-    for (Index c = 0; c < wd; ++c)
-      for (Index kh = 0; kh < 3; ++kh)
-        for (Index kw = 0; kw < 3; ++kw) {
-          const Index hi = r + kh - 1, wi = c + kw - 1;
-          if (hi < 0 || hi >= h || wi < 0 || wi >= wd) continue;
-          dw.middleRows((kh * 3 + kw) * in, in) += x.col(hi * wd + wi) * dy.col(r * wd + c).transpose();
-        }
+  const Index in = x.rows();
+  Eigen::MatrixXd dw = Eigen::MatrixXd::Zero(9 * in, dy.rows());
+  for_each_valid_tap(
+      h, wd, [&](Index p, Index tap, Index q) { dw.middleRows(tap * in, in) += x.col(q) * dy.col(p).transpose(); });
   return dw;
 }
 
