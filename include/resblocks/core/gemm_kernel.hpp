@@ -120,7 +120,8 @@ inline void gemm_micro_kernel(Eigen::Index kc, const S* __restrict a, const S* _
     ei::pstore(tile + j * mr + packet, acc1[j]);
   }
   for (Eigen::Index j = 0; j < cols; ++j)
-    for (Eigen::Index i = 0; i < rows; ++i) c[i + j * ldc] = (overwrite ? S(0) : c[i + j * ldc]) + tile[i + j * mr];
+    for (Eigen::Index i = 0; i < rows; ++i)
+      c[i + j * ldc] = overwrite ? tile[i + j * mr] : c[i + j * ldc] + tile[i + j * mr];
 }
 
 /// Packs A(i0 : i0+rows, p0 : p0+depth), read through `lhs` (Eigen's data-mapper interface:
