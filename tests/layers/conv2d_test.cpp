@@ -231,8 +231,8 @@ TEST_CASE("Conv2d: the direct kernels match the definition (double) and the GEMM
   }
 }
 
-// 3×3, stride 1, padding 1, whole packets of channels on both sides: Winograd F(2×2, 3×3), forward,
-// dL/dx and dL/dW. Even and odd sides, one tile row, several parts, skip and bias.
+// 3×3, stride 1, padding 1, whole packets of channels on both sides: Winograd (F(4×4, 3×3) or F(2×2, 3×3)),
+// forward, dL/dx and dL/dW. Even and odd sides, one tile row, several parts, skip and bias.
 const Case k_winograd_cases[] = {
     {16, 16, 3, {.padding = 1, .bias = false}, {14, 14}, 3}, {16, 32, 3, {.padding = 1}, {9, 16}, 2},
     {32, 16, 3, {.padding = 1, .bias = false}, {7, 7}, 9},   {64, 64, 3, {.padding = 1}, {7, 8}, 2},
@@ -245,7 +245,7 @@ template <class S>
 bool winograd_runs(Index in, Index out, ImageSize size) {
   const detail::DirectConvPlan plan = detail::direct_conv_plan<S>(out, size.width);
   return plan.ok() && in % detail::DirectConvTraits<S>::lanes == 0 &&
-         detail::winograd_block_tiles<S>(plan.nv, detail::winograd_tiles(size.height, size.width).count()) > 0;
+         detail::winograd_plan<S>(plan.nv, size.height, size.width).ok();
 }
 
 // Whether dL/dW runs Winograd: the direct backward (the direct kernels' channels both ways) with
@@ -277,13 +277,14 @@ TEST_CASE("Conv2d: Winograd matches the definition (double) and the direct kerne
     const Eigen::MatrixXf yw = wino.forward(xf), yd = direct.forward(xf);
     // Another order of rounding where the Winograd path runs.
     REQUIRE((yw != yd) == winograd_runs<float>(c.cin, c.cout, c.size));
-    REQUIRE(rbtest::rel_diff(yw, yd) < 2e-6);
+    // F(4×4, 3×3) rounds about ten times more than F(2×2, 3×3) (core/winograd_conv_test.cpp).
+    REQUIRE(rbtest::rel_diff(yw, yd) < 1e-5);
     const Eigen::MatrixXf dxw = wino.backward(dyf), dxd = direct.backward(dyf);
     REQUIRE((dxw != dxd) == (winograd_runs<float>(c.cout, c.cin, c.size) &&
                              detail::direct_conv_plan<float>(c.cout, c.size.width).ok()));
-    REQUIRE(rbtest::rel_diff(dxw, dxd) < 2e-6);
+    REQUIRE(rbtest::rel_diff(dxw, dxd) < 1e-5);
     REQUIRE((wino.weight_grad() != direct.weight_grad()) == winograd_weight_runs<float>(c.cin, c.cout, c.size));
-    REQUIRE(rbtest::rel_diff(wino.weight_grad(), direct.weight_grad()) < 2e-6);
+    REQUIRE(rbtest::rel_diff(wino.weight_grad(), direct.weight_grad()) < 1e-5);
     Conv2d<float>::Workspace ws;
     REQUIRE(wino.infer(xf, ws) == yw);
   }

@@ -55,8 +55,8 @@ struct Conv2dOptions {
 ///   registers, each input value broadcast into them; no im2col, no packing. dL/dx of a stride-1
 ///   convolution is the same kernel on dL/dy with the flipped weights, dL/dW a kernel of its own;
 ///   a 3×3, stride-1, padding-1 convolution with whole packets of input channels runs Winograd
-///   F(2×2, 3×3) instead (core/winograd_conv.hpp: 16 products per 2×2 outputs instead of 36), forward,
-///   dL/dx and dL/dW, by default in float (set_winograd());
+///   instead (core/winograd_conv.hpp; F(4×4, 3×3) in float: 36 products per 4×4 outputs instead of
+///   144), forward, dL/dx and dL/dW, by default in float (set_winograd());
 /// - otherwise im2col (core/im2col.hpp) + GEMM over chunks of positions that fit in cache, or the
 ///   implicit GEMM that reads the patches while packing them. Backward of a stride-1 convolution is the
 ///   convolution of dL/dy with the flipped kernel; other strides use dL/dcolumns and a col2im scatter.
@@ -181,9 +181,10 @@ class Conv2d : public FusedLayer<Conv2d<S, In, Out>, S, In, Out>, public detail:
   /// \param on true to use the direct kernels where they apply
   void set_direct(bool on) noexcept { m_direct = on; }
   /// Tuning: run the direct kernels' 3×3, stride-1, padding-1 convolutions (forward, dL/dx, dL/dW) as
-  /// Winograd F(2×2, 3×3) where the input channels are whole SIMD packets too: 2.25× fewer
-  /// multiplications, rounded in another order. On by default for float, off for double (whose results
-  /// stay those of the direct sum).
+  /// Winograd where the input channels are whole SIMD packets too: in float F(4×4, 3×3) (4× fewer
+  /// multiplications) where the output's tiles make it worth it, else F(2×2, 3×3) (2.25×);
+  /// F(2×2, 3×3) in double. Rounded in another order (F(4×4): about ten times F(2×2)'s rounding
+  /// error). On by default for float, off for double (whose results stay those of the direct sum).
   /// \param on true to use Winograd where it applies
   void set_winograd(bool on) noexcept { m_winograd = on; }
   /// Off: backward computes dL/dW (and dL/db) only and returns dL/dx as zeros — for a first layer,
@@ -396,11 +397,12 @@ class Conv2d : public FusedLayer<Conv2d<S, In, Out>, S, In, Out>, public detail:
     return m_winograd && plan.ok() && m_k == 3 && m_opt.stride == 1 && m_opt.padding == 1 &&
            channels % detail::DirectConvTraits<S>::lanes == 0;
   }
-  /// Tiles per Winograd block for such a convolution with out_h × out_w outputs (0: the direct kernel
+  /// The Winograd plan of such a convolution with out_h × out_w outputs (not ok: the direct kernel
   /// runs; dL/dW takes any number of tiles and needs only winograd_applies).
-  [[nodiscard]] int winograd_tb(const detail::DirectConvPlan& plan, Index channels, ImageSize out) const noexcept {
-    if (!winograd_applies(plan, channels)) return 0;
-    return detail::winograd_block_tiles<S>(plan.nv, detail::winograd_tiles(out.height, out.width).count());
+  [[nodiscard]] detail::WinogradPlan winograd_plan(const detail::DirectConvPlan& plan, Index channels,
+                                                   ImageSize out) const noexcept {
+    if (!winograd_applies(plan, channels)) return {};
+    return detail::winograd_plan<S>(plan.nv, out.height, out.width);
   }
   /// shape with the source unpadded (size), as the Winograd kernels read it, and their scratch in
   /// `buffer`.
@@ -412,20 +414,22 @@ class Conv2d : public FusedLayer<Conv2d<S, In, Out>, S, In, Out>, public detail:
   static S* winograd_scratch(Weight& buffer, const detail::DirectConvShape& shape) {
     return chunk_buffer(buffer, Index(detail::winograd_scratch_size<S>(shape.in, shape.out)), 1).data();
   }
-  /// u = the transformed weights of w (layout [tap][shape.in][shape.out]) in `buffer`, when tb > 0.
-  static const S* winograd_prepare(int tb, const detail::DirectConvShape& shape, const S* w, Weight& buffer) {
-    if (tb == 0) return nullptr;
-    auto u = chunk_buffer(buffer, 16 * shape.in, shape.out);
-    detail::winograd_weights(w, shape.in, shape.out, u.data());
+  /// u = the transformed weights of w (layout [tap][shape.in][shape.out]) in `buffer`, when wino.ok().
+  static const S* winograd_prepare(detail::WinogradPlan wino, const detail::DirectConvShape& shape, const S* w,
+                                   Weight& buffer) {
+    if (!wino.ok()) return nullptr;
+    auto u = chunk_buffer(buffer, wino.points() * shape.in, shape.out);
+    detail::winograd_weights(w, shape.in, shape.out, wino.m, u.data());
     return u.data();
   }
   /// The convolution of one sample (src: size × shape.in, padded by `pad`) by the kernel picked:
   /// Winograd (tb > 0, u its weights; it pads on the fly), or direct with the weights w on a
   /// zero-padded copy in `copy`.
-  static void convolve(const detail::DirectConvPlan& plan, int tb, const detail::DirectConvShape& shape, const S* src,
-                       ImageSize size, Index pad, const S* w, const S* u, S* y, Weight& copy, Weight& scratch) {
-    if (tb > 0)
-      detail::winograd_conv(unpadded(shape, size), tb, src, u, y, winograd_scratch(scratch, shape));
+  static void convolve(const detail::DirectConvPlan& plan, detail::WinogradPlan wino,
+                       const detail::DirectConvShape& shape, const S* src, ImageSize size, Index pad, const S* w,
+                       const S* u, S* y, Weight& copy, Weight& scratch) {
+    if (wino.ok())
+      detail::winograd_conv(unpadded(shape, size), wino, src, u, y, winograd_scratch(scratch, shape));
     else
       detail::direct_conv(plan, shape, padded(src, size, shape.in, pad, shape, copy), w, y);
   }
@@ -508,8 +512,8 @@ void Conv2d<S, In, Out>::compute_direct(const detail::DirectConvPlan& plan, cons
   const Index n = x.cols() / m_in_size.area();
   const Index in_area = m_in_size.area(), out_area = m_out_size.area(), parts = partitions(n);
   if (Index(buffers.size()) < 1 + 3 * parts) buffers.resize(std::size_t(1 + 3 * parts));
-  const int tb = winograd_tb(plan, m_in, m_out_size);
-  const S* u = winograd_prepare(tb, shape, w.data(), buffers[0]);
+  const detail::WinogradPlan wino = winograd_plan(plan, m_in, m_out_size);
+  const S* u = winograd_prepare(wino, shape, w.data(), buffers[0]);
   detail::parallel_parts_dynamic(parts, [&](Index q) {
     Weight* part = buffers.data() + 1 + 3 * q;
     for (Index i = n * q / parts; i < n * (q + 1) / parts; ++i) {
@@ -517,13 +521,13 @@ void Conv2d<S, In, Out>::compute_direct(const detail::DirectConvPlan& plan, cons
       auto yi = y.middleCols(i * out_area, out_area);
       if (skip) {  // the kernel's result first, then skip (+ bias): skip may be y itself
         auto t = chunk_buffer(part[1], m_out, out_area);
-        convolve(plan, tb, shape, src, m_in_size, m_opt.padding, w.data(), u, t.data(), part[0], part[2]);
+        convolve(plan, wino, shape, src, m_in_size, m_opt.padding, w.data(), u, t.data(), part[0], part[2]);
         if (m_opt.bias)
           yi = (skip->middleCols(i * out_area, out_area) + t).colwise() + m_bias;
         else
           yi = skip->middleCols(i * out_area, out_area) + t;
       } else {
-        convolve(plan, tb, shape, src, m_in_size, m_opt.padding, w.data(), u, yi.data(), part[0], part[2]);
+        convolve(plan, wino, shape, src, m_in_size, m_opt.padding, w.data(), u, yi.data(), part[0], part[2]);
         if (m_opt.bias) yi.colwise() += m_bias;
       }
       epilogue(0, m_out, i * out_area, out_area);
@@ -725,31 +729,33 @@ void Conv2d<S, In, Out>::direct_backward(const Output& dL_dy, Input& dL_dx, cons
   // padded x, dL/dx before the skip, Winograd scratch.
   if (Index(m_cols.size()) < 1 + 4 * parts) m_cols.resize(std::size_t(1 + 4 * parts));
   if (Index(m_dw_parts.size()) < parts) m_dw_parts.resize(std::size_t(parts));
-  const int tb = m_input_gradient ? winograd_tb(dx_plan, m_out, m_in_size) : 0;
-  const S* u = winograd_prepare(tb, back, m_wf.data(), m_cols[0]);
+  const detail::WinogradPlan wino =
+      m_input_gradient ? winograd_plan(dx_plan, m_out, m_in_size) : detail::WinogradPlan{};
+  const S* u = winograd_prepare(wino, back, m_wf.data(), m_cols[0]);
   // dL/dW by Winograd: each part sums dL/dU ([ξ][in][out]), turned into dL/dW once at the end.
-  const bool wino_dw = winograd_applies(dw_plan, m_in);
+  const int dw_m =
+      winograd_applies(dw_plan, m_in) ? detail::winograd_weight_m<S>(m_out_size.height, m_out_size.width) : 0;
   const detail::DirectConvShape fwd_unpadded = unpadded(fwd, m_in_size);
   detail::parallel_parts_dynamic(parts, [&](Index q) {
     Weight* part = m_cols.data() + 1 + 4 * q;
     Weight& dw = m_dw_parts[std::size_t(q)];  // kernel order [tap][in][out], or dL/dU
-    dw.setZero(m_out, m_in * (wino_dw ? 16 : m_k * m_k));
+    dw.setZero(m_out, m_in * (dw_m > 0 ? Index(dw_m + 2) * (dw_m + 2) : m_k * m_k));
     for (Index i = n * q / parts; i < n * (q + 1) / parts; ++i) {
       const S* dy = dL_dy.data() + i * out_area * m_out;
       if (m_input_gradient) {
         auto dxi = dL_dx.middleCols(i * in_area, in_area);
         if (skip_grad) {  // skip_grad may be dL_dx itself
           auto t = chunk_buffer(part[2], m_in, in_area);
-          convolve(dx_plan, tb, back, dy, m_out_size, q_pad, m_wf.data(), u, t.data(), part[0], part[3]);
+          convolve(dx_plan, wino, back, dy, m_out_size, q_pad, m_wf.data(), u, t.data(), part[0], part[3]);
           dxi = skip_grad->middleCols(i * in_area, in_area) + t;
         } else {
-          convolve(dx_plan, tb, back, dy, m_out_size, q_pad, m_wf.data(), u, dxi.data(), part[0], part[3]);
+          convolve(dx_plan, wino, back, dy, m_out_size, q_pad, m_wf.data(), u, dxi.data(), part[0], part[3]);
         }
         epilogue(0, m_in, i * in_area, in_area);
       }
       const S* xi = x.data() + i * in_area * m_in;
-      if (wino_dw) {
-        detail::winograd_conv_weight(fwd_unpadded, xi, dy, dw.data(), winograd_scratch(part[3], fwd));
+      if (dw_m > 0) {
+        detail::winograd_conv_weight(fwd_unpadded, dw_m, xi, dy, dw.data(), winograd_scratch(part[3], fwd));
       } else {
         const S* x_padded = padded(xi, m_in_size, m_in, m_opt.padding, fwd, part[1]);
         detail::direct_conv_weight(dw_plan, fwd, x_padded, dy, dw.data());
@@ -757,10 +763,10 @@ void Conv2d<S, In, Out>::direct_backward(const Output& dL_dy, Input& dL_dx, cons
     }
   });
   for (Index q = 1; q < parts; ++q) m_dw_parts[0] += m_dw_parts[std::size_t(q)];
-  if (wino_dw) {
+  if (dw_m > 0) {
     auto kernel = chunk_buffer(m_cols[0], m_out, m_in * m_k * m_k);
     kernel.setZero();
-    detail::winograd_weight_grad(m_dw_parts[0].data(), m_in, m_out, kernel.data());
+    detail::winograd_weight_grad(m_dw_parts[0].data(), m_in, m_out, dw_m, kernel.data());
     from_kernel_order_add(kernel, m_dL_dweight);
   } else if (same_order()) {
     m_dL_dweight += m_dw_parts[0];
