@@ -34,7 +34,7 @@ struct WinogradTransform;
 /// F(2, 3): Bᵀ, G and Aᵀ have the coefficients 0, ±1 and ±½, exact in binary.
 template <>
 struct WinogradTransform<2> {
-  static constexpr int m = 2, t = 4;
+  static constexpr int t = 4;  ///< points per side of an input tile
   /// r = Bᵀ d: d0−d2, d1+d2, d2−d1, d1−d3.
   template <class P>
   static void input(const P (&d)[4], P (&r)[4]) {
@@ -86,7 +86,7 @@ struct WinogradTransform<2> {
 /// G has sixths and 24ths, so the weight transform rounds.
 template <>
 struct WinogradTransform<4> {
-  static constexpr int m = 4, t = 6;
+  static constexpr int t = 6;
   /// r = Bᵀ d: 4d0−5d2+d4, −4d1−4d2+d3+d4, 4d1−4d2−d3+d4, −2d1−d2+2d3+d4, 2d1−d2−2d3+d4, 4d1−5d3+d5.
   template <class P>
   static void input(const P (&d)[6], P (&r)[6]) {
@@ -153,10 +153,9 @@ struct WinogradTransform<4> {
   }
 };
 
-/// Points of a tile (T², T = M + 2): products per tile and per channel pair; the transformed weights
-/// hold winograd_points · in · out values.
-template <int M>
-inline constexpr int winograd_points = (M + 2) * (M + 2);
+/// Points of a tile of F(m×m) (T², T = m + 2): products per tile and per channel pair; the transformed
+/// weights hold winograd_points · in · out values.
+constexpr Index winograd_points(int m) noexcept { return Index(m + 2) * (m + 2); }
 
 /// The M×M tiles of an out_h × out_w output: ⌈out_h/M⌉ × ⌈out_w/M⌉.
 struct WinogradTiles {
@@ -168,6 +167,10 @@ inline WinogradTiles winograd_tiles(int m, Index out_h, Index out_w) noexcept {
   return {(out_h + m - 1) / m, (out_w + m - 1) / m};
 }
 
+/// Tiles computed for `tiles` in blocks of tb: a sample's last block overlaps its neighbour, so some
+/// are computed twice.
+inline Index winograd_computed_tiles(Index tiles, Index tb) noexcept { return (tiles + tb - 1) / tb * tb; }
+
 /// Tiles per block of F(m×m): the direct kernel's register budget over NV packets of output channels,
 /// or about half that when it leaves fewer tiles to compute twice in a sample's last, overlapping
 /// block (0: fewer tiles than that, use the direct kernel). F(4×4) takes the half size only: its
@@ -176,8 +179,8 @@ inline WinogradTiles winograd_tiles(int m, Index out_h, Index out_w) noexcept {
 template <class S>
 int winograd_block_tiles(int m, int nv, Index tiles) noexcept {
   const int full = DirectConvTraits<S>::accumulators / nv, half = (full + 1) / 2;
-  const auto computed = [tiles](Index tb) { return (tiles + tb - 1) / tb * tb; };
-  if (m == 2 && tiles >= full && computed(full) <= computed(half)) return full;
+  if (m == 2 && tiles >= full && winograd_computed_tiles(tiles, full) <= winograd_computed_tiles(tiles, half))
+    return full;
   if (tiles >= half) return half;
   return 0;
 }
@@ -200,7 +203,7 @@ void winograd_dispatch(int m, const F& f) {
 struct WinogradPlan {
   int m = 0, tb = 0;
   [[nodiscard]] bool ok() const noexcept { return m > 0; }
-  [[nodiscard]] Index points() const noexcept { return Index(m + 2) * (m + 2); }
+  [[nodiscard]] Index points() const noexcept { return winograd_points(m); }
 };
 
 /// The plan of a convolution to NV packets of output channels on out_h × out_w outputs. Double runs
@@ -215,8 +218,7 @@ WinogradPlan winograd_plan(int nv, Index out_h, Index out_w) noexcept {
     return tb > 0 ? WinogradPlan{m, tb} : WinogradPlan{};
   };
   const auto products = [&](WinogradPlan p) {
-    const Index tiles = winograd_tiles(p.m, out_h, out_w).count();
-    return (tiles + p.tb - 1) / p.tb * p.tb * p.points();
+    return winograd_computed_tiles(winograd_tiles(p.m, out_h, out_w).count(), p.tb) * p.points();
   };
   const WinogradPlan f2 = plan(2);
   if (!winograd_has_f4<S> || !f2.ok()) return f2;
@@ -225,9 +227,9 @@ WinogradPlan winograd_plan(int nv, Index out_h, Index out_w) noexcept {
 }
 
 /// The tile side of the weight gradient on out_h × out_w outputs: 2 in double; in float 4 where a
-/// sample has at least half a block of F(4×4) tiles (14 with AVX-512) (dL/dU, 36·in·out values, is read and written
-/// once per block: with fewer tiles that costs more than F(4×4) saves; 7×7 at 64 channels: 4 tiles,
-/// 1.14× slower than F(2×2)).
+/// sample has at least half a block of F(4×4) tiles (14 with AVX-512). Below that F(4×4) lost: 7×7 at
+/// 64 channels (4 tiles) ran 1.14× slower than F(2×2), its 36-point transformed tiles costing more
+/// stores than its products saved (blocks of tiles spanning samples did not help: tried).
 template <class S>
 int winograd_weight_m(Index out_h, Index out_w) noexcept {
   if (!winograd_has_f4<S>) return 2;
@@ -239,7 +241,7 @@ int winograd_weight_m(Index out_h, Index out_w) noexcept {
 template <class S>
 std::size_t winograd_scratch_size(Index in, Index out) noexcept {
   const auto tb = std::size_t(DirectConvTraits<S>::accumulators);
-  return std::size_t(winograd_points<4>) * tb * std::size_t(in + out) + std::size_t(in);
+  return std::size_t(winograd_points(4)) * tb * std::size_t(in + out) + std::size_t(in);
 }
 
 /// f(e) with Q = a packet for whole packets of e in [0, n), then Q = S for the rest (e contiguous on
@@ -428,11 +430,11 @@ template <class S, int M>
 void winograd_conv_m(const DirectConvShape& s, int tb, const S* src, const S* u, S* y, S* scratch) {
   constexpr int A = DirectConvTraits<S>::accumulators, L = DirectConvTraits<S>::lanes;
   const WinogradTiles tiles = winograd_tiles(M, s.out_h, s.out_w);
-  S* zeros = scratch + winograd_points<4> * std::size_t(A) * std::size_t(s.in + s.out);
+  S* zeros = scratch + std::size_t(winograd_points(4)) * std::size_t(A) * std::size_t(s.in + s.out);
   std::fill_n(zeros, s.in, S(0));
   auto run = [&]<int NV, int TB>() {
     S* v = scratch;
-    S* m = scratch + Index(winograd_points<M> * TB) * s.in;
+    S* m = scratch + winograd_points(M) * TB * s.in;
     for (Index b0 = 0;; b0 += TB) {
       const Index b = std::min(b0, tiles.count() - TB);
       winograd_block<S, M, NV, TB>(s, tiles, b, src, u, y, v, m, zeros);
@@ -440,10 +442,10 @@ void winograd_conv_m(const DirectConvShape& s, int tb, const S* src, const S* u,
     }
   };
   auto pick = [&]<int NV>() {
-    if (M == 2 && tb == A / NV)
-      run.template operator()<NV, M == 2 ? A / NV : (A / NV + 1) / 2>();
-    else
-      run.template operator()<NV, (A / NV + 1) / 2>();
+    if constexpr (M == 2) {  // F(4×4) has the half size only (winograd_block_tiles)
+      if (tb == A / NV) return run.template operator()<NV, A / NV>();
+    }
+    run.template operator()<NV, (A / NV + 1) / 2>();
   };
   const Index nv = s.out / L;
   if (nv == 1)

@@ -739,7 +739,7 @@ void Conv2d<S, In, Out>::direct_backward(const Output& dL_dy, Input& dL_dx, cons
   detail::parallel_parts_dynamic(parts, [&](Index q) {
     Weight* part = m_cols.data() + 1 + 4 * q;
     Weight& dw = m_dw_parts[std::size_t(q)];  // kernel order [tap][in][out], or dL/dU
-    dw.setZero(m_out, m_in * (dw_m > 0 ? Index(dw_m + 2) * (dw_m + 2) : m_k * m_k));
+    dw.setZero(m_out, m_in * (dw_m > 0 ? detail::winograd_points(dw_m) : m_k * m_k));
     for (Index i = n * q / parts; i < n * (q + 1) / parts; ++i) {
       const S* dy = dL_dy.data() + i * out_area * m_out;
       if (m_input_gradient) {
