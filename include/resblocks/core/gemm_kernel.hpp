@@ -78,27 +78,34 @@ inline void gemm_micro_kernel(Eigen::Index kc, const S* __restrict a, const S* _
   constexpr Eigen::Index mr = K::mr, nr = K::nr;
   P acc0[nr], acc1[nr];
   for (Eigen::Index j = 0; j < nr; ++j) acc0[j] = acc1[j] = ei::pset1<P>(S(0));
-  for (Eigen::Index p = 0; p < kc; ++p) {
-    const P a0 = ei::pload<P>(a);
+  // One depth step: a column of the A panel times a row of the B panel, added to the tile.
+  const auto step = [&](const S* __restrict ap, const S* __restrict bp) {
+    const P a0 = ei::pload<P>(ap);
     if constexpr (Half) {
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC unroll 12
 #endif
-      for (Eigen::Index j = 0; j < nr; ++j) acc0[j] = ei::pmadd(a0, ei::pset1<P>(b[j]), acc0[j]);
+      for (Eigen::Index j = 0; j < nr; ++j) acc0[j] = ei::pmadd(a0, ei::pset1<P>(bp[j]), acc0[j]);
     } else {
-      const P a1 = ei::pload<P>(a + packet);
+      const P a1 = ei::pload<P>(ap + packet);
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC unroll 12
 #endif
       for (Eigen::Index j = 0; j < nr; ++j) {
-        const P bj = ei::pset1<P>(b[j]);
+        const P bj = ei::pset1<P>(bp[j]);
         acc0[j] = ei::pmadd(a0, bj, acc0[j]);
         acc1[j] = ei::pmadd(a1, bj, acc1[j]);
       }
     }
-    a += mr;
-    b += nr;
+  };
+  // Two steps per iteration (measured on packed panels in L2: 164-167 -> 173-178 GFLOP/s with AVX-512;
+  // the products 1-3% faster, 4-8% with AVX2); every accumulator's terms keep their order.
+  Eigen::Index p = 0;
+  for (; p + 2 <= kc; p += 2, a += 2 * mr, b += 2 * nr) {
+    step(a, b);
+    step(a + mr, b + nr);
   }
+  if (p < kc) step(a, b);
   if (!Half && rows == mr && cols == nr) {
     if (overwrite) {
       for (Eigen::Index j = 0; j < nr; ++j) {
