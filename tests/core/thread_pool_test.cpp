@@ -8,8 +8,65 @@
 #include <thread>
 #include <vector>
 
+#if defined(__linux__)
+#include <pthread.h>
+#include <sched.h>
+#endif
+
+using resblocks::detail::involuntary_switches;
+using resblocks::detail::PreemptionHistory;
 using resblocks::detail::run_on_threads;
 using resblocks::detail::ThreadPool;
+
+TEST_CASE("PreemptionHistory: quiet after k_waits waits without an involuntary switch, not before", "[threads][pool]") {
+  PreemptionHistory history;
+  constexpr int k = PreemptionHistory::k_waits;
+  // The first count is news (no history yet); then k unchanged counts make the thread quiet.
+  for (int wait = 0; wait < k; ++wait) CHECK_FALSE(history.quiet_after(5));
+  CHECK(history.quiet_after(5));
+  CHECK(history.quiet_after(5));
+  // One preemption: the next k waits spin short again.
+  CHECK_FALSE(history.quiet_after(6));
+  for (int wait = 1; wait < k; ++wait) CHECK_FALSE(history.quiet_after(6));
+  CHECK(history.quiet_after(6));
+  // A preemption in the middle of the countdown starts it over.
+  CHECK_FALSE(history.quiet_after(7));
+  for (int wait = 0; wait < k / 2; ++wait) CHECK_FALSE(history.quiet_after(7));
+  CHECK_FALSE(history.quiet_after(8));
+  for (int wait = 1; wait < k; ++wait) CHECK_FALSE(history.quiet_after(8));
+  CHECK(history.quiet_after(8));
+}
+
+#if defined(__linux__)
+TEST_CASE("involuntary_switches: counts the calling thread's preemptions", "[threads][pool]") {
+  // Two busy threads on one CPU: the scheduler preempts each of them every few milliseconds.
+  cpu_set_t saved;
+  REQUIRE(pthread_getaffinity_np(pthread_self(), sizeof saved, &saved) == 0);
+  int cpu = 0;
+  while (cpu < CPU_SETSIZE && !CPU_ISSET(cpu, &saved)) ++cpu;
+  REQUIRE(cpu < CPU_SETSIZE);
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(cpu, &one);
+  const auto spin_for = [](std::chrono::milliseconds how_long) {
+    const auto end = std::chrono::steady_clock::now() + how_long;
+    volatile long sink = 0;
+    while (std::chrono::steady_clock::now() < end) sink = sink + 1;
+  };
+  REQUIRE(pthread_setaffinity_np(pthread_self(), sizeof one, &one) == 0);
+  const long before = involuntary_switches();
+  std::thread other([&] {
+    pthread_setaffinity_np(pthread_self(), sizeof one, &one);
+    spin_for(std::chrono::milliseconds(300));
+  });
+  spin_for(std::chrono::milliseconds(300));
+  other.join();
+  const long after = involuntary_switches();
+  REQUIRE(pthread_setaffinity_np(pthread_self(), sizeof saved, &saved) == 0);
+  CHECK(before >= 0);
+  CHECK(after > before);
+}
+#endif
 
 TEST_CASE("ThreadPool: every thread of every region runs once, on a fixed OS thread", "[threads][pool]") {
   // Many short regions back to back (workers catch them spinning) and some after a pause (workers

@@ -2,7 +2,9 @@
 /// \file
 /// \brief ThreadPool: resblocks' own worker threads, which wait by spinning briefly and then sleeping.
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
@@ -16,13 +18,54 @@
 #if defined(__unix__) || defined(__APPLE__)
 #include <pthread.h>
 #endif
+#if defined(__linux__)
+#include <sys/resource.h>  // getrusage(RUSAGE_THREAD): the thread's involuntary context switches
+#endif
 
-/// Pause instructions a waiting pool thread spins before it sleeps (tens of microseconds on x86).
+/// Pause instructions a waiting pool thread spins before it sleeps once the scheduler has been
+/// preempting it (a co-tenant on the machine): about 10 µs on a current x86 core.
 #ifndef RESBLOCKS_POOL_SPIN
 #define RESBLOCKS_POOL_SPIN (1 << 10)
 #endif
+/// Microseconds a waiting pool thread spins before it sleeps while the scheduler leaves it alone
+/// (a quiet machine; Linux only, elsewhere always RESBLOCKS_POOL_SPIN). 0: always RESBLOCKS_POOL_SPIN.
+#ifndef RESBLOCKS_POOL_QUIET_SPIN_US
+#define RESBLOCKS_POOL_QUIET_SPIN_US 200
+#endif
 
 namespace resblocks::detail {
+
+/// The calling thread's involuntary context switches so far (the scheduler took its CPU for another
+/// runnable thread), or -1 where the platform does not count them per thread (Linux does).
+inline long involuntary_switches() noexcept {
+#if defined(__linux__) && defined(RUSAGE_THREAD)
+  rusage usage{};
+  if (getrusage(RUSAGE_THREAD, &usage) == 0) return usage.ru_nivcsw;
+#endif
+  return -1;
+}
+
+/// \brief Whether a thread has been preempted lately. Given the thread's involuntary context switches
+/// at each of its waits, it says "quiet" once the count has stayed the same for k_waits waits. With
+/// fewer runnable threads than CPUs none is preempted; with a co-tenant (a compile in another terminal)
+/// the pool's threads are, every few milliseconds.
+class PreemptionHistory {
+ public:
+  static constexpr int k_waits = 8;
+
+  /// \param switches the thread's involuntary context switches now (involuntary_switches())
+  /// \returns true when none happened during the last k_waits calls (never on the first k_waits)
+  bool quiet_after(long switches) noexcept {
+    const bool preempted = switches != m_switches;
+    m_switches = switches;
+    m_waits_left = preempted ? k_waits : std::max(0, m_waits_left - 1);
+    return m_waits_left == 0;
+  }
+
+ private:
+  long m_switches = -1;
+  int m_waits_left = k_waits;  ///< calls to go without a switch before the thread counts as quiet
+};
 
 /// \brief A fixed set of persistent worker threads that run one parallel region at a time.
 ///
@@ -33,9 +76,13 @@ namespace resblocks::detail {
 /// Why not OpenMP's team: libgomp's idle threads spin (for up to GOMP_SPINCOUNT iterations, read once
 /// when the program starts), so with a co-tenant on the machine a spinning thread eats the time slice
 /// of the thread it waits for, and a training step slowed 10–30×. Here a waiting thread (a worker
-/// between regions, the caller at the end of one) spins for at most ~k_spin pause instructions (a few
-/// microseconds: enough to catch the next region of a busy step) and then sleeps on a futex-backed
-/// condition variable, giving its core to whoever needs it.
+/// between regions, the caller at the end of one) spins, then sleeps on a futex-backed condition
+/// variable, giving its core to whoever needs it. How long it spins depends on whether the machine is
+/// shared (spin_until): ~200 µs while the scheduler has not preempted the thread in its last 8 waits
+/// (PreemptionHistory)
+/// (waking a sleeping thread costs more than the gap between two regions of a busy step), else
+/// k_spin pause instructions (~10 µs: the thread waited for may be descheduled, and spinning would
+/// take its CPU time).
 class ThreadPool {
  public:
   using Task = void (*)(void* ctx, int thread, int threads) noexcept;
@@ -92,9 +139,8 @@ class ThreadPool {
     region_flag() = true;
     task(ctx, 0, threads);
     region_flag() = false;
-    // The end of the region: spin a little, then sleep until the last worker signals.
-    for (int i = 0; i < k_spin && m_pending.load(std::memory_order_acquire) != 0; ++i) pause();
-    if (m_pending.load(std::memory_order_acquire) != 0) {
+    // The end of the region: spin, then sleep until the last worker signals.
+    if (!spin_until([&] { return m_pending.load(std::memory_order_acquire) == 0; })) {
       std::unique_lock<std::mutex> lock(m_mutex);
       m_caller_sleeping = true;
       m_done.wait(lock, [&] { return m_pending.load(std::memory_order_acquire) == 0; });
@@ -109,8 +155,46 @@ class ThreadPool {
   }
 
  private:
-  /// Pause-loop iterations a waiting thread spins before it sleeps (RESBLOCKS_POOL_SPIN to change).
+  /// Pause-loop iterations a waiting thread spins before it sleeps when the machine is shared
+  /// (RESBLOCKS_POOL_SPIN to change).
   static constexpr int k_spin = RESBLOCKS_POOL_SPIN;
+  /// The longest spin on a quiet machine (RESBLOCKS_POOL_QUIET_SPIN_US to change).
+  static constexpr std::chrono::microseconds k_quiet_spin{RESBLOCKS_POOL_QUIET_SPIN_US};
+
+  /// Spins until ready() (true) or the thread's spin is over (false): k_quiet_spin on a quiet
+  /// machine, k_spin pause instructions on a shared one (see quiet()).
+  template <class Ready>
+  static bool spin_until(const Ready& ready) noexcept {
+    if (ready()) return true;
+    if (quiet()) {
+      using Clock = std::chrono::steady_clock;
+      const Clock::time_point deadline = Clock::now() + k_quiet_spin;
+      do {
+        for (int i = 0; i < 64; ++i) {
+          if (ready()) return true;
+          pause();
+        }
+      } while (Clock::now() < deadline);
+    } else {
+      for (int i = 0; i < k_spin; ++i) {
+        if (ready()) return true;
+        pause();
+      }
+    }
+    return ready();
+  }
+
+  /// Whether the calling thread counts as on a quiet machine (PreemptionHistory); asked once per wait
+  /// that does not end at once.
+  static bool quiet() noexcept {
+    if constexpr (RESBLOCKS_POOL_QUIET_SPIN_US > 0) {
+      thread_local PreemptionHistory history;
+      const long switches = involuntary_switches();
+      return switches >= 0 && history.quiet_after(switches);
+    } else {
+      return false;
+    }
+  }
 
   static ThreadPool*& process_pool() {
     static ThreadPool* pool = new ThreadPool;
@@ -144,11 +228,8 @@ class ThreadPool {
   void work(int index, std::uint64_t seen) {
     region_flag() = true;  // a worker's own calls into the library run single-threaded
     for (;;) {
+      spin_until([&] { return (m_ticket.load(std::memory_order_acquire) >> 16) != seen; });
       std::uint64_t ticket = m_ticket.load(std::memory_order_acquire);
-      for (int i = 0; i < k_spin && (ticket >> 16) == seen; ++i) {
-        pause();
-        ticket = m_ticket.load(std::memory_order_acquire);
-      }
       if ((ticket >> 16) == seen) {
         std::unique_lock<std::mutex> lock(m_mutex);
         ++m_sleeping;
