@@ -13,6 +13,7 @@
 using namespace resblocks;
 
 namespace {
+namespace cifar_resnet_bench {  // its own names: resblocks_bench can build as one translation unit
 
 CifarResNet<float> make_net(Index depth) {
   manual_seed(1);
@@ -63,7 +64,7 @@ void BM_CifarResNetInfer(benchmark::State& state) {
   state.counters["img/s"] = benchmark::Counter(double(n), benchmark::Counter::kIsIterationInvariantRate);
 }
 
-}  // namespace
-
 BENCHMARK(BM_CifarResNetTrain)->Args({20, 128})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_CifarResNetInfer)->Args({20, 250})->Unit(benchmark::kMillisecond)->UseRealTime();
+}  // namespace cifar_resnet_bench
+}  // namespace

@@ -15,6 +15,7 @@
 using namespace resblocks;
 
 namespace {
+namespace conv_block_bench {  // its own names: resblocks_bench can build as one translation unit
 
 void set_counters(benchmark::State& state, double flops_per_iter) {
   state.counters["GFLOP/s"] = benchmark::Counter(flops_per_iter * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
@@ -95,4 +96,5 @@ const bool registered = [] {
   return true;
 }();
 
+}  // namespace conv_block_bench
 }  // namespace

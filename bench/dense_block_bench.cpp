@@ -15,6 +15,7 @@
 using namespace resblocks;
 
 namespace {
+namespace dense_block_bench {  // its own names: resblocks_bench can build as one translation unit
 
 double dense_flops(Index c0, Index k, Index layers, Index hw, Index n) {
   double f = 0;
@@ -62,4 +63,5 @@ const bool registered = [] {
   return true;
 }();
 
+}  // namespace dense_block_bench
 }  // namespace

@@ -12,6 +12,7 @@
 using namespace resblocks;
 
 namespace {
+namespace gemm_bench {  // its own names: resblocks_bench can build as one translation unit
 
 template <bool TA, bool TB>
 void BM_Gemm(benchmark::State& state, Index m, Index n, Index k, int threads) {
@@ -51,4 +52,5 @@ const bool registered = [] {
   return true;
 }();
 
+}  // namespace gemm_bench
 }  // namespace

@@ -19,6 +19,7 @@
 using namespace resblocks;
 
 namespace {
+namespace highway_bench {  // its own names: resblocks_bench can build as one translation unit
 
 using Body = Sequential<Linear<float>, ReLU<float>>;
 using Block = Highway<Body>;
@@ -93,4 +94,5 @@ const bool registered = [] {
   return true;
 }();
 
+}  // namespace highway_bench
 }  // namespace

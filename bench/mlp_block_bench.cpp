@@ -12,6 +12,7 @@
 using namespace resblocks;
 
 namespace {
+namespace mlp_block_bench {  // its own names: resblocks_bench can build as one translation unit
 
 template <int D>
 using Body = Sequential<Linear<float, D, D>, ReLU<float, D>, Linear<float, D, D>>;
@@ -91,4 +92,5 @@ const bool registered = [] {
   return true;
 }();
 
+}  // namespace mlp_block_bench
 }  // namespace

@@ -15,6 +15,7 @@
 using namespace resblocks;
 
 namespace {
+namespace transformer_block_bench {  // its own names: resblocks_bench can build as one translation unit
 
 double forward_flops(Index d, Index ff, Index seq, Index batch) {
   const double tokens = double(seq * batch);
@@ -80,4 +81,5 @@ const bool registered = [] {
   return true;
 }();
 
+}  // namespace transformer_block_bench
 }  // namespace
