@@ -244,6 +244,15 @@ std::size_t winograd_scratch_size(Index in, Index out) noexcept {
   return std::size_t(winograd_points(4)) * tb * std::size_t(in + out) + std::size_t(in);
 }
 
+/// The pixel of zeros at the end of a winograd_scratch_size scratch (`in` values, zeroed here): what
+/// a tile reads in the padding.
+template <class S>
+S* winograd_zeros(S* scratch, Index in, Index out) {
+  S* zeros = scratch + (winograd_scratch_size<S>(in, out) - std::size_t(in));
+  std::fill_n(zeros, in, S(0));
+  return zeros;
+}
+
 /// f(e) with Q = a packet for whole packets of e in [0, n), then Q = S for the rest (e contiguous on
 /// every side of the loop's body: it loads and stores with winograd_load and winograd_store).
 template <class S, class F>
@@ -430,8 +439,7 @@ template <class S, int M>
 void winograd_conv_m(const DirectConvShape& s, int tb, const S* src, const S* u, S* y, S* scratch) {
   constexpr int A = DirectConvTraits<S>::accumulators, L = DirectConvTraits<S>::lanes;
   const WinogradTiles tiles = winograd_tiles(M, s.out_h, s.out_w);
-  S* zeros = scratch + std::size_t(winograd_points(4)) * std::size_t(A) * std::size_t(s.in + s.out);
-  std::fill_n(zeros, s.in, S(0));
+  const S* zeros = winograd_zeros(scratch, s.in, s.out);
   auto run = [&]<int NV, int TB>() {
     S* v = scratch;
     S* m = scratch + winograd_points(M) * TB * s.in;
@@ -480,8 +488,7 @@ void winograd_weight_tiles(const DirectConvShape& s, const S* src, const S* dy, 
   const Index in = s.in, out = s.out, in_packets = in / L;
   S* v = scratch;
   S* d = scratch + Index(N * TB) * in;
-  S* zeros = d + Index(N * TB) * out;
-  std::fill_n(zeros, in, S(0));
+  const S* zeros = winograd_zeros(scratch, in, out);
   for (Index b = 0; b < tiles.count(); b += TB) {
     const Index nt = std::min<Index>(TB, tiles.count() - b);
     winograd_input_tiles<S, M, TB>(s, tiles, b, nt, src, v, zeros);

@@ -423,7 +423,7 @@ class Conv2d : public FusedLayer<Conv2d<S, In, Out>, S, In, Out>, public detail:
     return u.data();
   }
   /// The convolution of one sample (src: size × shape.in, padded by `pad`) by the kernel picked:
-  /// Winograd (tb > 0, u its weights; it pads on the fly), or direct with the weights w on a
+  /// Winograd (wino.ok(), u its weights; it pads on the fly), or direct with the weights w on a
   /// zero-padded copy in `copy`.
   static void convolve(const detail::DirectConvPlan& plan, detail::WinogradPlan wino,
                        const detail::DirectConvShape& shape, const S* src, ImageSize size, Index pad, const S* w,
