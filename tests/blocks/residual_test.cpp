@@ -98,3 +98,71 @@ TEST_CASE("Residual: infer equals forward bit for bit, with both skips", "[resid
   const Eigen::MatrixXf py = proj.forward(xd);
   REQUIRE(proj.infer(xd, pws) == py);
 }
+
+namespace {
+// Residual + ReLU pairs: the ReLUs run inside the residuals' passes (forward_then after R1 and R2,
+// backward_then before R2 and R3), through a FusedLayer (BatchNorm2d, Linear) and through the fallback
+// for a last layer without hooks (Tanh).
+template <class S>
+using FusedChain = Sequential<Residual<Sequential<Linear<S>, BatchNorm2d<S>>>, ReLU<S>,
+                              Residual<Sequential<Linear<S>, Tanh<S>>>, ReLU<S>, Residual<Linear<S>>>;
+template <class S>
+FusedChain<S> fused_chain() {
+  return FusedChain<S>(
+      Residual<Sequential<Linear<S>, BatchNorm2d<S>>>(
+          Sequential<Linear<S>, BatchNorm2d<S>>(Linear<S>(6, 6), BatchNorm2d<S>(6))),
+      ReLU<S>(), Residual<Sequential<Linear<S>, Tanh<S>>>(Sequential<Linear<S>, Tanh<S>>(Linear<S>(6, 6), Tanh<S>())),
+      ReLU<S>(), Residual<Linear<S>>(Linear<S>(6, 6)));
+}
+}  // namespace
+
+TEST_CASE("Residual: a neighbouring ReLU run inside its passes gives the separate passes' results",
+          "[residual][fused]") {
+  static_assert(HasEpilogueHooks<Residual<Sequential<Linear<double>, BatchNorm2d<double>>>>);
+  static_assert(HasEpilogueHooks<Residual<Linear<float>>>);
+  auto net = fused_chain<double>();
+  auto pieces = net;  // the same weights, run layer by layer (no layer sees a neighbour)
+  const auto x = rbtest::random_batch<Eigen::MatrixXd>(6, 9, 73);
+  const auto g = rbtest::random_batch<Eigen::MatrixXd>(6, 9, 74);
+
+  const Eigen::MatrixXd y = net.forward(x);
+  const auto& h0 = pieces.get<0>().forward(x);
+  const auto& h1 = pieces.get<1>().forward(h0);
+  const auto& h2 = pieces.get<2>().forward(h1);
+  const auto& h3 = pieces.get<3>().forward(h2);
+  REQUIRE(y == pieces.get<4>().forward(h3));
+  REQUIRE((h1.array() >= 0).all());
+  REQUIRE((h1.array() == 0).any());  // the ReLUs cut something: a skipped epilogue would show
+
+  const Eigen::MatrixXd dx = net.backward(g);
+  const auto& d4 = pieces.get<4>().backward(g);
+  const auto& d3 = pieces.get<3>().backward(d4);
+  const auto& d2 = pieces.get<2>().backward(d3);
+  const auto& d1 = pieces.get<1>().backward(d2);
+  REQUIRE(dx == pieces.get<0>().backward(d1));
+  std::vector<Eigen::MatrixXd> grads;
+  net.for_each_parameter([&](std::string_view, const auto&, const auto& grad) { grads.emplace_back(grad); });
+  std::size_t i = 0;
+  pieces.for_each_parameter([&](std::string_view name, const auto&, const auto& grad) {
+    INFO(name);
+    REQUIRE(Eigen::MatrixXd(grad) == grads.at(i++));
+  });
+
+  decltype(net)::Workspace ws;
+  REQUIRE(net.infer(x, ws) == y);
+}
+
+TEST_CASE("Residual: fused neighbouring ReLUs, gradients (double) and float smoke test",
+          "[residual][fused][gradient]") {
+  auto net = fused_chain<double>();
+  rbtest::require_gradients(net, rbtest::random_batch<Eigen::MatrixXd>(6, 5, 75));
+  auto f = fused_chain<float>();
+  auto d = fused_chain<double>();
+  rbtest::copy_parameters(d, f);
+  const auto xd = rbtest::random_batch<Eigen::MatrixXd>(6, 7, 76);
+  const Eigen::MatrixXf xf = xd.cast<float>();
+  REQUIRE(rbtest::rel_diff(f.forward(xf), d.forward(xd)) < 1e-5);
+  const auto gd = rbtest::random_batch<Eigen::MatrixXd>(6, 7, 77);
+  const Eigen::MatrixXf gf = gd.cast<float>();
+  REQUIRE(rbtest::rel_diff(f.backward(gf), d.backward(gd)) < 1e-5);
+}

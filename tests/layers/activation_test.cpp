@@ -140,3 +140,37 @@ TEST_CASE("Activations: a fixed size is checked at run time, Dynamic takes any",
   Eigen::MatrixXf g(2, 2);
   REQUIRE_THROWS_AS(any.backward(g), std::invalid_argument);
 }
+
+TEST_CASE("ReLU: in place inside a neighbour's pass, never on a standalone call's arguments", "[activation][fused]") {
+  // Fused after a Linear (Sequential), ReLU writes y over the Linear's output and dL/dx over the next
+  // layer's dL/dx; called on its own it must leave x and dL/dy as they were.
+  ReLU<double> relu;
+  const Eigen::MatrixXd x0 = rbtest::random_batch<Eigen::MatrixXd>(5, 6, 80),
+                        g0 = rbtest::random_batch<Eigen::MatrixXd>(5, 6, 81);
+  const Eigen::MatrixXd x = x0, g = g0;
+  const Eigen::MatrixXd y = relu.forward(x);
+  const Eigen::MatrixXd dx = relu.backward(g);
+  REQUIRE(x == x0);
+  REQUIRE(g == g0);
+  REQUIRE(y == x0.cwiseMax(0.0));
+  REQUIRE(dx == (x0.array() > 0).select(g0, 0.0));
+
+  Sequential<Linear<double>, ReLU<double>, Linear<double>> net(Linear<double>(5, 7), ReLU<double>(),
+                                                               Linear<double>(7, 3));
+  const auto& h = net.forward(x);
+  const auto& a = net.get<1>().fused_output();
+  REQUIRE((a.array() >= 0).all());
+  REQUIRE(&h != &a);
+  // The standalone pair on a copy (no neighbour): the same numbers.
+  auto pieces = net;
+  const auto& p0 = pieces.get<0>().forward(x);
+  const Eigen::MatrixXd pre = p0;
+  const auto& p1 = pieces.get<1>().forward(p0);
+  REQUIRE(p0 == pre);  // standalone: the Linear's output is untouched
+  REQUIRE(a == p1);
+  REQUIRE(h == pieces.get<2>().forward(p1));
+  const Eigen::MatrixXd gy = rbtest::random_batch<Eigen::MatrixXd>(3, 6, 82);
+  const auto& d = net.backward(gy);
+  const auto& q1 = pieces.get<1>().backward(pieces.get<2>().backward(gy));
+  REQUIRE(d == pieces.get<0>().backward(q1));
+}

@@ -21,8 +21,9 @@ namespace resblocks {
 /// (e.g. `Projection` when the body changes the feature count).
 ///
 /// The add costs no memory pass of its own: the skip initialises the accumulator of the body's
-/// last GEMM (forward) and of its first layer's dL/dx GEMM (backward). Parameters are named
-/// `body.*` and `skip.*`.
+/// last GEMM (forward) and of its first layer's dL/dx GEMM (backward). A neighbouring element-wise
+/// layer (the ReLU after a ResNet v1 block) runs inside those passes too (forward_then, backward_then,
+/// infer_then: the HasEpilogueHooks protocol). Parameters are named `body.*` and `skip.*`.
 template <class F, class Skip = Identity<typename F::Scalar, F::InFeatures>>
 class Residual : public detail::VisitsParameters<Residual<F, Skip>>, public detail::VisitsBuffers<Residual<F, Skip>> {
   static_assert(Layer<F>, "resblocks::Residual: the body must satisfy resblocks::Layer");
@@ -114,35 +115,78 @@ class Residual : public detail::VisitsParameters<Residual<F, Skip>>, public deta
   [[nodiscard]] Index in_features() const noexcept { return m_body.in_features(); }
   [[nodiscard]] Index out_features() const noexcept { return m_body.out_features(); }
 
-  const Output& forward(const Input& x) {
-    detail::forward_add(m_body, x, m_y, m_skip.forward(x));
+  const Output& forward(const Input& x) { return forward_then(x, detail::NoPrepare{}, detail::NoEpilogue{}); }
+  const Output& forward(Input&&) = delete;  // forward keeps a reference to its input
+
+  /// forward(x), then a following element-wise layer's `epilogue(y, r0, rows, c0, cols)` on each finished
+  /// block of y (skip included), inside the body's last pass (Sequential fuses `Residual, ReLU` so).
+  /// \param x input batch, kept by reference until backward
+  /// \param prepare called as `prepare(y)` once y is sized
+  /// \param epilogue called as `epilogue(y, r0, rows, c0, cols)` on each finished block of y
+  /// \returns the output, in a buffer the block owns
+  template <class Prepare, class Epilogue>
+  const Output& forward_then(const Input& x, const Prepare& prepare, const Epilogue& epilogue) {
+    detail::forward_add(m_body, x, m_y, m_skip.forward(x), prepare, epilogue);
     return m_y;
   }
-  const Output& forward(Input&&) = delete;  // forward keeps a reference to its input
 
   template <class S2>
   void forward_add(const Input& x, Output& y, const S2& skip) {
-    detail::forward_add(m_body, x, y, skip + m_skip.forward(x));
+    forward_add_then(x, y, skip, detail::NoPrepare{}, detail::NoEpilogue{});
+  }
+  template <class S2, class Prepare, class Epilogue>
+  void forward_add_then(const Input& x, Output& y, const S2& skip, const Prepare& prepare, const Epilogue& epilogue) {
+    detail::forward_add(m_body, x, y, skip + m_skip.forward(x), prepare, epilogue);
   }
 
-  const Input& backward(const Output& dL_dy) {
-    detail::backward_add(m_body, dL_dy, m_dL_dx, m_skip.backward(dL_dy));
+  const Input& backward(const Output& dL_dy) { return backward_then(dL_dy, detail::NoPrepare{}, detail::NoEpilogue{}); }
+
+  /// backward(dL_dy), then a preceding element-wise layer's `epilogue` on each finished block of dL/dx
+  /// (skip gradient included), inside the body's first pass.
+  /// \param dL_dy gradient of the loss with respect to the last forward's output
+  /// \param prepare called as `prepare(dL_dx)` once dL/dx is sized
+  /// \param epilogue called as `epilogue(dL_dx, r0, rows, c0, cols)` on each finished block of dL/dx
+  /// \returns dL/dx, in a buffer the block owns
+  template <class Prepare, class Epilogue>
+  const Input& backward_then(const Output& dL_dy, const Prepare& prepare, const Epilogue& epilogue) {
+    detail::backward_add(m_body, dL_dy, m_dL_dx, m_skip.backward(dL_dy), prepare, epilogue);
     return m_dL_dx;
   }
 
   template <class G2>
   void backward_add(const Output& dL_dy, Input& dL_dx, const G2& skip_grad) {
-    detail::backward_add(m_body, dL_dy, dL_dx, skip_grad + m_skip.backward(dL_dy));
+    backward_add_then(dL_dy, dL_dx, skip_grad, detail::NoPrepare{}, detail::NoEpilogue{});
+  }
+  template <class G2, class Prepare, class Epilogue>
+  void backward_add_then(const Output& dL_dy, Input& dL_dx, const G2& skip_grad, const Prepare& prepare,
+                         const Epilogue& epilogue) {
+    detail::backward_add(m_body, dL_dy, dL_dx, skip_grad + m_skip.backward(dL_dy), prepare, epilogue);
   }
 
   const Output& infer(const Input& x, Workspace& ws) const {
-    detail::infer_add(m_body, x, ws.y, m_skip.infer(x, ws.skip), ws.body);
+    return infer_then(x, ws, detail::NoPrepare{}, detail::NoEpilogue{});
+  }
+
+  /// infer(x, ws) with the hooks of forward_then.
+  /// \param x input batch
+  /// \param ws the caller's buffers
+  /// \param prepare called as `prepare(y)` once y is sized
+  /// \param epilogue called as `epilogue(y, r0, rows, c0, cols)` on each finished block of y
+  /// \returns the output, in `ws.y`
+  template <class Prepare, class Epilogue>
+  const Output& infer_then(const Input& x, Workspace& ws, const Prepare& prepare, const Epilogue& epilogue) const {
+    detail::infer_add(m_body, x, ws.y, m_skip.infer(x, ws.skip), ws.body, prepare, epilogue);
     return ws.y;
   }
 
   template <class S2>
   void infer_add(const Input& x, Output& y, const S2& skip, Workspace& ws) const {
-    detail::infer_add(m_body, x, y, skip + m_skip.infer(x, ws.skip), ws.body);
+    infer_add_then(x, y, skip, ws, detail::NoPrepare{}, detail::NoEpilogue{});
+  }
+  template <class S2, class Prepare, class Epilogue>
+  void infer_add_then(const Input& x, Output& y, const S2& skip, Workspace& ws, const Prepare& prepare,
+                      const Epilogue& epilogue) const {
+    detail::infer_add(m_body, x, y, skip + m_skip.infer(x, ws.skip), ws.body, prepare, epilogue);
   }
 
   void zero_grad() {

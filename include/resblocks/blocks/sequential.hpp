@@ -175,15 +175,36 @@ class Sequential {
 
   template <class Skip>
   void forward_add(const Input& x, Output& y, const Skip& skip) {
+    forward_add_then(x, y, skip, detail::NoPrepare{}, detail::NoEpilogue{});
+  }
+  /// forward_add with a following element-wise layer's hooks, run by the last layer (see FusedLayer).
+  /// \param x input batch
+  /// \param y output, resized by the call
+  /// \param skip added to the last layer's result
+  /// \param prepare called as `prepare(y)` once y is sized
+  /// \param epilogue called as `epilogue(y, r0, rows, c0, cols)` on each finished block of y
+  template <class Skip, class Prepare, class Epilogue>
+  void forward_add_then(const Input& x, Output& y, const Skip& skip, const Prepare& prepare, const Epilogue& epilogue) {
     detail::check_input_features(name, m_in_features, x);
-    forward_add_from<0>(x, y, skip);
+    forward_add_from<0>(x, y, skip, prepare, epilogue);
   }
 
   const Input& backward(const Output& dL_dy) { return backward_from<N - 1>(dL_dy); }
 
   template <class SkipGrad>
   void backward_add(const Output& dL_dy, Input& dL_dx, const SkipGrad& skip_grad) {
-    backward_add_from<N - 1>(dL_dy, dL_dx, skip_grad);
+    backward_add_from<N - 1>(dL_dy, dL_dx, skip_grad, detail::NoPrepare{}, detail::NoEpilogue{});
+  }
+  /// backward_add with a preceding element-wise layer's hooks, run by the first layer.
+  /// \param dL_dy gradient of the loss with respect to the last forward's output
+  /// \param dL_dx receives skip_grad + dL/dx, resized by the call
+  /// \param skip_grad added to the first layer's dL/dx
+  /// \param prepare called as `prepare(dL_dx)` once dL/dx is sized
+  /// \param epilogue called as `epilogue(dL_dx, r0, rows, c0, cols)` on each finished block of dL/dx
+  template <class SkipGrad, class Prepare, class Epilogue>
+  void backward_add_then(const Output& dL_dy, Input& dL_dx, const SkipGrad& skip_grad, const Prepare& prepare,
+                         const Epilogue& epilogue) {
+    backward_add_from<N - 1>(dL_dy, dL_dx, skip_grad, prepare, epilogue);
   }
 
   const Output& infer(const Input& x, Workspace& ws) const {
@@ -193,8 +214,20 @@ class Sequential {
 
   template <class Skip>
   void infer_add(const Input& x, Output& y, const Skip& skip, Workspace& ws) const {
+    infer_add_then(x, y, skip, ws, detail::NoPrepare{}, detail::NoEpilogue{});
+  }
+  /// infer_add with a following element-wise layer's hooks, run by the last layer.
+  /// \param x input batch
+  /// \param y output, resized by the call
+  /// \param skip added to the last layer's result
+  /// \param ws the caller's buffers
+  /// \param prepare called as `prepare(y)` once y is sized
+  /// \param epilogue called as `epilogue(y, r0, rows, c0, cols)` on each finished block of y
+  template <class Skip, class Prepare, class Epilogue>
+  void infer_add_then(const Input& x, Output& y, const Skip& skip, Workspace& ws, const Prepare& prepare,
+                      const Epilogue& epilogue) const {
     detail::check_input_features(name, m_in_features, x);
-    infer_add_from<0>(x, y, skip, ws);
+    infer_add_from<0>(x, y, skip, ws, prepare, epilogue);
   }
 
   void zero_grad() {
@@ -303,14 +336,14 @@ class Sequential {
       return forward_from<I + 1>(get<I>().forward(x));
     }
   }
-  template <std::size_t I, class X, class Skip>
-  void forward_add_from(const X& x, Output& y, const Skip& skip) {
+  template <std::size_t I, class X, class Skip, class Prepare, class Epilogue>
+  void forward_add_from(const X& x, Output& y, const Skip& skip, const Prepare& prepare, const Epilogue& epilogue) {
     if constexpr (I + 1 == N)
-      detail::forward_add(get<I>(), x, y, skip);
+      detail::forward_add(get<I>(), x, y, skip, prepare, epilogue);
     else if constexpr (fused_at<I>() && I + 2 < N)
-      forward_add_from<I + 2>(forward_pair<I>(x), y, skip);
+      forward_add_from<I + 2>(forward_pair<I>(x), y, skip, prepare, epilogue);
     else
-      forward_add_from<I + 1>(get<I>().forward(x), y, skip);
+      forward_add_from<I + 1>(get<I>().forward(x), y, skip, prepare, epilogue);
   }
   template <std::size_t I, class G>
   const Input& backward_from(const G& g) {
@@ -325,14 +358,15 @@ class Sequential {
       return backward_from<I - 1>(get<I>().backward(g));
     }
   }
-  template <std::size_t I, class G, class SkipGrad>
-  void backward_add_from(const G& g, Input& dx, const SkipGrad& skip_grad) {
+  template <std::size_t I, class G, class SkipGrad, class Prepare, class Epilogue>
+  void backward_add_from(const G& g, Input& dx, const SkipGrad& skip_grad, const Prepare& prepare,
+                         const Epilogue& epilogue) {
     if constexpr (I == 0)
-      detail::backward_add(get<0>(), g, dx, skip_grad);
+      detail::backward_add(get<0>(), g, dx, skip_grad, prepare, epilogue);
     else if constexpr (I >= 2 && detail::FusedBackwardPair<At<I - 1>, At<I>>)
-      backward_add_from<I - 2>(backward_pair<I>(g), dx, skip_grad);
+      backward_add_from<I - 2>(backward_pair<I>(g), dx, skip_grad, prepare, epilogue);
     else
-      backward_add_from<I - 1>(get<I>().backward(g), dx, skip_grad);
+      backward_add_from<I - 1>(get<I>().backward(g), dx, skip_grad, prepare, epilogue);
   }
   template <std::size_t I, class X>
   const Output& infer_from(const X& x, Workspace& ws) const {
@@ -347,14 +381,15 @@ class Sequential {
       return infer_from<I + 1>(get<I>().infer(x, std::get<I>(ws.layers)), ws);
     }
   }
-  template <std::size_t I, class X, class Skip>
-  void infer_add_from(const X& x, Output& y, const Skip& skip, Workspace& ws) const {
+  template <std::size_t I, class X, class Skip, class Prepare, class Epilogue>
+  void infer_add_from(const X& x, Output& y, const Skip& skip, Workspace& ws, const Prepare& prepare,
+                      const Epilogue& epilogue) const {
     if constexpr (I + 1 == N)
-      detail::infer_add(get<I>(), x, y, skip, std::get<I>(ws.layers));
+      detail::infer_add(get<I>(), x, y, skip, std::get<I>(ws.layers), prepare, epilogue);
     else if constexpr (fused_at<I>() && I + 2 < N)
-      infer_add_from<I + 2>(infer_pair<I>(x, ws), y, skip, ws);
+      infer_add_from<I + 2>(infer_pair<I>(x, ws), y, skip, ws, prepare, epilogue);
     else
-      infer_add_from<I + 1>(get<I>().infer(x, std::get<I>(ws.layers)), y, skip, ws);
+      infer_add_from<I + 1>(get<I>().infer(x, std::get<I>(ws.layers)), y, skip, ws, prepare, epilogue);
   }
 
   Layers m_layers;

@@ -1,6 +1,6 @@
 #pragma once
 /// \file
-/// \brief FusedLayer: the nine entry points of a layer whose passes can take a skip and an epilogue,
+/// \brief FusedLayer: the twelve entry points of a layer whose passes can take a skip and an epilogue,
 /// written once over three kernels of the derived layer.
 
 #include "resblocks/core/block_fn.hpp"
@@ -56,8 +56,9 @@ auto bind_epilogue(const M& m, const E& e) {
 
 /// \brief Base of the layers that fuse a skip add and a neighbour's element-wise work into their passes
 /// (Linear, Conv2d, BatchNorm2d, LayerNorm): it provides `forward`, `forward_then`, `forward_add`,
-/// `backward`, `backward_then`, `backward_add`, `infer`, `infer_then` and `infer_add` (see the
-/// FusesSkipAdd and HasEpilogueHooks concepts) from three kernels of `Derived`:
+/// `backward`, `backward_then`, `backward_add`, `infer`, `infer_then` and `infer_add`, and the
+/// `*_add_then` passes with both (see the FusesSkipAdd and HasEpilogueHooks concepts) from three
+/// kernels of `Derived`:
 ///
 /// - `Index forward_begin(const Input& x)`: checks x, prepares the pass (statistics, weight order);
 ///   returns the output's column count. FusedLayer then caches x (cached_input()).
@@ -117,6 +118,18 @@ class FusedLayer {
     run_forward(x, y, detail::plain_skip(skip, m_skip), detail::NoPrepare{}, detail::NoEpilogue{});
   }
 
+  /// \brief forward_add(x, y, skip) with the hooks of forward_then (on blocks of y, skip included).
+  /// \param x input batch, kept by reference until backward
+  /// \param y output, resized by the call
+  /// \param skip added to the result (see forward_add), or NoSkip
+  /// \param prepare called as `prepare(y)` once y is sized
+  /// \param epilogue called as `epilogue(y, r0, rows, c0, cols)` on each finished block of y
+  /// \throws std::invalid_argument when x does not fit the layer or skip has another shape than the output
+  template <class Skip, class Prepare, class Epilogue>
+  void forward_add_then(const Input& x, Output& y, const Skip& skip, const Prepare& prepare, const Epilogue& epilogue) {
+    run_forward(x, y, detail::plain_skip(skip, m_skip), prepare, epilogue);
+  }
+
   /// \brief Backward pass: returns dL/dx and adds dL/dθ to the parameter gradients.
   /// \param dL_dy gradient of the loss with respect to the last forward's output
   /// \returns dL/dx, in a buffer the layer owns
@@ -150,6 +163,20 @@ class FusedLayer {
   template <class SkipGrad>
   void backward_add(const Output& dL_dy, Input& dL_dx, const SkipGrad& skip_grad) {
     run_backward(dL_dy, dL_dx, detail::plain_skip(skip_grad, m_skip_grad), detail::NoPrepare{}, detail::NoEpilogue{});
+  }
+
+  /// \brief backward_add(dL_dy, dL_dx, skip_grad) with the hooks of backward_then (on blocks of dL_dx).
+  /// \param dL_dy gradient of the loss with respect to the last forward's output
+  /// \param dL_dx receives skip_grad + dL/dx, resized by the call
+  /// \param skip_grad added to dL/dx (see backward_add), or NoSkip
+  /// \param prepare called as `prepare(dL_dx)` once dL/dx is sized
+  /// \param epilogue called as `epilogue(dL_dx, r0, rows, c0, cols)` on each finished block of dL/dx
+  /// \throws std::logic_error before any forward
+  /// \throws std::invalid_argument when dL_dy's shape is not the output's or skip_grad's not the input's
+  template <class SkipGrad, class Prepare, class Epilogue>
+  void backward_add_then(const Output& dL_dy, Input& dL_dx, const SkipGrad& skip_grad, const Prepare& prepare,
+                         const Epilogue& epilogue) {
+    run_backward(dL_dy, dL_dx, detail::plain_skip(skip_grad, m_skip_grad), prepare, epilogue);
   }
 
   /// Inference: the forward's result (in the current training/evaluation mode) into ws.y, touching
@@ -187,6 +214,20 @@ class FusedLayer {
   template <class Skip, class Workspace>
   void infer_add(const Input& x, Output& y, const Skip& skip, Workspace& ws) const {
     run_infer(x, y, detail::plain_skip(skip, ws.skip), ws, detail::NoPrepare{}, detail::NoEpilogue{});
+  }
+
+  /// \brief infer_add(x, y, skip, ws) with the hooks of infer_then (on blocks of y).
+  /// \param x input batch
+  /// \param y output, resized by the call
+  /// \param skip added to the result (see infer_add), or NoSkip
+  /// \param ws the caller's buffers
+  /// \param prepare called as `prepare(y)` once y is sized
+  /// \param epilogue called as `epilogue(y, r0, rows, c0, cols)` on each finished block of y
+  /// \throws std::invalid_argument when x does not fit the layer or skip has another shape than the output
+  template <class Skip, class Workspace, class Prepare, class Epilogue>
+  void infer_add_then(const Input& x, Output& y, const Skip& skip, Workspace& ws, const Prepare& prepare,
+                      const Epilogue& epilogue) const {
+    run_infer(x, y, detail::plain_skip(skip, ws.skip), ws, prepare, epilogue);
   }
 
  protected:

@@ -41,9 +41,11 @@
 /// Optional protocols, each a concept below; containers use them when a layer offers them and
 /// otherwise fall back to the plain members:
 /// - FusesSkipAdd: `forward_add` / `backward_add` / `infer_add` take the residual add into the
-///   layer's own pass (see detail::forward_add).
+///   layer's own pass (see detail::forward_add); `forward_add_then` / `backward_add_then` /
+///   `infer_add_then` take a neighbour's element-wise work too (FusedLayer, Sequential, Residual).
 /// - HasEpilogueHooks: `forward_then` / `backward_then` / `infer_then` run a neighbour's element-wise
-///   work on each finished block (Linear, Conv2d, BatchNorm2d, LayerNorm; FusedLayer provides both).
+///   work on each finished block (Linear, Conv2d, BatchNorm2d, LayerNorm through FusedLayer; Sequential
+///   and Residual pass them to the layer that writes the result).
 /// - ElementWise: the `fused_*` block functions of an element-wise layer (Activation), which
 ///   Sequential runs inside a HasEpilogueHooks neighbour's pass.
 /// - ImageLayer: `ImageSize set_image_size(ImageSize in)` configures the input's spatial size and
@@ -62,6 +64,8 @@
 
 #include <concepts>
 #include <string_view>
+#include <type_traits>
+#include <utility>
 
 namespace resblocks {
 
@@ -141,6 +145,8 @@ concept HasEpilogueHooks = Layer<L> && requires(L& layer, const L& const_layer, 
 /// `fused_forward_prepare(x)` then `fused_forward_block(x, r0, rows, c0, cols)` per block, result in
 /// `fused_output()`; `fused_backward_prepare` / `fused_backward_block` / `fused_grad()`;
 /// `fused_infer_prepare(x, ws)` / `fused_infer_block(x, ws, r0, rows, c0, cols)` with the result in ws.y.
+/// The x of fused_forward_prepare and the dL_dy of fused_backward_prepare are the neighbour's own
+/// buffers, which the layer may overwrite with its result (Activation does for ReLU: in place).
 template <class L>
 concept ElementWise = Layer<L> && std::same_as<typename L::Input, typename L::Output> &&
     requires(L& layer, const L& const_layer, const typename L::Input& x, typename L::Workspace& ws, Index i) {
@@ -234,40 +240,70 @@ void visit_buffers(L& layer, F& f, const ParameterName& prefix) {
   if constexpr (requires { layer.for_each_buffer(f, prefix); }) layer.for_each_buffer(f, prefix);
 }
 
-/// y = skip + layer(x), fused into the layer's last kernel when it offers forward_add.
-template <class L, class Skip>
-void forward_add(L& layer, const typename L::Input& x, typename L::Output& y, const Skip& skip) {
-  if constexpr (requires { layer.forward_add(x, y, skip); }) {
-    layer.forward_add(x, y, skip);
+/// `prepare(m)`, then `epilogue(m, r0, rows, c0, cols)` over all of m by column blocks, in parallel: a
+/// neighbour's element-wise work after a pass that could not run it inside (no *_add_then).
+template <class M, class Prepare, class Epilogue>
+void run_epilogue(const M& m, const Prepare& prepare, const Epilogue& epilogue) {
+  prepare(m);
+  if constexpr (!std::is_same_v<Epilogue, NoEpilogue>)
+    parallel_for(m.cols(), static_cast<double>(m.rows()),
+                 [&](Index c0, Index c1) { epilogue(m, 0, m.rows(), c0, c1 - c0); });
+}
+
+/// y = skip + layer(x), fused into the layer's last kernel when it offers forward_add; with hooks,
+/// `prepare(y)` once y is sized and `epilogue(y, r0, rows, c0, cols)` on its finished blocks, inside the
+/// pass when the layer offers forward_add_then (FusedLayer, Sequential, Residual), else after it.
+template <class L, class Skip, class Prepare = NoPrepare, class Epilogue = NoEpilogue>
+void forward_add(L& layer, const typename L::Input& x, typename L::Output& y, const Skip& skip,
+                 const Prepare& prepare = {}, const Epilogue& epilogue = {}) {
+  if constexpr (requires { layer.forward_add_then(x, y, skip, prepare, epilogue); }) {
+    layer.forward_add_then(x, y, skip, prepare, epilogue);
   } else {
-    const auto& f = layer.forward(x);
-    y.resize(f.rows(), f.cols());
-    parallel_assign(y, skip + f);
+    if constexpr (requires { layer.forward_add(x, y, skip); }) {
+      layer.forward_add(x, y, skip);
+    } else {
+      const auto& f = layer.forward(x);
+      y.resize(f.rows(), f.cols());
+      parallel_assign(y, skip + f);
+    }
+    run_epilogue(std::as_const(y), prepare, epilogue);
   }
 }
 
-/// dL_dx = skip_grad + dL/dx of the layer, fused into its first kernel when it offers backward_add.
-template <class L, class SkipGrad>
-void backward_add(L& layer, const typename L::Output& dy, typename L::Input& dx, const SkipGrad& skip_grad) {
-  if constexpr (requires { layer.backward_add(dy, dx, skip_grad); }) {
-    layer.backward_add(dy, dx, skip_grad);
+/// dL_dx = skip_grad + dL/dx of the layer, fused into its first kernel when it offers backward_add;
+/// the hooks as forward_add's, on dL_dx (backward_add_then).
+template <class L, class SkipGrad, class Prepare = NoPrepare, class Epilogue = NoEpilogue>
+void backward_add(L& layer, const typename L::Output& dy, typename L::Input& dx, const SkipGrad& skip_grad,
+                  const Prepare& prepare = {}, const Epilogue& epilogue = {}) {
+  if constexpr (requires { layer.backward_add_then(dy, dx, skip_grad, prepare, epilogue); }) {
+    layer.backward_add_then(dy, dx, skip_grad, prepare, epilogue);
   } else {
-    const auto& g = layer.backward(dy);
-    dx.resize(g.rows(), g.cols());
-    parallel_assign(dx, skip_grad + g);
+    if constexpr (requires { layer.backward_add(dy, dx, skip_grad); }) {
+      layer.backward_add(dy, dx, skip_grad);
+    } else {
+      const auto& g = layer.backward(dy);
+      dx.resize(g.rows(), g.cols());
+      parallel_assign(dx, skip_grad + g);
+    }
+    run_epilogue(std::as_const(dx), prepare, epilogue);
   }
 }
 
-/// Inference twin of forward_add.
-template <class L, class Skip>
+/// Inference twin of forward_add (infer_add_then).
+template <class L, class Skip, class Prepare = NoPrepare, class Epilogue = NoEpilogue>
 void infer_add(const L& layer, const typename L::Input& x, typename L::Output& y, const Skip& skip,
-               typename L::Workspace& ws) {
-  if constexpr (requires { layer.infer_add(x, y, skip, ws); }) {
-    layer.infer_add(x, y, skip, ws);
+               typename L::Workspace& ws, const Prepare& prepare = {}, const Epilogue& epilogue = {}) {
+  if constexpr (requires { layer.infer_add_then(x, y, skip, ws, prepare, epilogue); }) {
+    layer.infer_add_then(x, y, skip, ws, prepare, epilogue);
   } else {
-    const auto& f = layer.infer(x, ws);
-    y.resize(f.rows(), f.cols());
-    parallel_assign(y, skip + f);
+    if constexpr (requires { layer.infer_add(x, y, skip, ws); }) {
+      layer.infer_add(x, y, skip, ws);
+    } else {
+      const auto& f = layer.infer(x, ws);
+      y.resize(f.rows(), f.cols());
+      parallel_assign(y, skip + f);
+    }
+    run_epilogue(std::as_const(y), prepare, epilogue);
   }
 }
 

@@ -18,6 +18,12 @@ namespace resblocks {
 ///
 /// `Op` provides `name`, `forward(x)` → array expression of y, and `backward(x, y, dL_dy)` →
 /// array expression of dL/dx (x, y, dL_dy given as Eigen arrays). See relu.hpp for an example.
+///
+/// An Op that declares `static constexpr bool in_place = true` (its backward gives the same with y in
+/// place of x: ReLU) runs in place when fused into a neighbour's pass (see Sequential): y overwrites
+/// the neighbour's output, and dL/dx the neighbour's dL/dx, blocks still in cache; that saves writing
+/// (and first reading) one more buffer of the batch's size in each direction. The standalone passes
+/// never write into their argument.
 template <class Op, class S = float, int N = Dynamic>
 class Activation {
  public:
@@ -45,14 +51,14 @@ class Activation {
   const Op& op() const noexcept { return m_op; }
 
   const Output& forward(const Input& x) {
-    fused_forward_prepare(x);
+    prepare_forward(x, false);
     by_columns(x, [&](Index c0, Index n) { fused_forward_block(x, 0, x.rows(), c0, n); });
     return m_y;
   }
   const Output& forward(Input&&) = delete;  // forward keeps a reference to its input
 
   const Input& backward(const Output& dL_dy) {
-    fused_backward_prepare(dL_dy);
+    prepare_backward(dL_dy, false);
     by_columns(dL_dy, [&](Index c0, Index n) { fused_backward_block(dL_dy, 0, dL_dy.rows(), c0, n); });
     return m_dL_dx;
   }
@@ -66,27 +72,23 @@ class Activation {
   /// \name Fused use by a neighbouring Linear (see Sequential): the same results as forward,
   /// backward and infer, computed block by block inside the Linear's GEMM region.
   /// @{
-  void fused_forward_prepare(const Input& x) {
-    detail::check_input_features(name, m_features, x);
-    m_x = &x;
-    m_y.resize(x.rows(), x.cols());
-  }
+  /// \brief Starts a fused forward over x (an in-place Op writes y into x).
+  /// \param x the neighbour's own output buffer (a non-const object)
+  void fused_forward_prepare(const Input& x) { prepare_forward(x, in_place); }
   void fused_forward_block(const Input& x, Index r0, Index rows, Index c0, Index cols) {
-    m_y.block(r0, c0, rows, cols).array() = m_op.forward(x.block(r0, c0, rows, cols).array());
+    out().block(r0, c0, rows, cols).array() = m_op.forward(x.block(r0, c0, rows, cols).array());
   }
-  const Output& fused_output() const noexcept { return m_y; }
-  void fused_backward_prepare(const Output& dL_dy) {
-    const Input& x = m_x.get(name);
-    detail::check_output_gradient(name, x.rows(), x.cols(), dL_dy);
-    m_dL_dx.resize(dL_dy.rows(), dL_dy.cols());
-  }
+  const Output& fused_output() { return out(); }
+  /// \brief Starts a fused backward over dL_dy (an in-place Op writes dL/dx into it).
+  /// \param dL_dy the neighbour's own dL/dx buffer (a non-const object)
+  void fused_backward_prepare(const Output& dL_dy) { prepare_backward(dL_dy, in_place); }
   void fused_backward_block(const Output& dL_dy, Index r0, Index rows, Index c0, Index cols) {
     const Input& x = m_x.get(name);
-    m_dL_dx.block(r0, c0, rows, cols).array() =
-        m_op.backward(x.block(r0, c0, rows, cols).array(), m_y.block(r0, c0, rows, cols).array(),
+    grad().block(r0, c0, rows, cols).array() =
+        m_op.backward(x.block(r0, c0, rows, cols).array(), out().block(r0, c0, rows, cols).array(),
                       dL_dy.block(r0, c0, rows, cols).array());
   }
-  const Input& fused_grad() const noexcept { return m_dL_dx; }
+  const Input& fused_grad() { return grad(); }
   void fused_infer_prepare(const Input& x, Workspace& ws) const {
     detail::check_input_features(name, m_features, x);
     ws.y.resize(x.rows(), x.cols());
@@ -101,6 +103,26 @@ class Activation {
   void for_each_parameter(F&&, const ParameterName& = {}) const noexcept {}
 
  private:
+  static constexpr bool in_place = requires { requires Op::in_place; };
+
+  void prepare_forward(const Input& x, bool into_x) {
+    detail::check_input_features(name, m_features, x);
+    m_x = &x;
+    m_y_in_x = into_x;
+    if (!into_x) m_y.resize(x.rows(), x.cols());
+  }
+  void prepare_backward(const Output& dL_dy, bool into_dy) {
+    const Input& x = m_x.get(name);
+    detail::check_output_gradient(name, x.rows(), x.cols(), dL_dy);
+    m_dy = &dL_dy;
+    m_grad_in_dy = into_dy;
+    if (!into_dy) m_dL_dx.resize(dL_dy.rows(), dL_dy.cols());
+  }
+  // In place, y is the buffer x (dL/dx the buffer dL_dy) the neighbour handed over: its own, a
+  // non-const object, so the const_cast is sound. Copies of the layer keep neither reference.
+  Output& out() { return m_y_in_x ? const_cast<Output&>(m_x.get(name)) : m_y; }
+  Input& grad() { return m_grad_in_dy ? const_cast<Input&>(m_dy.get(name)) : m_dL_dx; }
+
   /// f(c0, count) over column ranges of m, in parallel when large.
   template <class M, class F>
   static void by_columns(const M& m, const F& f) {
@@ -112,6 +134,9 @@ class Activation {
   CachedInput<Input> m_x;
   Output m_y;
   Input m_dL_dx;
+  CachedInput<Output> m_dy;   ///< dL/dy of the last backward
+  bool m_y_in_x = false;      ///< the last forward wrote y into x (fused, in place)
+  bool m_grad_in_dy = false;  ///< the last backward wrote dL/dx into dL/dy
 };
 
 }  // namespace resblocks

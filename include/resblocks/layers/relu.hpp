@@ -34,6 +34,7 @@ namespace resblocks {
 /// \brief The ReLU operation for Activation (derivative taken as 0 at x = 0, as PyTorch).
 struct ReLUOp {
   static constexpr std::string_view name = "ReLU";
+  static constexpr bool in_place = true;  ///< backward(x, ...) needs only x > 0, and y > 0 exactly then
   template <class X>
   auto forward(const X& x) const {
     return x.cwiseMax(typename X::Scalar(0));
