@@ -36,10 +36,13 @@ void check_all_shapes() {
 
 // float against a double reference, on shapes that cross the packed kernel's blocks: depth past kc
 // (384 for float), rows past mc (384) and columns past nc (3072), register-tile edges (rows below
-// and between one and two SIMD packets, columns not a multiple of nr), depth not a multiple of a packet.
+// and between one and three SIMD packets, a block's last panel of one packet, and the last 49-64 rows
+// that run as two 2-packet panels: 61 and 100 with AVX-512; columns not a multiple of nr), depth not a
+// multiple of a packet.
 template <bool TA, bool TB>
 void check_float_blocks() {
-  const Index shapes[][3] = {{400, 50, 777}, {17, 13, 390}, {40, 3100, 24}, {24, 7, 1000}, {9, 30, 17}};
+  const Index shapes[][3] = {{400, 50, 777}, {17, 13, 390}, {40, 3100, 24}, {24, 7, 1000},
+                             {9, 30, 17},    {61, 9, 33},   {100, 20, 400}};
   for (const auto& s : shapes) {
     const Index m = s[0], n = s[1], k = s[2];
     const Eigen::MatrixXf a = rbtest::random_batch<Eigen::MatrixXf>(TA ? k : m, TA ? m : k, 6);

@@ -119,7 +119,8 @@ void gemm_accumulate(Index m, Index n, Index k, Operand<S> a, Operand<S> b, S* c
     return;
   }
 #if RESBLOCKS_OWN_GEMM_KERNEL
-  constexpr Index unit_rows = GemmKernelShape<S>::mr, unit_cols = GemmKernelShape<S>::nr;
+  // Rows split at packets, not whole panels: 256 rows run as 128 + 128, not 144 + 112 (48-row panels).
+  constexpr Index unit_rows = GemmKernelShape<S>::packet, unit_cols = GemmKernelShape<S>::nr;
 #else
   using Gemm = Eigen::internal::general_matrix_matrix_product<Index, S, TransA ? Eigen::RowMajor : Eigen::ColMajor,
                                                               false, S, TransB ? Eigen::RowMajor : Eigen::ColMajor,

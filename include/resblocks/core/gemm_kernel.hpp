@@ -6,7 +6,8 @@
 ///
 /// C(m×n) += A(m×k)·op(B)(k×n) is cut into blocks of kc depth, mc rows of A (packed once per block,
 /// kept in L2) and nc columns of B (packed once per block, in L3); the micro-kernel computes an
-/// mr×nr tile of C in registers (mr = 2 SIMD packets, nr = 12 with 32 vector registers, 6 with 16)
+/// mr×nr tile of C in registers (mr = 3 SIMD packets and nr = 8 with AVX-512's 32 vector registers,
+/// 2 and 6 with AVX2's 16; a block's last, shorter panel runs with the packets it fills)
 /// over one kc block and adds it to C. Every element of C sums its k terms in k order, one depth block
 /// (gemm_depth_block) at a time: the bits depend on (m, n, k) only, not on how the caller splits C
 /// between threads.
@@ -26,23 +27,47 @@
 
 namespace resblocks::detail {
 
-/// Tile and block sizes of the kernel for scalar S (measured on Zen 4/5; see the README's GEMM table).
+/// Tile and block sizes of the kernel for scalar S (measured on Zen 4/5 and on Intel AVX-512 servers;
+/// see the README's GEMM table).
 template <class S>
 struct GemmKernelShape {
   using Packet = typename Eigen::internal::packet_traits<S>::type;
   static constexpr int packet = Eigen::internal::unpacket_traits<Packet>::size;
-  static constexpr Eigen::Index mr = Eigen::Index{2} * packet;  // rows of a register tile
 #if defined(EIGEN_VECTORIZE_AVX512)
-  static constexpr Eigen::Index nr = 12;  // 24 accumulators + 2 A packets + 1 broadcast of 32 registers
+  // 24 accumulators + 3 A packets + broadcasts of 32 registers: 11 loads per 24 FMAs (a 32×12 tile
+  // takes 14), and 8 columns divide the usual widths (16, 32, 64 channels; batches of 2^k).
+  static constexpr int packets = 3;
+  static constexpr Eigen::Index nr = 8;
 #else
-  static constexpr Eigen::Index nr = 6;  // 12 accumulators + 2 + 1 of 16
+  static constexpr int packets = 2;  // 12 accumulators + 2 + 1 of 16
+  static constexpr Eigen::Index nr = 6;
 #endif
-  static constexpr Eigen::Index kc = sizeof(S) == 4 ? 384 : 256;  // deepest block (gemm_depth_block)
-  static constexpr Eigen::Index mc = sizeof(S) == 4 ? 384 : 192;  // rows of A per packed block
-  static constexpr Eigen::Index nc = 3072;                        // columns of B per packed block
+  static constexpr Eigen::Index mr = Eigen::Index{packets} * packet;  // rows of a register tile
+  static constexpr Eigen::Index kc = sizeof(S) == 4 ? 384 : 256;      // deepest block (gemm_depth_block)
+  static constexpr Eigen::Index mc = sizeof(S) == 4 ? 384 : 192;      // rows of A per packed block
+  static constexpr Eigen::Index nc = 3072;                            // columns of B per packed block
   /// Packing space one thread needs, whatever the product: sized once, never grown.
   static constexpr std::size_t work_size = std::size_t(kc) * std::size_t(mc + nc) + 64;
 };
+
+/// Rows of the A panel that starts `remaining` rows before the end of a block: mr, except that a
+/// block's last mr + 1 packet rows run as two 2-packet panels (48 + 16 as 32 + 32 with AVX-512: a
+/// one-packet kernel issues a broadcast per FMA). Panels are whole packets but for the block's last.
+template <class S>
+constexpr Eigen::Index gemm_panel_rows(Eigen::Index remaining) noexcept {
+  using K = GemmKernelShape<S>;
+  if constexpr (K::packets == 3) {
+    if (remaining > K::mr && remaining <= K::mr + K::packet) return 2 * K::packet;
+  }
+  return std::min(K::mr, remaining);
+}
+
+/// Packets of rows in an A panel of `rows` rows (≤ mr), the last one zero-padded.
+template <class S>
+constexpr int gemm_panel_packets(Eigen::Index rows) noexcept {
+  constexpr int packet = GemmKernelShape<S>::packet;
+  return int((rows + packet - 1) / packet);
+}
 
 /// The depth of the kernel's blocks for a product of depth k: k split into the fewest blocks of at
 /// most kc, of equal depth rounded up to 8 (k = 512 runs as 256 + 256, not 384 + 128: no short block
@@ -62,78 +87,79 @@ constexpr Eigen::Index gemm_depth_block(Eigen::Index k) noexcept {
 #if defined(__GNUC__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wignored-attributes"
+#if !defined(__clang__)
+// GCC 12 at -O3 reports the _mm512_undefined_ps() inside Eigen's ptranspose (the packing's
+// transposes) as maybe uninitialized, 64 times per program with -Wall: the value is never read.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #endif
 
-/// C(rows×cols, leading dimension ldc) += the mr×nr product of a packed A panel (mr values per k)
-/// and a packed B panel (nr values per k) over depth kc (= instead of += when `overwrite`); rows ≤ mr,
-/// cols ≤ nr. `Half`: rows ≤ mr/2, the panel's second packet (zero padding) is neither loaded nor
-/// multiplied.
-template <class S, bool Half>
+/// Adds the tile's sums acc (NP packets × nr columns) to C(rows×cols, leading dimension ldc), or
+/// writes them when `overwrite`; rows ≤ NP packets, cols ≤ nr.
+template <class S, int NP, class P>
+inline void gemm_store_tile(const P (&acc)[NP][GemmKernelShape<S>::nr], S* c, Eigen::Index ldc, Eigen::Index rows,
+                            Eigen::Index cols, bool overwrite) {
+  namespace ei = Eigen::internal;
+  constexpr int packet = GemmKernelShape<S>::packet;
+  constexpr Eigen::Index nr = GemmKernelShape<S>::nr, height = Eigen::Index{NP} * packet;
+  if (rows == height && cols == nr) {
+    for (Eigen::Index j = 0; j < nr; ++j)
+      for (int p = 0; p < NP; ++p) {
+        S* cj = c + j * ldc + p * packet;
+        ei::pstoreu(cj, overwrite ? acc[p][j] : ei::padd(ei::ploadu<P>(cj), acc[p][j]));
+      }
+    return;
+  }
+  alignas(64) S tile[height * nr];  // an edge tile: the same sums, then only its valid part is added
+  for (Eigen::Index j = 0; j < nr; ++j)
+    for (int p = 0; p < NP; ++p) ei::pstore(tile + j * height + p * packet, acc[p][j]);
+  for (Eigen::Index j = 0; j < cols; ++j)
+    for (Eigen::Index i = 0; i < rows; ++i)
+      c[i + j * ldc] = overwrite ? tile[i + j * height] : c[i + j * ldc] + tile[i + j * height];
+}
+
+/// C(rows×cols, leading dimension ldc) += the product of a packed A panel of NP packets of rows
+/// (NP·packet values per k) and a packed B panel (nr values per k) over depth kc (= instead of +=
+/// when `overwrite`); rows ≤ NP packets, cols ≤ nr. Each accumulator sums its k terms in k order
+/// (one FMA per term), so the tile shape does not change the bits.
+template <class S, int NP>
 inline void gemm_micro_kernel(Eigen::Index kc, const S* __restrict a, const S* __restrict b, S* c, Eigen::Index ldc,
                               Eigen::Index rows, Eigen::Index cols, bool overwrite) {
   namespace ei = Eigen::internal;
   using K = GemmKernelShape<S>;
   using P = typename K::Packet;
   constexpr int packet = K::packet;
-  constexpr Eigen::Index mr = K::mr, nr = K::nr;
-  P acc0[nr], acc1[nr];
-  for (Eigen::Index j = 0; j < nr; ++j) acc0[j] = acc1[j] = ei::pset1<P>(S(0));
+  constexpr Eigen::Index nr = K::nr, height = Eigen::Index{NP} * packet;
+  P acc[NP][nr];
+  for (Eigen::Index j = 0; j < nr; ++j)
+    for (int p = 0; p < NP; ++p) acc[p][j] = ei::pset1<P>(S(0));
   // One depth step: a column of the A panel times a row of the B panel, added to the tile.
   const auto step = [&](const S* __restrict ap, const S* __restrict bp) {
-    const P a0 = ei::pload<P>(ap);
-    if constexpr (Half) {
+    P av[NP];
+    for (int p = 0; p < NP; ++p) av[p] = ei::pload<P>(ap + p * packet);
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC unroll 12
 #endif
-      for (Eigen::Index j = 0; j < nr; ++j) acc0[j] = ei::pmadd(a0, ei::pset1<P>(bp[j]), acc0[j]);
-    } else {
-      const P a1 = ei::pload<P>(ap + packet);
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC unroll 12
-#endif
-      for (Eigen::Index j = 0; j < nr; ++j) {
-        const P bj = ei::pset1<P>(bp[j]);
-        acc0[j] = ei::pmadd(a0, bj, acc0[j]);
-        acc1[j] = ei::pmadd(a1, bj, acc1[j]);
-      }
+    for (Eigen::Index j = 0; j < nr; ++j) {
+      const P bj = ei::pset1<P>(bp[j]);
+      for (int p = 0; p < NP; ++p) acc[p][j] = ei::pmadd(av[p], bj, acc[p][j]);
     }
   };
   // Two steps per iteration (measured on packed panels in L2: 164-167 -> 173-178 GFLOP/s with AVX-512;
   // the products 1-3% faster, 4-8% with AVX2); every accumulator's terms keep their order.
   Eigen::Index p = 0;
-  for (; p + 2 <= kc; p += 2, a += 2 * mr, b += 2 * nr) {
+  for (; p + 2 <= kc; p += 2, a += 2 * height, b += 2 * nr) {
     step(a, b);
-    step(a + mr, b + nr);
+    step(a + height, b + nr);
   }
   if (p < kc) step(a, b);
-  if (!Half && rows == mr && cols == nr) {
-    if (overwrite) {
-      for (Eigen::Index j = 0; j < nr; ++j) {
-        ei::pstoreu(c + j * ldc, acc0[j]);
-        ei::pstoreu(c + j * ldc + packet, acc1[j]);
-      }
-      return;
-    }
-    for (Eigen::Index j = 0; j < nr; ++j) {
-      S* cj = c + j * ldc;
-      ei::pstoreu(cj, ei::padd(ei::ploadu<P>(cj), acc0[j]));
-      ei::pstoreu(cj + packet, ei::padd(ei::ploadu<P>(cj + packet), acc1[j]));
-    }
-    return;
-  }
-  alignas(64) S tile[mr * nr];  // an edge tile: the same sums, then only its valid part is added
-  for (Eigen::Index j = 0; j < nr; ++j) {
-    ei::pstore(tile + j * mr, acc0[j]);
-    ei::pstore(tile + j * mr + packet, acc1[j]);
-  }
-  for (Eigen::Index j = 0; j < cols; ++j)
-    for (Eigen::Index i = 0; i < rows; ++i)
-      c[i + j * ldc] = overwrite ? tile[i + j * mr] : c[i + j * ldc] + tile[i + j * mr];
+  gemm_store_tile<S, NP>(acc, c, ldc, rows, cols, overwrite);
 }
 
 /// Packs A(i0 : i0+rows, p0 : p0+depth), read through `lhs` (Eigen's data-mapper interface:
 /// operator()(i, k) and loadPacket<P>(i, k), packets along i for ColMajor, along k for RowMajor),
-/// into mr-row panels of depth values each, zero-padded to whole panels.
+/// into panels of gemm_panel_rows rows (each of gemm_panel_packets(height) packets per depth step,
+/// the last one zero-padded to whole packets) of depth steps each. Panel ir starts at out + ir·depth.
 template <int LhsOrder, class S, class LhsMapper>
 void gemm_pack_a(const LhsMapper& lhs, Eigen::Index i0, Eigen::Index rows, Eigen::Index p0, Eigen::Index depth,
                  S* out) {
@@ -141,32 +167,33 @@ void gemm_pack_a(const LhsMapper& lhs, Eigen::Index i0, Eigen::Index rows, Eigen
   using K = GemmKernelShape<S>;
   using P = typename K::Packet;
   constexpr int packet = K::packet;
-  constexpr Eigen::Index mr = K::mr;
-  for (Eigen::Index ir = 0; ir < rows; ir += mr) {
-    const Eigen::Index height = std::min(mr, rows - ir), i = i0 + ir;
+  for (Eigen::Index ir = 0, height = 0; ir < rows; ir += height) {
+    height = gemm_panel_rows<S>(rows - ir);
+    const Eigen::Index i = i0 + ir;
+    const int np = gemm_panel_packets<S>(height);
+    const Eigen::Index stride = Eigen::Index{np} * packet;  // values per depth step
     S* dst = out + ir * depth;
     Eigen::Index p = 0;
-    if (height == mr) {
+    if (height == stride) {
       if constexpr (LhsOrder == Eigen::ColMajor) {
-        for (; p < depth; ++p) {
-          ei::pstore(dst + p * mr, lhs.template loadPacket<P>(i, p0 + p));
-          ei::pstore(dst + p * mr + packet, lhs.template loadPacket<P>(i + packet, p0 + p));
-        }
+        for (; p < depth; ++p)
+          for (Eigen::Index h = 0; h < np; ++h)
+            ei::pstore(dst + p * stride + h * packet, lhs.template loadPacket<P>(i + h * packet, p0 + p));
       } else {  // rows of A are contiguous along k: transpose packet × packet blocks
         for (; p + packet <= depth; p += packet) {
-          for (Eigen::Index h = 0; h < 2; ++h) {
+          for (Eigen::Index h = 0; h < np; ++h) {
             ei::PacketBlock<P, packet> block;
             for (int r = 0; r < packet; ++r) block.packet[r] = lhs.template loadPacket<P>(i + h * packet + r, p0 + p);
             ei::ptranspose(block);
-            for (int r = 0; r < packet; ++r) ei::pstore(dst + (p + r) * mr + h * packet, block.packet[r]);
+            for (int r = 0; r < packet; ++r) ei::pstore(dst + (p + r) * stride + h * packet, block.packet[r]);
           }
         }
       }
     }
     for (; p < depth; ++p) {
       Eigen::Index r = 0;
-      for (; r < height; ++r) dst[p * mr + r] = lhs(i + r, p0 + p);
-      for (; r < mr; ++r) dst[p * mr + r] = S(0);
+      for (; r < height; ++r) dst[p * stride + r] = lhs(i + r, p0 + p);
+      for (; r < stride; ++r) dst[p * stride + r] = S(0);
     }
   }
 }
@@ -200,7 +227,16 @@ void gemm_pack_b(const S* b, Eigen::Index ldb, Eigen::Index p0, Eigen::Index dep
         const S* column[nr];
         for (Eigen::Index j = 0; j < nr; ++j) column[j] = src + j * ldb;
         Eigen::Index p = 0;
-        if constexpr (nr <= packet) {  // a packet of depth from each column, transposed in registers
+        using Half = typename ei::unpacket_traits<P>::half;
+        constexpr int half = ei::unpacket_traits<Half>::size;
+        if constexpr (nr == half && half < packet) {  // nr × nr blocks of half packets, transposed exactly
+          for (; p + nr <= depth; p += nr) {
+            ei::PacketBlock<Half, half> block;
+            for (int j = 0; j < half; ++j) block.packet[j] = ei::ploadu<Half>(column[j] + p);
+            ei::ptranspose(block);
+            for (int r = 0; r < half; ++r) ei::pstoreu(dst + (p + r) * nr, block.packet[r]);
+          }
+        } else if constexpr (nr <= packet) {  // a packet of depth from each column, transposed in registers
           for (; p + packet <= depth; p += packet) {
             ei::PacketBlock<P, packet> block;
             for (int j = 0; j < int(nr); ++j) block.packet[j] = ei::ploadu<P>(column[j] + p);
@@ -244,14 +280,23 @@ void gemm_packed(Eigen::Index m, Eigen::Index n, Eigen::Index k, const LhsMapper
         const Eigen::Index mc = std::min(K::mc, m - ic);
         gemm_pack_a<LhsOrder>(lhs, ic, mc, pc, kc, packed_a);
         for (Eigen::Index jr = 0; jr < nc; jr += K::nr) {
-          for (Eigen::Index ir = 0; ir < mc; ir += K::mr) {
-            const Eigen::Index rows = std::min(K::mr, mc - ir), cols = std::min(K::nr, nc - jr);
+          for (Eigen::Index ir = 0, rows = 0; ir < mc; ir += rows) {
+            rows = gemm_panel_rows<S>(mc - ir);
+            const Eigen::Index cols = std::min(K::nr, nc - jr);
             S* tile = c + (ic + ir) + (jc + jr) * ldc;
             const bool first = overwrite && pc == 0;  // C's old values are not read
-            if (rows > K::packet)
-              gemm_micro_kernel<S, false>(kc, packed_a + ir * kc, packed_b + jr * kc, tile, ldc, rows, cols, first);
-            else
-              gemm_micro_kernel<S, true>(kc, packed_a + ir * kc, packed_b + jr * kc, tile, ldc, rows, cols, first);
+            const S* pa = packed_a + ir * kc;
+            const S* pb = packed_b + jr * kc;
+            switch (gemm_panel_packets<S>(rows)) {
+              case K::packets:
+                gemm_micro_kernel<S, K::packets>(kc, pa, pb, tile, ldc, rows, cols, first);
+                break;
+              case 1:
+                gemm_micro_kernel<S, 1>(kc, pa, pb, tile, ldc, rows, cols, first);
+                break;
+              default:  // 2 of 3
+                gemm_micro_kernel<S, (K::packets > 2 ? 2 : 1)>(kc, pa, pb, tile, ldc, rows, cols, first);
+            }
           }
         }
       }
