@@ -62,3 +62,61 @@ TEST_CASE("Repeat: infer equals forward bit for bit", "[repeat][infer]") {
   const Batch<float, 32> y = stack.forward(x);
   REQUIRE(stack.infer(x, ws) == y);
 }
+
+namespace {
+// Blocks ending in an activation (as a ResNet v1 block ends in its ReLU): Repeat runs each block's
+// last activation inside the next block's backward pass (detail::SplitsLastLayer).
+template <class S, class Act>
+using EndsInActivation = Sequential<Residual<Sequential<Linear<S>, Tanh<S>, Linear<S>>>, Act>;
+
+template <class S, class Act>
+EndsInActivation<S, Act> ends_in_activation(Index d, Index h) {
+  return EndsInActivation<S, Act>(
+      Residual<Sequential<Linear<S>, Tanh<S>, Linear<S>>>(
+          Sequential<Linear<S>, Tanh<S>, Linear<S>>(Linear<S>(d, h), Tanh<S>(), Linear<S>(h, d))),
+      Act());
+}
+
+// Repeat's backward against the blocks' own backward passes one after the other: dL/dx and every
+// parameter gradient bit for bit, on 1 and 2 threads.
+template <class S, class Act>
+void require_same_as_block_by_block() {
+  static_assert(detail::SplitsLastLayer<EndsInActivation<S, Act>>);
+  using M = Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic>;
+  const int saved = num_threads();
+  for (const int threads : {1, 2}) {
+    set_num_threads(threads);
+    Repeat<EndsInActivation<S, Act>> fused(4, [](Index) { return ends_in_activation<S, Act>(24, 40); });
+    auto plain = fused;
+    const M x = rbtest::random_batch<M>(24, 300, 86);
+    const M dy = rbtest::random_batch<M>(24, 300, 87);
+    REQUIRE(fused.forward(x) == plain.forward(x));
+    const M dx = fused.backward(dy);
+    const M* g = &dy;
+    for (std::size_t i = plain.size(); i-- > 0;) g = &plain[i].backward(*g);
+    INFO("threads " << threads);
+    REQUIRE(dx == *g);
+    std::vector<M> fused_grads, plain_grads;
+    fused.for_each_parameter([&](auto, auto&, auto& grad) { fused_grads.emplace_back(grad); });
+    plain.for_each_parameter([&](auto, auto&, auto& grad) { plain_grads.emplace_back(grad); });
+    REQUIRE(fused_grads.size() == 16);
+    for (std::size_t i = 0; i < fused_grads.size(); ++i) REQUIRE(fused_grads[i] == plain_grads[i]);
+  }
+  set_num_threads(saved);
+}
+}  // namespace
+
+TEST_CASE("Repeat: a block's last activation runs inside the next block's backward, bit for bit", "[repeat][fusion]") {
+  require_same_as_block_by_block<double, ReLU<double>>();  // in place, over the next block's dL/dx
+  require_same_as_block_by_block<double, Tanh<double>>();  // out of place
+}
+
+TEST_CASE("Repeat: gradients through blocks that end in an activation", "[repeat][gradient][fusion]") {
+  Repeat<EndsInActivation<double, Tanh<double>>> stack(
+      3, [](Index) { return ends_in_activation<double, Tanh<double>>(4, 6); });
+  rbtest::require_gradients(stack, rbtest::random_batch<Eigen::MatrixXd>(4, 3, 88));
+}
+
+TEST_CASE("Repeat: blocks that end in an activation, float", "[repeat][float][fusion]") {
+  require_same_as_block_by_block<float, ReLU<float>>();
+}

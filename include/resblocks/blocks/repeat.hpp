@@ -19,6 +19,21 @@
 
 namespace resblocks {
 
+namespace detail {
+
+/// A block that ends in an element-wise layer and runs its backward without it (Sequential): Repeat
+/// runs each block's last layer (a ResNet v1 block's final ReLU) inside the next block's backward pass,
+/// on the blocks of its dL/dx while they are in cache, instead of in a pass of its own.
+template <class B>
+concept SplitsLastLayer = requires(B& block, const typename B::Output& g) {
+  requires resblocks::ElementWise<std::remove_cvref_t<decltype(block.last_layer())>>;
+  { block.backward_below_last(g) } -> std::same_as<const typename B::Input&>;
+  { block.backward_then(g, NoPrepare{}, NoEpilogue{}) } -> std::same_as<const typename B::Input&>;
+  { block.backward_below_last(g, NoPrepare{}, NoEpilogue{}) } -> std::same_as<const typename B::Input&>;
+};
+
+}  // namespace detail
+
 /// \brief `count` blocks of one type applied in order, so depth is a run-time value and a
 /// 100-block network is not a 100-deep type. Each block takes what the one before gives (the
 /// first block of a ResNet stage may change the channel count; the stage as a whole then does). Each block is built
@@ -137,8 +152,28 @@ class Repeat : public detail::VisitsParameters<Repeat<Block>>, public detail::Vi
 
   const Input& backward(const Output& dL_dy) {
     const Output* g = &dL_dy;
-    for (auto it = m_blocks.rbegin(); it != m_blocks.rend(); ++it) g = &it->backward(*g);
-    return *g;
+    if constexpr (detail::SplitsLastLayer<Block>) {
+      // Block i − 1's last layer runs in block i's pass; block i − 1 then starts below it.
+      for (std::size_t i = m_blocks.size(); i-- > 0;) {
+        Block& block = m_blocks[i];
+        const bool last_done = i + 1 < m_blocks.size();
+        if (i == 0) return last_done ? block.backward_below_last(*g) : block.backward(*g);
+        auto& act = m_blocks[i - 1].last_layer();
+        const auto prepare = [&](const auto& d) { act.fused_backward_prepare(d); };
+        const auto epilogue = [&](const auto& d, Index r0, Index rows, Index c0, Index cols) {
+          act.fused_backward_block(d, r0, rows, c0, cols);
+        };
+        if (last_done)
+          block.backward_below_last(*g, prepare, epilogue);
+        else
+          block.backward_then(*g, prepare, epilogue);
+        g = &act.fused_grad();
+      }
+      return *g;
+    } else {
+      for (auto it = m_blocks.rbegin(); it != m_blocks.rend(); ++it) g = &it->backward(*g);
+      return *g;
+    }
   }
 
   template <class SkipGrad>

@@ -191,6 +191,35 @@ class Sequential {
 
   const Input& backward(const Output& dL_dy) { return backward_from<N - 1>(dL_dy); }
 
+  /// backward(dL_dy), then `epilogue(dL_dx, r0, rows, c0, cols)` on each finished block of dL/dx, run
+  /// by the first layer's pass when it offers backward_then (Repeat runs the block before's last
+  /// activation there); `prepare(dL_dx)` runs first.
+  /// \param dL_dy gradient of the loss with respect to the last forward's output
+  /// \param prepare called as `prepare(dL_dx)` once dL/dx is sized
+  /// \param epilogue called as `epilogue(dL_dx, r0, rows, c0, cols)` on each finished block of dL/dx
+  /// \returns dL/dx, in a buffer the first layer owns
+  template <class Prepare, class Epilogue>
+  const Input& backward_then(const Output& dL_dy, const Prepare& prepare, const Epilogue& epilogue) {
+    return backward_then_from<N - 1>(dL_dy, prepare, epilogue);
+  }
+
+  /// The last layer, element-wise: Repeat runs its backward inside the next block's pass
+  /// (fused_backward_block), then the rest of this Sequential with backward_below_last.
+  /// \returns the last layer
+  auto& last_layer() noexcept requires(N >= 2 && ElementWise<At<N - 1>>) { return get<N - 1>(); }
+
+  /// backward of every layer but the last, from the gradient with respect to the last layer's input
+  /// (computed by the caller, e.g. inside the next block's pass); the hooks as backward_then's.
+  /// \param dL_dz gradient of the loss with respect to the last layer's input
+  /// \param prepare called as `prepare(dL_dx)` once dL/dx is sized
+  /// \param epilogue called as `epilogue(dL_dx, r0, rows, c0, cols)` on each finished block of dL/dx
+  /// \returns dL/dx, in a buffer the first layer owns
+  template <class Prepare = detail::NoPrepare, class Epilogue = detail::NoEpilogue>
+  const Input& backward_below_last(const typename At<N - 1>::Input& dL_dz, const Prepare& prepare = {},
+                                   const Epilogue& epilogue = {}) requires(N >= 2) {
+    return backward_then_from<N - 2>(dL_dz, prepare, epilogue);
+  }
+
   template <class SkipGrad>
   void backward_add(const Output& dL_dy, Input& dL_dx, const SkipGrad& skip_grad) {
     backward_add_from<N - 1>(dL_dy, dL_dx, skip_grad, detail::NoPrepare{}, detail::NoEpilogue{});
@@ -358,6 +387,28 @@ class Sequential {
       return backward_from<I - 1>(get<I>().backward(g));
     }
   }
+  template <std::size_t I, class G, class Prepare, class Epilogue>
+  const Input& backward_then_from(const G& g, const Prepare& prepare, const Epilogue& epilogue) {
+    if constexpr (std::is_same_v<Epilogue, detail::NoEpilogue>) {
+      return backward_from<I>(g);
+    } else if constexpr (I == 0) {
+      if constexpr (HasBackwardThen<At<0>>) {
+        return get<0>().backward_then(g, prepare, epilogue);
+      } else {
+        const Input& dx = get<0>().backward(g);
+        detail::run_epilogue(dx, prepare, epilogue);
+        return dx;
+      }
+    } else if constexpr (I >= 2 && detail::FusedBackwardPair<At<I - 1>, At<I>>) {
+      return backward_then_from<I - 2>(backward_pair<I>(g), prepare, epilogue);
+    } else {
+      return backward_then_from<I - 1>(get<I>().backward(g), prepare, epilogue);
+    }
+  }
+  template <class L>
+  static constexpr bool HasBackwardThen = requires(L& layer, const typename L::Output& g) {
+    layer.backward_then(g, detail::NoPrepare{}, detail::NoEpilogue{});
+  };
   template <std::size_t I, class G, class SkipGrad, class Prepare, class Epilogue>
   void backward_add_from(const G& g, Input& dx, const SkipGrad& skip_grad, const Prepare& prepare,
                          const Epilogue& epilogue) {
