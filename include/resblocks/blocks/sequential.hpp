@@ -389,10 +389,10 @@ class Sequential {
   }
   template <std::size_t I, class G, class Prepare, class Epilogue>
   const Input& backward_then_from(const G& g, const Prepare& prepare, const Epilogue& epilogue) {
-    if constexpr (std::is_same_v<Epilogue, detail::NoEpilogue>) {
+    if constexpr (std::is_same_v<Prepare, detail::NoPrepare> && std::is_same_v<Epilogue, detail::NoEpilogue>) {
       return backward_from<I>(g);
     } else if constexpr (I == 0) {
-      if constexpr (HasBackwardThen<At<0>>) {
+      if constexpr (has_backward_then<At<0>>) {
         return get<0>().backward_then(g, prepare, epilogue);
       } else {
         const Input& dx = get<0>().backward(g);
@@ -406,7 +406,7 @@ class Sequential {
     }
   }
   template <class L>
-  static constexpr bool HasBackwardThen = requires(L& layer, const typename L::Output& g) {
+  static constexpr bool has_backward_then = requires(L& layer, const typename L::Output& g) {
     layer.backward_then(g, detail::NoPrepare{}, detail::NoEpilogue{});
   };
   template <std::size_t I, class G, class SkipGrad, class Prepare, class Epilogue>
