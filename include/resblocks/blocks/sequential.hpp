@@ -200,7 +200,7 @@ class Sequential {
   /// \returns dL/dx, in a buffer the first layer owns
   template <class Prepare, class Epilogue>
   const Input& backward_then(const Output& dL_dy, const Prepare& prepare, const Epilogue& epilogue) {
-    return backward_then_from<N - 1>(dL_dy, prepare, epilogue);
+    return backward_from<N - 1>(dL_dy, prepare, epilogue);
   }
 
   /// The last layer, element-wise: Repeat runs its backward inside the next block's pass
@@ -217,7 +217,7 @@ class Sequential {
   template <class Prepare = detail::NoPrepare, class Epilogue = detail::NoEpilogue>
   const Input& backward_below_last(const typename At<N - 1>::Input& dL_dz, const Prepare& prepare = {},
                                    const Epilogue& epilogue = {}) requires(N >= 2) {
-    return backward_then_from<N - 2>(dL_dz, prepare, epilogue);
+    return backward_from<N - 2>(dL_dz, prepare, epilogue);
   }
 
   template <class SkipGrad>
@@ -374,35 +374,30 @@ class Sequential {
     else
       forward_add_from<I + 1>(get<I>().forward(x), y, skip, prepare, epilogue);
   }
-  template <std::size_t I, class G>
-  const Input& backward_from(const G& g) {
+  /// Backward from layer I down, with the hooks (if any) on the first layer's dL/dx. A GEMM layer and
+  /// the element-wise one before it run fused, except an activation at 0 when there are hooks (its
+  /// dL/dx would need the hooks' blocks too): then it runs alone, the hooks after it.
+  template <std::size_t I, class G, class Prepare = detail::NoPrepare, class Epilogue = detail::NoEpilogue>
+  const Input& backward_from(const G& g, const Prepare& prepare = {}, const Epilogue& epilogue = {}) {
+    constexpr bool hooks =
+        !(std::is_same_v<Prepare, detail::NoPrepare> && std::is_same_v<Epilogue, detail::NoEpilogue>);
     if constexpr (I == 0) {
-      return get<0>().backward(g);
-    } else if constexpr (detail::FusedBackwardPair<At<I - 1>, At<I>>) {
-      if constexpr (I == 1)
-        return backward_pair<I>(g);
-      else
-        return backward_from<I - 2>(backward_pair<I>(g));
-    } else {
-      return backward_from<I - 1>(get<I>().backward(g));
-    }
-  }
-  template <std::size_t I, class G, class Prepare, class Epilogue>
-  const Input& backward_then_from(const G& g, const Prepare& prepare, const Epilogue& epilogue) {
-    if constexpr (std::is_same_v<Prepare, detail::NoPrepare> && std::is_same_v<Epilogue, detail::NoEpilogue>) {
-      return backward_from<I>(g);
-    } else if constexpr (I == 0) {
-      if constexpr (has_backward_then<At<0>>) {
+      if constexpr (!hooks) {
+        return get<0>().backward(g);
+      } else if constexpr (has_backward_then<At<0>>) {
         return get<0>().backward_then(g, prepare, epilogue);
       } else {
         const Input& dx = get<0>().backward(g);
         detail::run_epilogue(dx, prepare, epilogue);
         return dx;
       }
-    } else if constexpr (I >= 2 && detail::FusedBackwardPair<At<I - 1>, At<I>>) {
-      return backward_then_from<I - 2>(backward_pair<I>(g), prepare, epilogue);
+    } else if constexpr (detail::FusedBackwardPair<At<I - 1>, At<I>> && (I >= 2 || !hooks)) {
+      if constexpr (I == 1)
+        return backward_pair<I>(g);
+      else
+        return backward_from<I - 2>(backward_pair<I>(g), prepare, epilogue);
     } else {
-      return backward_then_from<I - 1>(get<I>().backward(g), prepare, epilogue);
+      return backward_from<I - 1>(get<I>().backward(g), prepare, epilogue);
     }
   }
   template <class L>
