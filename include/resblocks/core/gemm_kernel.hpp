@@ -287,16 +287,13 @@ void gemm_packed(Eigen::Index m, Eigen::Index n, Eigen::Index k, const LhsMapper
             const bool first = overwrite && pc == 0;  // C's old values are not read
             const S* pa = packed_a + ir * kc;
             const S* pb = packed_b + jr * kc;
-            switch (gemm_panel_packets<S>(rows)) {
-              case K::packets:
-                gemm_micro_kernel<S, K::packets>(kc, pa, pb, tile, ldc, rows, cols, first);
-                break;
-              case 1:
-                gemm_micro_kernel<S, 1>(kc, pa, pb, tile, ldc, rows, cols, first);
-                break;
-              default:  // 2 of 3
-                gemm_micro_kernel<S, (K::packets > 2 ? 2 : 1)>(kc, pa, pb, tile, ldc, rows, cols, first);
-            }
+            const int np = gemm_panel_packets<S>(rows);
+            if (np == K::packets)
+              gemm_micro_kernel<S, K::packets>(kc, pa, pb, tile, ldc, rows, cols, first);
+            else if (np == 1)
+              gemm_micro_kernel<S, 1>(kc, pa, pb, tile, ldc, rows, cols, first);
+            else  // 2 packets of a 3-packet tile
+              gemm_micro_kernel<S, 2>(kc, pa, pb, tile, ldc, rows, cols, first);
           }
         }
       }
