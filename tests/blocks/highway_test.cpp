@@ -124,12 +124,8 @@ TEST_CASE("Highway: float smoke test agrees with double", "[highway][float]") {
   Highway<Mlp<double, Dynamic>> d(mlp<double>(40));
   Highway<Mlp<float, Dynamic>> f(mlp<float>(40));
   rbtest::copy_parameters(d, f);
-  const auto xd = rbtest::random_batch<Eigen::MatrixXd>(40, 30, 10);
-  const Eigen::MatrixXf xf = xd.cast<float>();
-  REQUIRE(rbtest::rel_diff(f.forward(xf), d.forward(xd)) < 1e-5);
-  const auto gd = rbtest::random_batch<Eigen::MatrixXd>(40, 30, 11);
-  const Eigen::MatrixXf gf = gd.cast<float>();
-  REQUIRE(rbtest::rel_diff(f.backward(gf), d.backward(gd)) < 1e-5);
+  rbtest::require_float_agrees(f, d, rbtest::random_batch<Eigen::MatrixXd>(40, 30, 10),
+                               rbtest::random_batch<Eigen::MatrixXd>(40, 30, 11));
   REQUIRE(rbtest::rel_diff(f.gate().weight_grad(), d.gate().weight_grad()) < 1e-5);
   REQUIRE(rbtest::rel_diff(f.h().get<0>().weight_grad(), d.h().get<0>().weight_grad()) < 1e-5);
 }

@@ -75,12 +75,8 @@ TEST_CASE("Residual: float smoke test agrees with double (static sizes)", "[resi
   Residual<Mlp<double, 64, 64>> d;
   Residual<Mlp<float, 64, 64>> f;
   rbtest::copy_parameters(d, f);
-  const auto xd = rbtest::random_batch<Batch<double, 64>>(64, 32, 70);
-  const Batch<float, 64> xf = xd.cast<float>();
-  REQUIRE(rbtest::rel_diff(f.forward(xf), d.forward(xd)) < 1e-5);
-  const auto gd = rbtest::random_batch<Batch<double, 64>>(64, 32, 71);
-  const Batch<float, 64> gf = gd.cast<float>();
-  REQUIRE(rbtest::rel_diff(f.backward(gf), d.backward(gd)) < 1e-5);
+  rbtest::require_float_agrees(f, d, rbtest::random_batch<Eigen::MatrixXd>(64, 32, 70),
+                               rbtest::random_batch<Eigen::MatrixXd>(64, 32, 71));
 }
 
 TEST_CASE("Residual: infer equals forward bit for bit, with both skips", "[residual][infer]") {

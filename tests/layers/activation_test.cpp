@@ -116,13 +116,8 @@ TEST_CASE("Tanh and Sigmoid: values, saturation and gradients", "[activation][gr
 
 TEST_CASE("Activations: float smoke test agrees with double", "[activation][float]") {
   const auto xd = away_from_zero<Eigen::MatrixXd>(7, 40, 22);
-  const Eigen::MatrixXf xf = xd.cast<float>();
   const auto gd = rbtest::random_batch<Eigen::MatrixXd>(7, 40, 23);
-  const Eigen::MatrixXf gf = gd.cast<float>();
-  auto both = [&](auto d, auto f) {
-    REQUIRE(rbtest::rel_diff(f.forward(xf), d.forward(xd)) < 1e-5);
-    REQUIRE(rbtest::rel_diff(f.backward(gf), d.backward(gd)) < 1e-5);
-  };
+  auto both = [&](auto d, auto f) { rbtest::require_float_agrees(f, d, xd, gd); };
   both(ReLU<double>(), ReLU<float>());
   both(GELU<double>(), GELU<float>());
   both(Tanh<double>(), Tanh<float>());

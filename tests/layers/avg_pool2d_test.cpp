@@ -106,16 +106,12 @@ TEST_CASE("AvgPool2d: the thread count does not change the results", "[avgpool][
 }
 
 TEST_CASE("AvgPool2d: float smoke test agrees with double", "[avgpool][float]") {
-  const auto xd = rbtest::random_batch<Eigen::MatrixXd>(5, 3 * 35, 47);
-  const auto gd = rbtest::random_batch<Eigen::MatrixXd>(5, 3 * 12, 48);
   AvgPool2d<double> d(3, 2, 1);
   AvgPool2d<float, 5> f(3, 2, 1);
   d.set_image_size({7, 5});
   f.set_image_size({7, 5});
-  const Batch<float, 5> xf = xd.cast<float>();
-  const Batch<float, 5> gf = gd.cast<float>();
-  REQUIRE(rbtest::rel_diff(f.forward(xf), d.forward(xd)) < 1e-6);
-  REQUIRE(rbtest::rel_diff(f.backward(gf), d.backward(gd)) < 1e-6);
+  rbtest::require_float_agrees(f, d, rbtest::random_batch<Eigen::MatrixXd>(5, 3 * 35, 47),
+                               rbtest::random_batch<Eigen::MatrixXd>(5, 3 * 12, 48), 1e-6);
 }
 
 TEST_CASE("AvgPool2d: errors name the layer", "[avgpool][errors]") {

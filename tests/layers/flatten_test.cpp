@@ -85,16 +85,12 @@ TEST_CASE("Flatten: infer equals forward bit for bit, buffers are reused", "[fla
 }
 
 TEST_CASE("Flatten: float smoke test agrees with double", "[flatten][float]") {
-  const auto xd = rbtest::random_batch<Eigen::MatrixXd>(5, 3 * 35, 66);
-  const auto gd = rbtest::random_batch<Eigen::MatrixXd>(5 * 35, 3, 67);
   Flatten<double> d;
   Flatten<float, 5> f;
   d.set_image_size({7, 5});
   f.set_image_size({7, 5});
-  const Batch<float, 5> xf = xd.cast<float>();
-  const Eigen::MatrixXf gf = gd.cast<float>();
-  REQUIRE(rbtest::rel_diff(f.forward(xf), d.forward(xd)) < 1e-6);
-  REQUIRE(rbtest::rel_diff(f.backward(gf), d.backward(gd)) < 1e-6);
+  rbtest::require_float_agrees(f, d, rbtest::random_batch<Eigen::MatrixXd>(5, 3 * 35, 66),
+                               rbtest::random_batch<Eigen::MatrixXd>(5 * 35, 3, 67), 1e-6);
 }
 
 TEST_CASE("Flatten: errors name the layer", "[flatten][errors]") {

@@ -66,16 +66,12 @@ TEST_CASE("GlobalAvgPool: infer equals forward bit for bit, buffers are reused",
 }
 
 TEST_CASE("GlobalAvgPool: float smoke test agrees with double", "[globalavgpool][float]") {
-  const auto xd = rbtest::random_batch<Eigen::MatrixXd>(5, 3 * 35, 56);
-  const auto gd = rbtest::random_batch<Eigen::MatrixXd>(5, 3, 57);
   GlobalAvgPool<double> d;
   GlobalAvgPool<float, 5> f;
   d.set_image_size({7, 5});
   f.set_image_size({7, 5});
-  const Batch<float, 5> xf = xd.cast<float>();
-  const Batch<float, 5> gf = gd.cast<float>();
-  REQUIRE(rbtest::rel_diff(f.forward(xf), d.forward(xd)) < 1e-6);
-  REQUIRE(rbtest::rel_diff(f.backward(gf), d.backward(gd)) < 1e-6);
+  rbtest::require_float_agrees(f, d, rbtest::random_batch<Eigen::MatrixXd>(5, 3 * 35, 56),
+                               rbtest::random_batch<Eigen::MatrixXd>(5, 3, 57), 1e-6);
 }
 
 TEST_CASE("GlobalAvgPool: errors name the layer", "[globalavgpool][errors]") {

@@ -147,12 +147,8 @@ TEST_CASE("LayerNorm: float smoke test agrees with double", "[layer_norm][float]
   LayerNorm<float> f(33);
   randomise_affine(d, 14);
   rbtest::copy_parameters(d, f);
-  const auto xd = rbtest::random_batch<Eigen::MatrixXd>(33, 50, 15);
-  const Eigen::MatrixXf xf = xd.cast<float>();
-  REQUIRE(rbtest::rel_diff(f.forward(xf), d.forward(xd)) < 1e-5);
-  const auto gd = rbtest::random_batch<Eigen::MatrixXd>(33, 50, 16);
-  const Eigen::MatrixXf gf = gd.cast<float>();
-  REQUIRE(rbtest::rel_diff(f.backward(gf), d.backward(gd)) < 1e-5);
+  rbtest::require_float_agrees(f, d, rbtest::random_batch<Eigen::MatrixXd>(33, 50, 15),
+                               rbtest::random_batch<Eigen::MatrixXd>(33, 50, 16));
   REQUIRE(rbtest::rel_diff(f.weight_grad(), d.weight_grad()) < 1e-5);
   REQUIRE(rbtest::rel_diff(f.bias_grad(), d.bias_grad()) < 1e-5);
 }

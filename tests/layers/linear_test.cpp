@@ -64,12 +64,8 @@ TEST_CASE("Linear: float smoke test agrees with double", "[linear][float]") {
   Linear<double> d(33, 17);
   Linear<float> f(33, 17);
   rbtest::copy_parameters(d, f);
-  const auto xd = rbtest::random_batch<Eigen::MatrixXd>(33, 9, 18);
-  const Eigen::MatrixXf xf = xd.cast<float>();
-  REQUIRE(rbtest::rel_diff(f.forward(xf), d.forward(xd)) < 1e-5);
-  const auto gd = rbtest::random_batch<Eigen::MatrixXd>(17, 9, 19);
-  const Eigen::MatrixXf gf = gd.cast<float>();
-  REQUIRE(rbtest::rel_diff(f.backward(gf), d.backward(gd)) < 1e-5);
+  rbtest::require_float_agrees(f, d, rbtest::random_batch<Eigen::MatrixXd>(33, 9, 18),
+                               rbtest::random_batch<Eigen::MatrixXd>(17, 9, 19));
   REQUIRE(rbtest::rel_diff(f.weight_grad(), d.weight_grad()) < 1e-5);
 }
 

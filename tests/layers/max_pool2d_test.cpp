@@ -146,10 +146,7 @@ TEST_CASE("MaxPool2d: float smoke test agrees with double", "[maxpool][float]") 
   MaxPool2d<float, 5> f(3, 2, 1);
   REQUIRE(d.set_image_size({7, 5}) == ImageSize{4, 3});
   f.set_image_size({7, 5});
-  const Batch<float, 5> xf = xd.cast<float>();
-  const Batch<float, 5> gf = gd.cast<float>();
-  REQUIRE(rbtest::rel_diff(f.forward(xf), d.forward(xd)) < 1e-6);
-  REQUIRE(rbtest::rel_diff(f.backward(gf), d.backward(gd)) < 1e-6);
+  rbtest::require_float_agrees(f, d, xd, gd, 1e-6);
 }
 
 TEST_CASE("MaxPool2d: errors name the layer", "[maxpool][errors]") {

@@ -218,14 +218,10 @@ TEST_CASE("MultiHeadAttention: float smoke test agrees with double", "[attention
   rbtest::copy_parameters(d, f);
   d.set_sequence_length(9);
   f.set_sequence_length(9);
-  const auto xd = rbtest::random_batch<Eigen::MatrixXd>(32, 27, 23);
-  const Eigen::MatrixXf xf = xd.cast<float>();
-  REQUIRE(rbtest::rel_diff(f.forward(xf), d.forward(xd)) < 1e-5);
-  const auto gd = rbtest::random_batch<Eigen::MatrixXd>(32, 27, 24);
-  const Eigen::MatrixXf gf = gd.cast<float>();
   d.zero_grad();
   f.zero_grad();
-  REQUIRE(rbtest::rel_diff(f.backward(gf), d.backward(gd)) < 1e-5);
+  rbtest::require_float_agrees(f, d, rbtest::random_batch<Eigen::MatrixXd>(32, 27, 23),
+                               rbtest::random_batch<Eigen::MatrixXd>(32, 27, 24));
   REQUIRE(rbtest::rel_diff(f.in_proj_weight_grad(), d.in_proj_weight_grad()) < 1e-5);
   REQUIRE(rbtest::rel_diff(f.in_proj_bias_grad(), d.in_proj_bias_grad()) < 1e-5);
   REQUIRE(rbtest::rel_diff(f.out_proj_weight_grad(), d.out_proj_weight_grad()) < 1e-5);

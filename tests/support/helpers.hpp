@@ -61,4 +61,17 @@ M random_batch(resblocks::Index rows, resblocks::Index cols, std::uint64_t seed)
   return m;
 }
 
+/// The float smoke test of a layer against its double twin: `f` (float) and `d` (double) run forward
+/// on x and backward on g (given in double, cast to each layer's types), and each output and input
+/// gradient agrees within `tol` (rel_diff). Parameter gradients are left to the caller.
+template <class F, class D>
+void require_float_agrees(F& f, D& d, const Eigen::MatrixXd& x, const Eigen::MatrixXd& g, double tol = 1e-5) {
+  const typename F::Input xf = x.cast<typename F::Scalar>();
+  const typename D::Input xd = x;
+  REQUIRE(rel_diff(f.forward(xf), d.forward(xd)) < tol);
+  const typename F::Output gf = g.cast<typename F::Scalar>();
+  const typename D::Output gd = g;
+  REQUIRE(rel_diff(f.backward(gf), d.backward(gd)) < tol);
+}
+
 }  // namespace rbtest
