@@ -355,11 +355,9 @@ TEST_CASE("Conv2d: float agrees with double, infer equals forward, skip adds", "
   d.set_image_size({6, 6});
   f.set_image_size({6, 6});
   const auto xd = rbtest::random_batch<Eigen::MatrixXd>(3, 2 * 36, 7);
-  const Eigen::MatrixXf xf = xd.cast<float>();
-  REQUIRE(rbtest::rel_diff(f.forward(xf), d.forward(xd)) < 1e-5);
-  const Eigen::MatrixXd gd = rbtest::random_batch<Eigen::MatrixXd>(8, 2 * 36, 8);
-  const Eigen::MatrixXf gf = gd.cast<float>();
-  REQUIRE(rbtest::rel_diff(f.backward(gf), d.backward(gd)) < 1e-5);
+  const auto gd = rbtest::random_batch<Eigen::MatrixXd>(8, 2 * 36, 8);
+  rbtest::require_float_agrees(f, d, xd, gd);
+  const Eigen::MatrixXf xf = xd.cast<float>(), gf = gd.cast<float>();
   REQUIRE(rbtest::rel_diff(f.weight_grad(), d.weight_grad()) < 1e-5);
 
   Conv2d<float>::Workspace ws;
