@@ -159,10 +159,7 @@ class Repeat : public detail::VisitsParameters<Repeat<Block>>, public detail::Vi
         const bool last_done = i + 1 < m_blocks.size();
         if (i == 0) return last_done ? block.backward_below_last(*g) : block.backward(*g);
         auto& act = m_blocks[i - 1].last_layer();
-        const auto prepare = [&](const auto& d) { act.fused_backward_prepare(d); };
-        const auto epilogue = [&](const auto& d, Index r0, Index rows, Index c0, Index cols) {
-          act.fused_backward_block(d, r0, rows, c0, cols);
-        };
+        const auto [prepare, epilogue] = detail::fused_backward_hooks(act);
         if (last_done)
           block.backward_below_last(*g, prepare, epilogue);
         else

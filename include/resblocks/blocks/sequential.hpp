@@ -333,11 +333,8 @@ class Sequential {
   template <std::size_t I, class G>
   const auto& backward_pair(const G& g) {
     auto& act = get<I - 1>();
-    get<I>().backward_then(
-        g, [&](const auto& d) { act.fused_backward_prepare(d); },
-        [&](const auto& d, Index r0, Index rows, Index c0, Index cols) {
-          act.fused_backward_block(d, r0, rows, c0, cols);
-        });
+    const auto [prepare, epilogue] = detail::fused_backward_hooks(act);
+    get<I>().backward_then(g, prepare, epilogue);
     return act.fused_grad();
   }
   template <std::size_t I, class X>

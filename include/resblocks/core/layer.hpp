@@ -160,6 +160,18 @@ concept ElementWise = Layer<L> && std::same_as<typename L::Input, typename L::Ou
   const_layer.fused_infer_block(x, ws, i, i, i, i);
 };
 
+namespace detail {
+/// The prepare and epilogue hooks of a neighbour's `backward_then` that run the ElementWise layer
+/// `act`'s backward on each finished block of the neighbour's dL/dx (its result: act.fused_grad()).
+template <class Act>
+auto fused_backward_hooks(Act& act) {
+  return std::pair{[&act](const auto& d) { act.fused_backward_prepare(d); },
+                   [&act](const auto& d, Index r0, Index rows, Index c0, Index cols) {
+                     act.fused_backward_block(d, r0, rows, c0, cols);
+                   }};
+}
+}  // namespace detail
+
 /// A layer with a spatial input size (Conv2d, pooling, Flatten).
 template <class L>
 concept ImageLayer = requires(L& layer, ImageSize size) {
