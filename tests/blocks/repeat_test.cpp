@@ -120,3 +120,74 @@ TEST_CASE("Repeat: gradients through blocks that end in an activation", "[repeat
 TEST_CASE("Repeat: blocks that end in an activation, float", "[repeat][float][fusion]") {
   require_same_as_block_by_block<float, ReLU<float>>();
 }
+
+TEST_CASE("Repeat: the activation before it runs inside its first block's backward, bit for bit", "[repeat][fusion]") {
+  using M = Eigen::MatrixXd;
+  using Stack = Repeat<EndsInActivation<double, ReLU<double>>>;
+  static_assert(detail::FusedBackwardPair<ReLU<double>, Stack>);
+  Sequential<ReLU<double>, Stack> net{ReLU<double>(),
+                                      Stack(3, [](Index) { return ends_in_activation<double, ReLU<double>>(24, 40); })};
+  auto act = net.get<0>();
+  auto stack = net.get<1>();
+  const M x = rbtest::random_batch<M>(24, 300, 89);
+  const M dy = rbtest::random_batch<M>(24, 300, 90);
+  REQUIRE(net.forward(x) == stack.forward(act.forward(x)));
+  const M dx = net.backward(dy);
+  REQUIRE(dx == act.backward(stack.backward(dy)));
+  rbtest::require_gradients(net, rbtest::random_batch<M>(24, 3, 91));
+}
+
+TEST_CASE("Repeat and Sequential: hooks never write into the caller's gradient when the layers pass it through",
+          "[repeat][fusion]") {
+  // The ReLU before them runs in place on the dL/dx of the layer after it; here that dL/dx would be the
+  // caller's dL/dy itself (no blocks; an Identity), so it must run on a copy.
+  using M = Eigen::MatrixXd;
+  const M x = rbtest::random_batch<M>(3, 8, 92);
+  const M dy = rbtest::random_batch<M>(3, 8, 93);
+  const M expected = (x.array() > 0).select(dy, 0.0);
+  Sequential<ReLU<double>, Repeat<DynBlock>> empty{ReLU<double>(),
+                                                   Repeat<DynBlock>(0, [](Index) { return dyn_block(3, 4); })};
+  empty.forward(x);
+  REQUIRE(empty.backward(dy) == expected);
+  REQUIRE(dy == rbtest::random_batch<M>(3, 8, 93));
+  Sequential<ReLU<double>, Sequential<Identity<double>>> identity;
+  identity.forward(x);
+  REQUIRE(identity.backward(dy) == expected);
+  REQUIRE(dy == rbtest::random_batch<M>(3, 8, 93));
+}
+
+TEST_CASE("Sequential: a Repeat's last activation runs inside the next layer's backward, bit for bit",
+          "[repeat][sequential][fusion]") {
+  // As in CifarResNet: one stage's final ReLU in the next stage's first block, the last stage's in
+  // GlobalAvgPool's backward, the stem's ReLU in the first stage's.
+  using M = Eigen::MatrixXd;
+  using Stack = Repeat<EndsInActivation<double, ReLU<double>>>;
+  static_assert(detail::SplitsLastLayer<Stack>);
+  using Net = Sequential<ReLU<double>, Stack, Stack, GlobalAvgPool<double>>;
+  const auto stack = [](Index n) {
+    return Stack(n, [](Index) { return ends_in_activation<double, ReLU<double>>(8, 12); });
+  };
+  for (const Index middle : {3, 0}) {  // a Repeat without blocks has no last layer to split
+    INFO("blocks in the middle stage: " << middle);
+    Net net{ReLU<double>(), stack(2), stack(middle), GlobalAvgPool<double>(8)};
+    net.set_image_size({2, 5});
+    REQUIRE(net.get<2>().splits_last_layer() == (middle > 0));
+    auto act = net.get<0>();
+    auto first = net.get<1>();
+    auto second = net.get<2>();
+    auto pool = net.get<3>();
+    const M x = rbtest::random_batch<M>(8, 4 * 10, 94);
+    const M dy = rbtest::random_batch<M>(8, 4, 95);
+    REQUIRE(net.forward(x) == pool.forward(second.forward(first.forward(act.forward(x)))));
+    REQUIRE(net.backward(dy) == act.backward(first.backward(second.backward(pool.backward(dy)))));
+    std::vector<M> fused_grads, plain_grads;
+    net.for_each_parameter([&](auto, auto&, auto& grad) { fused_grads.emplace_back(grad); });
+    for (const auto* s : {&first, &second})
+      s->for_each_parameter([&](auto, auto&, auto& grad) { plain_grads.emplace_back(grad); });
+    REQUIRE(fused_grads.size() == std::size_t(4 * (2 + middle)));
+    REQUIRE(fused_grads == plain_grads);
+  }
+  Net small{ReLU<double>(), stack(1), stack(2), GlobalAvgPool<double>(8)};
+  small.set_image_size({1, 3});
+  rbtest::require_gradients(small, rbtest::random_batch<M>(8, 2 * 3, 96));
+}

@@ -2,6 +2,8 @@
 
 #include <resblocks/resblocks.hpp>
 
+#include <vector>
+
 using namespace resblocks;
 
 TEST_CASE("Sequential: gradients (static sizes)", "[sequential][gradient]") {
@@ -88,4 +90,80 @@ TEST_CASE("Sequential: activation-first bodies (pre-activation order), alone and
       Sequential<ReLU<double>, Linear<double>>(ReLU<double>(), Linear<double>(5, 5)));
   Eigen::MatrixXd x = rbtest::random_batch<Eigen::MatrixXd>(5, 4, 59) * 2.0;
   rbtest::require_gradients(two, x);
+}
+
+TEST_CASE("Sequential: a convolution computes the BatchNorm2d's dL/dx after it as it reads it, bit for bit",
+          "[sequential][fusion]") {
+  using Branch = Sequential<Conv2d<float>, BatchNorm2d<float>, ReLU<float>, Conv2d<float>, BatchNorm2d<float>>;
+  const int saved = num_threads();
+  std::vector<Eigen::MatrixXf> by_threads;
+  for (const int threads : {1, 2}) {
+    set_num_threads(threads);
+    for (const bool first_input_gradient : {true, false}) {
+      for (const bool training : {true, false}) {
+        manual_seed(7);  // the same weights for every thread count
+        Branch net{Conv2d<float>(16, 16, 3, {.padding = 1, .bias = false}), BatchNorm2d<float>(16), ReLU<float>(),
+                   Conv2d<float>(16, 16, 3, {.padding = 1, .bias = false}), BatchNorm2d<float>(16)};
+        net.get<0>().set_input_gradient(first_input_gradient);
+        net.set_image_size({6, 16});
+        net.set_training(training);
+        // The same layers outside any Sequential: each BatchNorm2d writes its dL/dx out.
+        auto c0 = net.get<0>();
+        auto n1 = net.get<1>();
+        auto a2 = net.get<2>();
+        auto c3 = net.get<3>();
+        auto n4 = net.get<4>();
+        INFO(threads << " threads, input gradient " << first_input_gradient << ", training " << training);
+        REQUIRE(net.get<0>().takes_norm_gradient());  // else this test would compare the unfused path with itself
+        REQUIRE(net.get<3>().takes_norm_gradient());
+        const auto x = rbtest::random_batch<Eigen::MatrixXf>(16, 5 * 96, 61);
+        const auto g = rbtest::random_batch<Eigen::MatrixXf>(16, 5 * 96, 62);
+        const auto skip = rbtest::random_batch<Eigen::MatrixXf>(16, 5 * 96, 63);
+
+        REQUIRE(net.forward(x) == n4.forward(c3.forward(a2.forward(n1.forward(c0.forward(x))))));
+        const Eigen::MatrixXf dx = net.backward(g);
+        REQUIRE(dx == c0.backward(n1.backward(a2.backward(c3.backward(n4.backward(g))))));
+        REQUIRE(net.get<0>().weight_grad() == c0.weight_grad());
+        REQUIRE(net.get<1>().weight_grad() == n1.weight_grad());
+        REQUIRE(net.get<1>().bias_grad() == n1.bias_grad());
+        REQUIRE(net.get<3>().weight_grad() == c3.weight_grad());
+        REQUIRE(net.get<4>().bias_grad() == n4.bias_grad());
+
+        Eigen::MatrixXf dx_add;  // the residual's pass: dL/dx = skip_grad + the branch's
+        net.backward_add(g, dx_add, skip);
+        Eigen::MatrixXf dx_add_ref;
+        c0.backward_add(n1.backward(a2.backward(c3.backward(n4.backward(g)))), dx_add_ref, skip);
+        REQUIRE(dx_add == dx_add_ref);
+        REQUIRE(net.get<0>().weight_grad() == c0.weight_grad());
+        by_threads.push_back(dx_add);
+        by_threads.push_back(net.get<3>().weight_grad());
+      }
+    }
+  }
+  set_num_threads(saved);
+  REQUIRE(by_threads.size() == 16);
+  for (std::size_t i = 0; i < 8; ++i) REQUIRE(by_threads[i] == by_threads[i + 8]);  // 1 and 2 threads
+}
+
+TEST_CASE("Sequential: Conv2d -> BatchNorm2d gradients where the convolution takes the normalisation's dL/dx",
+          "[sequential][gradient]") {
+  using Pair = Sequential<Conv2d<double>, BatchNorm2d<double>>;
+  Pair net{Conv2d<double>(8, 8, 3, {.padding = 1, .bias = false}), BatchNorm2d<double>(8)};
+  net.set_image_size({3, 16});
+  REQUIRE(net.get<0>().takes_norm_gradient());
+  rbtest::require_gradients(net, rbtest::random_batch<Eigen::MatrixXd>(8, 2 * 48, 64));
+  // With a bias (or on a GEMM path) the convolution does not take it: BatchNorm2d writes dL/dx out.
+  Pair biased{Conv2d<double>(8, 8, 3, {.padding = 1}), BatchNorm2d<double>(8)};
+  biased.set_image_size({3, 16});
+  REQUIRE_FALSE(biased.get<0>().takes_norm_gradient());
+  rbtest::require_gradients(biased, rbtest::random_batch<Eigen::MatrixXd>(8, 2 * 48, 65));
+  // Handed one anyway, it refuses rather than computing the bias gradient from the wrong dL/dy.
+  auto& conv = biased.get<0>();
+  const Eigen::MatrixXd x = rbtest::random_batch<Eigen::MatrixXd>(8, 2 * 48, 66);
+  const Eigen::MatrixXd& y = conv.forward(x);
+  const Eigen::VectorXd ones = Eigen::VectorXd::Ones(8);
+  conv.set_norm_gradient({y.data(), y.data(), ones.data(), ones.data(), ones.data(), 8});
+  REQUIRE_THROWS_AS(conv.backward(y), std::logic_error);
+  conv.set_norm_gradient({});
+  REQUIRE(conv.backward(y).cols() == x.cols());
 }

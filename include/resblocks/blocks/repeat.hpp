@@ -15,24 +15,10 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace resblocks {
-
-namespace detail {
-
-/// A block that ends in an element-wise layer and runs its backward without it (Sequential): Repeat
-/// runs each block's last layer (a ResNet v1 block's final ReLU) inside the next block's backward pass,
-/// on the blocks of its dL/dx while they are in cache, instead of in a pass of its own.
-template <class B>
-concept SplitsLastLayer = requires(B& block, const typename B::Output& g) {
-  requires resblocks::ElementWise<std::remove_cvref_t<decltype(block.last_layer())>>;
-  { block.backward_below_last(g) } -> std::same_as<const typename B::Input&>;
-  { block.backward_then(g, NoPrepare{}, NoEpilogue{}) } -> std::same_as<const typename B::Input&>;
-  { block.backward_below_last(g, NoPrepare{}, NoEpilogue{}) } -> std::same_as<const typename B::Input&>;
-};
-
-}  // namespace detail
 
 /// \brief `count` blocks of one type applied in order, so depth is a run-time value and a
 /// 100-block network is not a 100-deep type. Each block takes what the one before gives (the
@@ -150,27 +136,40 @@ class Repeat : public detail::VisitsParameters<Repeat<Block>>, public detail::Vi
     detail::forward_add(m_blocks.back(), *h, y, skip);
   }
 
-  const Input& backward(const Output& dL_dy) {
-    const Output* g = &dL_dy;
-    if constexpr (detail::SplitsLastLayer<Block>) {
-      // Block i − 1's last layer runs in block i's pass; block i − 1 then starts below it.
-      for (std::size_t i = m_blocks.size(); i-- > 0;) {
-        Block& block = m_blocks[i];
-        const bool last_done = i + 1 < m_blocks.size();
-        if (i == 0) return last_done ? block.backward_below_last(*g) : block.backward(*g);
-        auto& act = m_blocks[i - 1].last_layer();
-        const auto [prepare, epilogue] = detail::fused_backward_hooks(act);
-        if (last_done)
-          block.backward_below_last(*g, prepare, epilogue);
-        else
-          block.backward_then(*g, prepare, epilogue);
-        g = &act.fused_grad();
-      }
-      return *g;
-    } else {
-      for (auto it = m_blocks.rbegin(); it != m_blocks.rend(); ++it) g = &it->backward(*g);
-      return *g;
-    }
+  const Input& backward(const Output& dL_dy) { return backward_then(dL_dy, detail::NoPrepare{}, detail::NoEpilogue{}); }
+
+  /// backward(dL_dy), then `epilogue(dL_dx, r0, rows, c0, cols)` on each finished block of dL/dx, run
+  /// by the first block's pass (Sequential runs the activation before the Repeat there: a ResNet's stem
+  /// ReLU); `prepare(dL_dx)` runs first.
+  /// \param dL_dy gradient of the loss with respect to the last forward's output
+  /// \param prepare called as `prepare(dL_dx)` once dL/dx is sized
+  /// \param epilogue called as `epilogue(dL_dx, r0, rows, c0, cols)` on each finished block of dL/dx
+  /// \returns dL/dx, in a buffer the first block owns (without blocks: dL_dy itself, or with hooks a copy)
+  template <class Prepare, class Epilogue>
+  const Input& backward_then(const Output& dL_dy, const Prepare& prepare, const Epilogue& epilogue) {
+    return backward_blocks(dL_dy, false, prepare, epilogue);
+  }
+
+  /// Whether the blocks end in an element-wise layer (detail::SplitsLastLayer) and there is one:
+  /// then last_layer() and backward_below_last() may be called.
+  /// \returns true when the last block's last layer can run in the next layer's pass
+  [[nodiscard]] bool splits_last_layer() const noexcept { return detail::SplitsLastLayer<Block> && !m_blocks.empty(); }
+  /// The last block's last layer (see splits_last_layer()): Sequential runs its backward inside the
+  /// next layer's pass, then this Repeat from below it (backward_below_last), as Repeat does between
+  /// its own blocks.
+  /// \returns the last block's last layer
+  auto& last_layer() noexcept requires detail::SplitsLastLayer<Block> { return m_blocks.back().last_layer(); }
+  /// backward of every block, the last one from below its last layer, with the hooks of backward_then.
+  /// \param dL_dz gradient of the loss with respect to the last block's last layer's input
+  /// \param prepare called as `prepare(dL_dx)` once dL/dx is sized
+  /// \param epilogue called as `epilogue(dL_dx, r0, rows, c0, cols)` on each finished block of dL/dx
+  /// \returns dL/dx, in a buffer the first block owns
+  /// \throws std::logic_error without blocks
+  template <class Prepare = detail::NoPrepare, class Epilogue = detail::NoEpilogue>
+  const Input& backward_below_last(const Output& dL_dz, const Prepare& prepare = {},
+                                   const Epilogue& epilogue = {}) requires detail::SplitsLastLayer<Block> {
+    if (m_blocks.empty()) throw std::logic_error("Repeat: backward_below_last() without blocks");
+    return backward_blocks(dL_dz, true, prepare, epilogue);
   }
 
   template <class SkipGrad>
@@ -198,6 +197,56 @@ class Repeat : public detail::VisitsParameters<Repeat<Block>>, public detail::Vi
   }
 
  private:
+  /// The backward passes of the blocks, last to first, the hooks on the first block's dL/dx; with
+  /// below_last, the last block starts below its last layer.
+  template <class Prepare, class Epilogue>
+  const Input& backward_blocks(const Output& dL_dy, bool below_last, const Prepare& prepare, const Epilogue& epilogue) {
+    constexpr bool hooks =
+        !(std::is_same_v<Prepare, detail::NoPrepare> && std::is_same_v<Epilogue, detail::NoEpilogue>);
+    if (m_blocks.empty()) {
+      if constexpr (hooks)
+        return detail::run_epilogue_owned(dL_dy, dL_dy, m_dL_dx, prepare, epilogue);
+      else
+        return dL_dy;
+    }
+    const Output* g = &dL_dy;
+    if constexpr (detail::SplitsLastLayer<Block>) {
+      // Block i − 1's last layer runs in block i's pass; block i − 1 then starts below it.
+      bool last_done = below_last;  // block i's last layer ran in the pass after it
+      for (std::size_t i = m_blocks.size(); i-- > 0;) {
+        Block& block = m_blocks[i];
+        if (i == 0)
+          return last_done ? block.backward_below_last(*g, prepare, epilogue)
+                           : block.backward_then(*g, prepare, epilogue);
+        if (!detail::can_split_last_layer(m_blocks[i - 1])) {  // a nested Repeat without blocks
+          g = last_done ? &block.backward_below_last(*g) : &block.backward(*g);
+          last_done = false;
+          continue;
+        }
+        auto& act = m_blocks[i - 1].last_layer();
+        const auto [act_prepare, act_epilogue] = detail::fused_backward_hooks(act);
+        if (last_done)
+          block.backward_below_last(*g, act_prepare, act_epilogue);
+        else
+          block.backward_then(*g, act_prepare, act_epilogue);
+        g = &act.fused_grad();
+        last_done = true;
+      }
+      return *g;
+    } else {
+      for (std::size_t i = m_blocks.size() - 1; i > 0; --i) g = &m_blocks[i].backward(*g);
+      if constexpr (requires(Block & b) { b.backward_then(*g, prepare, epilogue); }) {
+        return m_blocks.front().backward_then(*g, prepare, epilogue);
+      } else {
+        const Input& dx = m_blocks.front().backward(*g);
+        if constexpr (hooks)
+          return detail::run_epilogue_owned(dx, *g, m_dL_dx, prepare, epilogue);
+        else
+          return dx;
+      }
+    }
+  }
+
   friend detail::VisitsParameters<Repeat<Block>>;
   template <class Self, class F>
   static void visit_parameters(Self& self, F& f, const ParameterName& prefix) {
@@ -205,6 +254,7 @@ class Repeat : public detail::VisitsParameters<Repeat<Block>>, public detail::Vi
   }
 
   std::vector<Block> m_blocks;
+  Input m_dL_dx;  ///< dL/dx for backward_then's hooks when the blocks pass dL/dy through (see run_epilogue_owned)
 };
 
 }  // namespace resblocks

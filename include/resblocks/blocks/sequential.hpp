@@ -3,11 +3,13 @@
 /// \brief Sequential<Ls...>: layers applied one after another, composed by type.
 
 #include "resblocks/core/layer.hpp"
+#include "resblocks/core/norm_gradient.hpp"
 #include "resblocks/core/parameter_name.hpp"
 #include "resblocks/core/shape_error.hpp"
 #include "resblocks/core/types.hpp"
 
 #include <array>
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <stdexcept>
@@ -65,10 +67,22 @@ void check_link(const L& layer, std::size_t index, Index& features, std::string_
 template <class G, class E>
 concept FusedPair = HasEpilogueHooks<G> && ElementWise<E> && std::is_same_v<typename G::Output, typename E::Input>;
 
-/// An element-wise layer followed by a GEMM layer: the GEMM's dL/dx blocks feed the former's backward.
+/// An element-wise layer followed by a layer with backward_then (a GEMM layer, or a container whose
+/// first layer runs the hooks: Sequential, Residual, Repeat): its dL/dx blocks feed the former's backward.
 template <class E, class G>
-concept FusedBackwardPair =
-    HasEpilogueHooks<G> && ElementWise<E> && std::is_same_v<typename E::Output, typename G::Input>;
+concept FusedBackwardPair = ElementWise<E> && std::is_same_v<typename E::Output, typename G::Input> &&
+    requires(G& layer, const typename G::Output& dy) {
+  { layer.backward_then(dy, NoPrepare{}, NoEpilogue{}) } -> std::same_as<const typename G::Input&>;
+};
+
+/// A layer whose backward can read dL/dy as the following normalisation's unwritten dL/dx (Conv2d →
+/// BatchNorm2d, see detail::NormGradient), when its takes_norm_gradient() says so at run time.
+template <class P, class N>
+concept NormGradientPair = std::is_same_v<typename P::Output, typename N::Input> &&
+    requires(P& layer, const P& const_layer, N& norm, const typename N::Output& g) {
+  { const_layer.takes_norm_gradient() } -> std::same_as<bool>;
+  layer.set_norm_gradient(norm.backward_deferred(g));
+};
 
 }  // namespace detail
 
@@ -329,12 +343,28 @@ class Sequential {
         });
     return act.fused_output();
   }
-  /// Backward of layer I (GEMM) with the backward of activation I-1 fused in; returns the latter's dL/dx.
-  template <std::size_t I, class G>
-  const auto& backward_pair(const G& g) {
-    auto& act = get<I - 1>();
+  /// Backward of layer I (from below its last layer when BelowLast: that ran in the pass after it),
+  /// with `prepare` and `epilogue` on its dL/dx; returns dL/dx.
+  template <std::size_t I, bool BelowLast, class G, class Prepare = detail::NoPrepare,
+            class Epilogue = detail::NoEpilogue>
+  const auto& layer_backward(const G& g, const Prepare& prepare = {}, const Epilogue& epilogue = {}) {
+    constexpr bool hooks =
+        !(std::is_same_v<Prepare, detail::NoPrepare> && std::is_same_v<Epilogue, detail::NoEpilogue>);
+    if constexpr (BelowLast)
+      return get<I>().backward_below_last(g, prepare, epilogue);
+    else if constexpr (!hooks)
+      return get<I>().backward(g);
+    else if constexpr (has_backward_then<At<I>>)
+      return get<I>().backward_then(g, prepare, epilogue);
+    else
+      return detail::run_epilogue_owned(get<I>().backward(g), g, m_dL_dx, prepare, epilogue);
+  }
+  /// Backward of layer I (see layer_backward) with the backward of the element-wise layer `act` fused
+  /// in (layer I-1, or layer I-1's last layer); returns the latter's dL/dx.
+  template <std::size_t I, bool BelowLast, class G, class Act>
+  const auto& backward_pair(const G& g, Act& act) {
     const auto [prepare, epilogue] = detail::fused_backward_hooks(act);
-    get<I>().backward_then(g, prepare, epilogue);
+    layer_backward<I, BelowLast>(g, prepare, epilogue);
     return act.fused_grad();
   }
   template <std::size_t I, class X>
@@ -371,45 +401,83 @@ class Sequential {
     else
       forward_add_from<I + 1>(get<I>().forward(x), y, skip, prepare, epilogue);
   }
-  /// Backward from layer I down, with the hooks (if any) on the first layer's dL/dx. A GEMM layer and
-  /// the element-wise one before it run fused, except an activation at 0 when there are hooks (its
-  /// dL/dx would need the hooks' blocks too): then it runs alone, the hooks after it.
-  template <std::size_t I, class G, class Prepare = detail::NoPrepare, class Epilogue = detail::NoEpilogue>
-  const Input& backward_from(const G& g, const Prepare& prepare = {}, const Epilogue& epilogue = {}) {
-    constexpr bool hooks =
-        !(std::is_same_v<Prepare, detail::NoPrepare> && std::is_same_v<Epilogue, detail::NoEpilogue>);
-    if constexpr (I == 0) {
-      if constexpr (!hooks) {
-        return get<0>().backward(g);
-      } else if constexpr (has_backward_then<At<0>>) {
-        return get<0>().backward_then(g, prepare, epilogue);
-      } else {
-        const Input& dx = get<0>().backward(g);
-        detail::run_epilogue(dx, prepare, epilogue);
-        return dx;
-      }
-    } else if constexpr (detail::FusedBackwardPair<At<I - 1>, At<I>> && (I >= 2 || !hooks)) {
-      if constexpr (I == 1)
-        return backward_pair<I>(g);
-      else
-        return backward_from<I - 2>(backward_pair<I>(g), prepare, epilogue);
-    } else {
-      return backward_from<I - 1>(get<I>().backward(g), prepare, epilogue);
-    }
+  /// Layers I-1 and I are a convolution and a normalisation whose backward may run as one (NormGradientPair).
+  template <std::size_t I>
+  static constexpr bool norm_gradient_at() {
+    if constexpr (I >= 1)
+      return detail::NormGradientPair<At<I - 1>, At<I>>;
+    else
+      return false;
+  }
+  /// Layer I-1 ends in an element-wise layer (SplitsLastLayer: a Repeat of ResNet v1 blocks) that runs
+  /// inside layer I's backward pass.
+  template <std::size_t I>
+  static constexpr bool split_at() {
+    if constexpr (I >= 1)
+      return detail::SplitsLastLayer<At<I - 1>> && has_backward_then<At<I>>;
+    else
+      return false;
   }
   template <class L>
   static constexpr bool has_backward_then = requires(L& layer, const typename L::Output& g) {
     layer.backward_then(g, detail::NoPrepare{}, detail::NoEpilogue{});
   };
-  template <std::size_t I, class G, class SkipGrad, class Prepare, class Epilogue>
+
+  /// Backward from layer I down (layer I from below its last layer when BelowLast), with the hooks (if
+  /// any) on the first layer's dL/dx. Passes over the batch are saved three ways:
+  /// - an element-wise layer before a layer with backward_then runs inside the latter's pass, except an
+  ///   activation at 0 when there are hooks (its dL/dx would need the hooks' blocks too): then it runs
+  ///   alone, the hooks after it; so does the last layer of a layer that SplitsLastLayer;
+  /// - a convolution that takes the normalisation after it computes the latter's dL/dx as it reads it
+  ///   (NormGradient).
+  template <std::size_t I, bool BelowLast = false, class G, class Prepare = detail::NoPrepare,
+            class Epilogue = detail::NoEpilogue>
+  const Input& backward_from(const G& g, const Prepare& prepare = {}, const Epilogue& epilogue = {}) {
+    constexpr bool hooks =
+        !(std::is_same_v<Prepare, detail::NoPrepare> && std::is_same_v<Epilogue, detail::NoEpilogue>);
+    if constexpr (norm_gradient_at<I>() && !BelowLast) {  // the normalisation's dL/dx inside layer I-1's pass
+      if (get<I - 1>().takes_norm_gradient()) {
+        const detail::NormGradientScope scope(get<I - 1>(), get<I>().backward_deferred(g));
+        return backward_from<I - 1>(g, prepare, epilogue);
+      }
+    }
+    if constexpr (split_at<I>()) {
+      if (detail::can_split_last_layer(get<I - 1>()))
+        return backward_from<I - 1, true>(backward_pair<I, BelowLast>(g, get<I - 1>().last_layer()), prepare, epilogue);
+    }
+    if constexpr (I == 0) {
+      return layer_backward<0, BelowLast>(g, prepare, epilogue);
+    } else if constexpr (detail::FusedBackwardPair<At<I - 1>, At<I>> && (I >= 2 || !hooks)) {
+      if constexpr (I == 1)
+        return backward_pair<I, BelowLast>(g, get<I - 1>());
+      else
+        return backward_from<I - 2>(backward_pair<I, BelowLast>(g, get<I - 1>()), prepare, epilogue);
+    } else {
+      return backward_from<I - 1>(layer_backward<I, BelowLast>(g), prepare, epilogue);
+    }
+  }
+  /// backward_from with dx = skip_grad + dL/dx written by layer 0 (which never starts below its last
+  /// layer: a split needs I >= 2 here).
+  template <std::size_t I, bool BelowLast = false, class G, class SkipGrad, class Prepare, class Epilogue>
   void backward_add_from(const G& g, Input& dx, const SkipGrad& skip_grad, const Prepare& prepare,
                          const Epilogue& epilogue) {
+    if constexpr (norm_gradient_at<I>() && !BelowLast) {
+      if (get<I - 1>().takes_norm_gradient()) {
+        const detail::NormGradientScope scope(get<I - 1>(), get<I>().backward_deferred(g));
+        return backward_add_from<I - 1>(g, dx, skip_grad, prepare, epilogue);
+      }
+    }
+    if constexpr (I >= 2 && split_at<I>()) {
+      if (detail::can_split_last_layer(get<I - 1>()))
+        return backward_add_from<I - 1, true>(backward_pair<I, BelowLast>(g, get<I - 1>().last_layer()), dx, skip_grad,
+                                              prepare, epilogue);
+    }
     if constexpr (I == 0)
       detail::backward_add(get<0>(), g, dx, skip_grad, prepare, epilogue);
     else if constexpr (I >= 2 && detail::FusedBackwardPair<At<I - 1>, At<I>>)
-      backward_add_from<I - 2>(backward_pair<I>(g), dx, skip_grad, prepare, epilogue);
+      backward_add_from<I - 2>(backward_pair<I, BelowLast>(g, get<I - 1>()), dx, skip_grad, prepare, epilogue);
     else
-      backward_add_from<I - 1>(get<I>().backward(g), dx, skip_grad, prepare, epilogue);
+      backward_add_from<I - 1>(layer_backward<I, BelowLast>(g), dx, skip_grad, prepare, epilogue);
   }
   template <std::size_t I, class X>
   const Output& infer_from(const X& x, Workspace& ws) const {
@@ -436,6 +504,7 @@ class Sequential {
   }
 
   Layers m_layers;
+  Input m_dL_dx;  ///< dL/dx for backward hooks when the first layer passes dL/dy through (run_epilogue_owned)
   std::array<std::string_view, N> m_names{};
   bool m_named = false;
   Index m_in_features = -1;

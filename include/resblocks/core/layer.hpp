@@ -172,6 +172,28 @@ auto fused_backward_hooks(Act& act) {
 }
 }  // namespace detail
 
+namespace detail {
+/// A layer that ends in an element-wise layer and runs its backward without it (Sequential, and Repeat
+/// of such blocks): its container runs that last layer inside the next layer's backward pass, on the
+/// blocks of the next layer's dL/dx while they are in cache, instead of in a pass of its own.
+template <class B>
+concept SplitsLastLayer = requires(B& block, const typename B::Output& g) {
+  requires resblocks::ElementWise<std::remove_cvref_t<decltype(block.last_layer())>>;
+  { block.backward_below_last(g) } -> std::same_as<const typename B::Input&>;
+  { block.backward_then(g, NoPrepare{}, NoEpilogue{}) } -> std::same_as<const typename B::Input&>;
+  { block.backward_below_last(g, NoPrepare{}, NoEpilogue{}) } -> std::same_as<const typename B::Input&>;
+};
+
+/// Whether `block` (SplitsLastLayer) has a last layer now: false for a Repeat without blocks.
+template <class B>
+bool can_split_last_layer(const B& block) noexcept {
+  if constexpr (requires { block.splits_last_layer(); })
+    return block.splits_last_layer();
+  else
+    return true;
+}
+}  // namespace detail
+
 /// A layer with a spatial input size (Conv2d, pooling, Flatten).
 template <class L>
 concept ImageLayer = requires(L& layer, ImageSize size) {
@@ -260,6 +282,22 @@ void run_epilogue(const M& m, const Prepare& prepare, const Epilogue& epilogue) 
   if constexpr (!std::is_same_v<Epilogue, NoEpilogue>)
     parallel_for(m.cols(), static_cast<double>(m.rows()),
                  [&](Index c0, Index c1) { epilogue(m, 0, m.rows(), c0, c1 - c0); });
+}
+
+/// run_epilogue on dx, the dL/dx a backward returned for the dL/dy `dy`; when dx is dy itself (a layer
+/// that passes its gradient through, or no layer at all), on a copy of it in `own` instead: the hooks
+/// may write into their buffer (an in-place activation), and dy belongs to the caller. Returns the
+/// buffer they ran on.
+template <class M, class G, class Prepare, class Epilogue>
+const M& run_epilogue_owned(const M& dx, const G& dy, M& own, const Prepare& prepare, const Epilogue& epilogue) {
+  const M* target = &dx;
+  if (static_cast<const void*>(&dx) == static_cast<const void*>(&dy)) {
+    own.resize(dx.rows(), dx.cols());
+    parallel_assign(own, dx);
+    target = &own;
+  }
+  run_epilogue(*target, prepare, epilogue);
+  return *target;
 }
 
 /// y = skip + layer(x), fused into the layer's last kernel when it offers forward_add; with hooks,

@@ -43,8 +43,17 @@ Sequential<Ls...>& sequential_base(Sequential<Ls...>& s) noexcept {
   return s;
 }
 
-/// L is a Sequential (or derives from one without redefining backward) whose backward is the plain
-/// chain of its children's backward in reverse (no fused GEMM/activation pairs).
+/// An element-wise layer and a GEMM layer whose pass runs the former's backward (Sequential fuses them).
+template <class E, class G>
+consteval bool fused_gemm_pair() {
+  return FusedBackwardPair<E, G> && HasEpilogueHooks<G>;
+}
+
+/// L is a Sequential (or derives from one without redefining backward) whose children are worth
+/// visiting one by one: no GEMM layer with the activation before it fused into its pass (visited
+/// apart, each would cost a pass of its own). The other fusions of Sequential's backward (a
+/// convolution computing the BatchNorm2d's dL/dx after it, an activation run inside a container's
+/// pass) give the same bits apart, and the overlap of the reductions is worth more than their pass.
 template <class L>
 consteval bool plain_sequential() {
   if constexpr (requires(L & l) { sequential_base(l); }) {
@@ -53,8 +62,8 @@ consteval bool plain_sequential() {
       return false;
     } else {
       return []<std::size_t... I>(std::index_sequence<I...>) {
-        return (!FusedBackwardPair<std::remove_cvref_t<decltype(std::declval<Base&>().template get<I>())>,
-                                   std::remove_cvref_t<decltype(std::declval<Base&>().template get<I + 1>())>> &&
+        return (!fused_gemm_pair<std::remove_cvref_t<decltype(std::declval<Base&>().template get<I>())>,
+                                 std::remove_cvref_t<decltype(std::declval<Base&>().template get<I + 1>())>>() &&
                 ... && true);
       }
       (std::make_index_sequence<Base::size() - 1>{});

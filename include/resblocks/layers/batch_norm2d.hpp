@@ -7,6 +7,7 @@
 #include "resblocks/core/compiled_kernels.hpp"
 #include "resblocks/core/fused_layer.hpp"
 #include "resblocks/core/layer.hpp"
+#include "resblocks/core/norm_gradient.hpp"
 #include "resblocks/core/parameter_name.hpp"
 #include "resblocks/core/parameter_visitors.hpp"
 #include "resblocks/core/shape_error.hpp"
@@ -124,6 +125,19 @@ class BatchNorm2d : public FusedLayer<BatchNorm2d<S, C>, S, C, C>,
     m_dL_dbias.setZero();
   }
 
+  /// backward(dL_dy) without dL/dx written out: checks dL_dy, adds dL/dγ and dL/dβ, and returns dL/dx
+  /// as its coefficients, which the layer before applies while it reads them (Sequential does this when
+  /// that layer takes them: Conv2d::takes_norm_gradient()). Valid until this layer's next forward or
+  /// backward, and while dL_dy lives.
+  /// \param dL_dy gradient of the loss with respect to the last forward's output
+  /// \returns dL/dx, as coefficients over dL_dy and the cached input
+  /// \throws std::logic_error before any forward
+  /// \throws std::invalid_argument when dL_dy's shape is not the output's
+  detail::NormGradient<S> backward_deferred(const Output& dL_dy) {
+    backward_begin(dL_dy);
+    return gradient_coefficients(dL_dy);
+  }
+
  private:
   friend detail::VisitsParameters<BatchNorm2d<S, C>>;
   template <class Self, class F>
@@ -174,6 +188,7 @@ class BatchNorm2d : public FusedLayer<BatchNorm2d<S, C>, S, C, C>,
     return x.cols();
   }
   void backward_kernel(const Output& dL_dy, Input& dL_dx, const Input* skip_grad, detail::BlockFn epilogue);
+  detail::NormGradient<S> gradient_coefficients(const Output& dL_dy);
 
   void normalize(const Input& x, Output& y, const Output* skip, const Vector& scale, const Vector& shift,
                  detail::BlockFn epilogue) const;
@@ -236,11 +251,10 @@ void BatchNorm2d<S, C>::normalize(const Input& x, Output& y, const Output* skip,
   });
 }
 
-/// Σ dy and Σ dy·(x − mean) per channel over fixed partitions (merged in order by
-/// detail::finish_norm_backward), then dL/dx = scale·dy + b·x + c (+ skip_grad) by column blocks.
+/// Σ dy and Σ dy·(x − mean) per channel over fixed partitions, merged in order by
+/// detail::finish_norm_backward: dL/dγ, dL/dβ and the coefficients of dL/dx = scale·dy + b·x + c.
 template <class S, int C>
-void BatchNorm2d<S, C>::backward_kernel(const Output& dL_dy, Input& dL_dx, const Input* skip_grad,
-                                        detail::BlockFn epilogue) {
+detail::NormGradient<S> BatchNorm2d<S, C>::gradient_coefficients(const Output& dL_dy) {
   const Input& x = this->cached_input();
   const Index rows = x.rows(), cols = x.cols();
   const Index step = detail::statistics_partition(rows, cols), nparts = (cols + step - 1) / step;
@@ -252,19 +266,19 @@ void BatchNorm2d<S, C>::backward_kernel(const Output& dL_dy, Input& dL_dx, const
   detail::finish_norm_backward(sums, cols, m_trained_with_batch_stats, m_scale, m_mean, m_inv_std, m_b, m_c,
                                m_dL_dweight, m_dL_dbias);
   if (m_reducer && m_trained_with_batch_stats) synchronize_backward(sums, rows);
-  const Index block = std::max<Index>(8, (Index(1) << 13) / std::max<Index>(rows, 1));
-  detail::parallel_for(cols, double(rows) * 3.0, [&](Index c0, Index c1) {
+  return {dL_dy.data(), x.data(), m_scale.data(), m_b.data(), m_c.data(), rows};
+}
+
+/// The coefficients, then dL/dx = scale·dy + b·x + c (+ skip_grad) by column blocks.
+template <class S, int C>
+void BatchNorm2d<S, C>::backward_kernel(const Output& dL_dy, Input& dL_dx, const Input* skip_grad,
+                                        detail::BlockFn epilogue) {
+  const detail::NormGradient<S> grad = gradient_coefficients(dL_dy);
+  const Index rows = grad.rows, block = std::max<Index>(8, (Index(1) << 13) / std::max<Index>(rows, 1));
+  detail::parallel_for(dL_dx.cols(), double(rows) * 3.0, [&](Index c0, Index c1) {
     for (Index j = c0; j < c1; j += block) {
       const Index n = std::min(block, c1 - j);
-      auto out = dL_dx.middleCols(j, n);
-      const auto core = ((dL_dy.middleCols(j, n).array().colwise() * m_scale.array()) +
-                         (x.middleCols(j, n).array().colwise() * m_b.array()))
-                            .colwise() +
-                        m_c.array();
-      if (skip_grad)
-        out = core.matrix() + skip_grad->middleCols(j, n);
-      else
-        out = core.matrix();
+      grad.columns(j, n, dL_dx.data() + j * rows, skip_grad ? skip_grad->data() + j * rows : nullptr);
       epilogue(0, rows, j, n);
     }
   });

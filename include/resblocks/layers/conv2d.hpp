@@ -10,6 +10,7 @@
 #include "resblocks/core/im2col.hpp"
 #include "resblocks/core/image_size.hpp"
 #include "resblocks/core/layer.hpp"
+#include "resblocks/core/norm_gradient.hpp"
 #include "resblocks/core/parameter_name.hpp"
 #include "resblocks/core/parameter_visitors.hpp"
 #include "resblocks/core/random.hpp"
@@ -194,6 +195,17 @@ class Conv2d : public FusedLayer<Conv2d<S, In, Out>, S, In, Out>, public detail:
   [[nodiscard]] bool input_gradient() const noexcept { return m_input_gradient; }
   [[nodiscard]] ImageSize output_image_size() const noexcept { return m_out_size; }
 
+  /// Whether backward can read dL/dy as a following BatchNorm2d's unwritten dL/dx
+  /// (detail::NormGradient): on the direct path, without a bias. Sequential then runs the pair so.
+  /// \returns true when set_norm_gradient() may be used for the next backward
+  [[nodiscard]] bool takes_norm_gradient() const noexcept {
+    return !m_opt.bias && !pointwise() && direct_backward_applies();
+  }
+  /// The backward passes until this is reset (to an empty one) compute dL/dy from g per sample, and
+  /// ignore the dL_dy they are given beyond its shape (detail::NormGradientScope sets and resets it).
+  /// \param g the following normalisation's dL/dx as coefficients, or empty
+  void set_norm_gradient(const detail::NormGradient<S>& g) noexcept { m_norm_gradient = g; }
+
   void zero_grad() {
     m_dL_dweight.setZero();
     if (m_opt.bias) m_dL_dbias.setZero();
@@ -363,7 +375,8 @@ class Conv2d : public FusedLayer<Conv2d<S, In, Out>, S, In, Out>, public detail:
                       detail::BlockFn epilogue) const;
   void backward_gather(const Output& dL_dy, Input& dL_dx, const Input* skip_grad, detail::BlockFn then, Index n);
   void backward_scatter(const Output& dL_dy, Input& dL_dx, const Input* skip_grad, detail::BlockFn then, Index n);
-  void direct_backward(const Output& dL_dy, Input& dL_dx, const Input* skip_grad, detail::BlockFn epilogue, Index n);
+  void direct_backward(const Output& dL_dy, Input& dL_dx, const Input* skip_grad, detail::BlockFn epilogue, Index n,
+                       const detail::NormGradient<S>& norm);
 
   /// Parts of a batch of n samples: up to 8 whatever the threads (each with its own partial dL/dW,
   /// summed in order: same bits on any thread count), handed out to the threads as they come free.
@@ -470,8 +483,9 @@ class Conv2d : public FusedLayer<Conv2d<S, In, Out>, S, In, Out>, public detail:
   bool m_direct = true;
   bool m_winograd = std::is_same_v<S, float>;
   bool m_input_gradient = true;
-  std::vector<Weight> m_cols;      ///< per part: im2col chunk (forward), dL/dcolumns chunk (backward)
-  std::vector<Weight> m_dw_parts;  ///< per part: partial dL/dW in kernel order
+  std::vector<Weight> m_cols;               ///< per part: im2col chunk (forward), dL/dcolumns chunk (backward)
+  std::vector<Weight> m_dw_parts;           ///< per part: partial dL/dW in kernel order
+  detail::NormGradient<S> m_norm_gradient;  ///< dL/dy of the backward passes, when set (set_norm_gradient)
 
   /// m_dw_parts[0] += m_dw_parts[1] + … + m_dw_parts[parts − 1], each element in part order (the bits
   /// of the serial sum, on any thread count), the columns split between the threads: the sum of 8
@@ -597,6 +611,10 @@ void Conv2d<S, In, Out>::backward_kernel(const Output& dL_dy, Input& dL_dx, cons
                                          detail::BlockFn epilogue) {
   const Input& x = this->cached_input();
   const Index n = x.cols() / m_in_size.area();
+  const detail::NormGradient<S> norm = m_norm_gradient;
+  if (norm && !takes_norm_gradient())
+    throw std::logic_error(
+        "Conv2d: set_norm_gradient() on a convolution that does not take it (takes_norm_gradient())");
   if (m_opt.bias) m_dL_dbias += dL_dy.rowwise().sum();
   // Without the input gradient the GEMM paths still compute dL/dx (with dL/dW); the epilogue runs
   // once on what replaces it (drop_input_gradient), not on the dropped values.
@@ -611,7 +629,7 @@ void Conv2d<S, In, Out>::backward_kernel(const Output& dL_dy, Input& dL_dx, cons
     else
       detail::gemm<true, false>(dL_dx, m_weight, dL_dy, detail::zero_block(dL_dx), then);
   } else if (direct_backward_applies()) {
-    direct_backward(dL_dy, dL_dx, skip_grad, epilogue, n);
+    direct_backward(dL_dy, dL_dx, skip_grad, epilogue, n, norm);
   } else if (gather_backward()) {
     backward_gather(dL_dy, dL_dx, skip_grad, then, n);
   } else {
@@ -725,9 +743,10 @@ void Conv2d<S, In, Out>::backward_scatter(const Output& dL_dy, Input& dL_dx, con
 /// The direct backward (dL/dx only for a stride-1 convolution): per sample, dL/dx = skip + the
 /// convolution of dL/dy (padded by k−1−p) with the flipped kernel, and this part's dL/dW += the
 /// products of the padded x with dL/dy; partial dL/dW summed in part order (same bits on any thread count).
+/// With `norm`, each sample's dL/dy is computed from it first, into part scratch that stays in cache.
 template <class S, int In, int Out>
 void Conv2d<S, In, Out>::direct_backward(const Output& dL_dy, Input& dL_dx, const Input* skip_grad,
-                                         detail::BlockFn epilogue, Index n) {
+                                         detail::BlockFn epilogue, Index n, const detail::NormGradient<S>& norm) {
   const Input& x = this->cached_input();
   const Index parts = partitions(n);
   const detail::DirectConvShape fwd = direct_forward_shape();
@@ -737,9 +756,9 @@ void Conv2d<S, In, Out>::direct_backward(const Output& dL_dy, Input& dL_dx, cons
       m_in_size.width};
   const detail::DirectConvPlan dx_plan = direct_backward_plan(), dw_plan = direct_forward_plan();
   const Index in_area = m_in_size.area(), out_area = m_out_size.area();
-  // m_cols[0]: the Winograd weights of the flipped kernel; m_cols[1 + 4q …]: part q's padded dL/dy,
-  // padded x, dL/dx before the skip, Winograd scratch.
-  if (Index(m_cols.size()) < 1 + 4 * parts) m_cols.resize(std::size_t(1 + 4 * parts));
+  // m_cols[0]: the Winograd weights of the flipped kernel; m_cols[1 + 5q …]: part q's padded dL/dy,
+  // padded x, dL/dx before the skip, Winograd scratch, dL/dy from `norm`.
+  if (Index(m_cols.size()) < 1 + 5 * parts) m_cols.resize(std::size_t(1 + 5 * parts));
   if (Index(m_dw_parts.size()) < parts) m_dw_parts.resize(std::size_t(parts));
   const detail::WinogradPlan wino =
       m_input_gradient ? winograd_plan(dx_plan, m_out, m_in_size) : detail::WinogradPlan{};
@@ -749,11 +768,16 @@ void Conv2d<S, In, Out>::direct_backward(const Output& dL_dy, Input& dL_dx, cons
       winograd_applies(dw_plan, m_in) ? detail::winograd_weight_m<S>(m_out_size.height, m_out_size.width) : 0;
   const detail::DirectConvShape fwd_unpadded = unpadded(fwd, m_in_size);
   detail::parallel_parts_dynamic(parts, [&](Index q) {
-    Weight* part = m_cols.data() + 1 + 4 * q;
+    Weight* part = m_cols.data() + 1 + 5 * q;
     Weight& dw = m_dw_parts[std::size_t(q)];  // kernel order [tap][in][out], or dL/dU
     dw.setZero(m_out, m_in * (dw_m > 0 ? detail::winograd_points(dw_m) : m_k * m_k));
     for (Index i = n * q / parts; i < n * (q + 1) / parts; ++i) {
       const S* dy = dL_dy.data() + i * out_area * m_out;
+      if (norm) {
+        S* computed = chunk_buffer(part[4], m_out, out_area).data();
+        norm.columns(i * out_area, out_area, computed);
+        dy = computed;
+      }
       if (m_input_gradient) {
         auto dxi = dL_dx.middleCols(i * in_area, in_area);
         if (skip_grad) {  // skip_grad may be dL_dx itself

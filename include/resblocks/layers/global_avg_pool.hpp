@@ -13,6 +13,8 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <type_traits>
+#include <utility>
 
 namespace resblocks {
 
@@ -64,15 +66,31 @@ class GlobalAvgPool {
   }
   const Output& forward(Input&&) = delete;  // forward keeps a reference to its input
 
-  const Input& backward(const Output& dL_dy) {
+  const Input& backward(const Output& dL_dy) { return backward_then(dL_dy, detail::NoPrepare{}, detail::NoEpilogue{}); }
+
+  /// backward(dL_dy), then `epilogue(dL_dx, r0, rows, c0, cols)` on each sample's columns of dL/dx as
+  /// they are written (Sequential runs the ReLU that ends the network's last block there);
+  /// `prepare(dL_dx)` runs first.
+  /// \param dL_dy gradient of the loss with respect to the last forward's output
+  /// \param prepare called as `prepare(dL_dx)` once dL/dx is sized
+  /// \param epilogue called as `epilogue(dL_dx, r0, rows, c0, cols)` on each finished block of dL/dx
+  /// \returns dL/dx, in a buffer the layer owns
+  /// \throws std::logic_error before any forward
+  /// \throws std::invalid_argument when dL_dy's shape is not the output's
+  template <class Prepare, class Epilogue>
+  const Input& backward_then(const Output& dL_dy, const Prepare& prepare, const Epilogue& epilogue) {
     const Input& x = m_x.get(name);
     detail::check_output_gradient(name, m_y.rows(), m_y.cols(), dL_dy);
     m_dL_dx.resize(x.rows(), x.cols());
+    prepare(std::as_const(m_dL_dx));
     const Index area = m_area;
     const S count = static_cast<S>(area);
     detail::parallel_for(dL_dy.cols(), static_cast<double>(x.rows() * area), [&](Index n0, Index n1) {
-      for (Index s = n0; s < n1; ++s)
+      for (Index s = n0; s < n1; ++s) {
         for (Index i = 0; i < area; ++i) m_dL_dx.col(s * area + i) = dL_dy.col(s) / count;
+        if constexpr (!std::is_same_v<Epilogue, detail::NoEpilogue>)
+          epilogue(std::as_const(m_dL_dx), 0, x.rows(), s * area, area);
+      }
     });
     return m_dL_dx;
   }
