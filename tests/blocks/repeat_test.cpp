@@ -190,4 +190,15 @@ TEST_CASE("Sequential: a Repeat's last activation runs inside the next layer's b
   Net small{ReLU<double>(), stack(1), stack(2), GlobalAvgPool<double>(8)};
   small.set_image_size({1, 3});
   rbtest::require_gradients(small, rbtest::random_batch<M>(8, 2 * 3, 96));
+
+  // Blocks side by side in a Sequential split the same way (Sequential<BasicBlock, BasicBlock>).
+  using Pair = Sequential<EndsInActivation<double, ReLU<double>>, EndsInActivation<double, ReLU<double>>>;
+  Pair pair{ends_in_activation<double, ReLU<double>>(8, 12), ends_in_activation<double, ReLU<double>>(8, 12)};
+  auto b0 = pair.get<0>();
+  auto b1 = pair.get<1>();
+  const M x = rbtest::random_batch<M>(8, 30, 97);
+  const M dy = rbtest::random_batch<M>(8, 30, 98);
+  REQUIRE(pair.forward(x) == b1.forward(b0.forward(x)));
+  REQUIRE(pair.backward(dy) == b0.backward(b1.backward(dy)));
+  REQUIRE(pair.get<0>().get<0>().body().get<0>().weight_grad() == b0.get<0>().body().get<0>().weight_grad());
 }
