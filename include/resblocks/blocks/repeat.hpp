@@ -201,10 +201,8 @@ class Repeat : public detail::VisitsParameters<Repeat<Block>>, public detail::Vi
   /// below_last, the last block starts below its last layer.
   template <class Prepare, class Epilogue>
   const Input& backward_blocks(const Output& dL_dy, bool below_last, const Prepare& prepare, const Epilogue& epilogue) {
-    constexpr bool hooks =
-        !(std::is_same_v<Prepare, detail::NoPrepare> && std::is_same_v<Epilogue, detail::NoEpilogue>);
     if (m_blocks.empty()) {
-      if constexpr (hooks)
+      if constexpr (detail::has_hooks<Prepare, Epilogue>)
         return detail::run_epilogue_owned(dL_dy, dL_dy, m_dL_dx, prepare, epilogue);
       else
         return dL_dy;
@@ -235,15 +233,7 @@ class Repeat : public detail::VisitsParameters<Repeat<Block>>, public detail::Vi
       return *g;
     } else {
       for (std::size_t i = m_blocks.size() - 1; i > 0; --i) g = &m_blocks[i].backward(*g);
-      if constexpr (requires(Block & b) { b.backward_then(*g, prepare, epilogue); }) {
-        return m_blocks.front().backward_then(*g, prepare, epilogue);
-      } else {
-        const Input& dx = m_blocks.front().backward(*g);
-        if constexpr (hooks)
-          return detail::run_epilogue_owned(dx, *g, m_dL_dx, prepare, epilogue);
-        else
-          return dx;
-      }
+      return detail::backward_with_hooks(m_blocks.front(), *g, m_dL_dx, prepare, epilogue);
     }
   }
 

@@ -348,16 +348,10 @@ class Sequential {
   template <std::size_t I, bool BelowLast, class G, class Prepare = detail::NoPrepare,
             class Epilogue = detail::NoEpilogue>
   const auto& layer_backward(const G& g, const Prepare& prepare = {}, const Epilogue& epilogue = {}) {
-    constexpr bool hooks =
-        !(std::is_same_v<Prepare, detail::NoPrepare> && std::is_same_v<Epilogue, detail::NoEpilogue>);
     if constexpr (BelowLast)
       return get<I>().backward_below_last(g, prepare, epilogue);
-    else if constexpr (!hooks)
-      return get<I>().backward(g);
-    else if constexpr (has_backward_then<At<I>>)
-      return get<I>().backward_then(g, prepare, epilogue);
     else
-      return detail::run_epilogue_owned(get<I>().backward(g), g, m_dL_dx, prepare, epilogue);
+      return detail::backward_with_hooks(get<I>(), g, m_dL_dx, prepare, epilogue);
   }
   /// Backward of layer I (see layer_backward) with the backward of the element-wise layer `act` fused
   /// in (layer I-1, or layer I-1's last layer); returns the latter's dL/dx.
@@ -433,8 +427,7 @@ class Sequential {
   template <std::size_t I, bool BelowLast = false, class G, class Prepare = detail::NoPrepare,
             class Epilogue = detail::NoEpilogue>
   const Input& backward_from(const G& g, const Prepare& prepare = {}, const Epilogue& epilogue = {}) {
-    constexpr bool hooks =
-        !(std::is_same_v<Prepare, detail::NoPrepare> && std::is_same_v<Epilogue, detail::NoEpilogue>);
+    constexpr bool hooks = detail::has_hooks<Prepare, Epilogue>;
     if constexpr (norm_gradient_at<I>() && !BelowLast) {  // the normalisation's dL/dx inside layer I-1's pass
       if (get<I - 1>().takes_norm_gradient()) {
         const detail::NormGradientScope scope(get<I - 1>(), get<I>().backward_deferred(g));

@@ -170,9 +170,7 @@ auto fused_backward_hooks(Act& act) {
                      act.fused_backward_block(d, r0, rows, c0, cols);
                    }};
 }
-}  // namespace detail
 
-namespace detail {
 /// A layer that ends in an element-wise layer and runs its backward without it (Sequential, and Repeat
 /// of such blocks): its container runs that last layer inside the next layer's backward pass, on the
 /// blocks of the next layer's dL/dx while they are in cache, instead of in a pass of its own.
@@ -298,6 +296,23 @@ const M& run_epilogue_owned(const M& dx, const G& dy, M& own, const Prepare& pre
   }
   run_epilogue(*target, prepare, epilogue);
   return *target;
+}
+
+/// Whether a pass's prepare and epilogue hooks do anything (are not NoPrepare and NoEpilogue).
+template <class Prepare, class Epilogue>
+inline constexpr bool has_hooks = !(std::is_same_v<Prepare, NoPrepare> && std::is_same_v<Epilogue, NoEpilogue>);
+
+/// layer.backward(dy) with the hooks on its dL/dx: inside the layer's pass when it offers
+/// backward_then, else after it (run_epilogue_owned: on a copy in `own` when the layer passes dy through).
+template <class L, class G, class M, class Prepare, class Epilogue>
+const typename L::Input& backward_with_hooks(L& layer, const G& dy, M& own, const Prepare& prepare,
+                                             const Epilogue& epilogue) {
+  if constexpr (!has_hooks<Prepare, Epilogue>)
+    return layer.backward(dy);
+  else if constexpr (requires { layer.backward_then(dy, prepare, epilogue); })
+    return layer.backward_then(dy, prepare, epilogue);
+  else
+    return run_epilogue_owned(layer.backward(dy), dy, own, prepare, epilogue);
 }
 
 /// y = skip + layer(x), fused into the layer's last kernel when it offers forward_add; with hooks,

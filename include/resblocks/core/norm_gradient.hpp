@@ -5,8 +5,6 @@
 
 #include <Eigen/Core>
 
-#include <utility>
-
 namespace resblocks::detail {
 
 /// \brief dL/dx of a BatchNorm2d, column j = scale ∘ g_j + b ∘ x_j + c, not written out.
