@@ -117,6 +117,8 @@ TEST_CASE("Sequential: a convolution computes the BatchNorm2d's dL/dx after it a
         REQUIRE(net.get<0>().takes_norm_gradient());  // else this test would compare the unfused path with itself
         REQUIRE(net.get<3>().takes_norm_gradient());
         const auto x = rbtest::random_batch<Eigen::MatrixXf>(16, 5 * 96, 61);
+        // In training, each convolution's pass also sums the statistics of the BatchNorm2d after it.
+        REQUIRE(net.get<1>().takes_sample_moments(net.get<0>().forward_sample_blocks(x)) == training);
         const auto g = rbtest::random_batch<Eigen::MatrixXf>(16, 5 * 96, 62);
         const auto skip = rbtest::random_batch<Eigen::MatrixXf>(16, 5 * 96, 63);
 

@@ -68,6 +68,51 @@ TEST_CASE("BatchNorm2d: statistics merged over many partitions equal the direct 
   }
 }
 
+TEST_CASE("BatchNorm2d: with an image size, statistics per sample, and moments summed by the layer before",
+          "[batch_norm]") {
+  // 3 channels of 5 samples of 4x6 images; row 1 with a large mean (Chan's merge must not lose it).
+  Eigen::MatrixXd x = rbtest::random_batch<Eigen::MatrixXd>(3, 5 * 24, 11) * 2.0;
+  x.row(1).array() += 1000.0;
+  Eigen::VectorXd mean, var;
+  moments(x, mean, var);
+  BatchNorm2d<double> plain(3), per_sample(3);
+  REQUIRE(per_sample.set_image_size({4, 6}) == ImageSize{4, 6});  // the size passes through
+  const Eigen::MatrixXd y_plain = plain.forward(x);
+  const Eigen::MatrixXd y = per_sample.forward(x);
+  for (Index r = 0; r < 3; ++r) {
+    REQUIRE(std::abs(per_sample.running_mean()(r) - 0.1 * mean(r)) < 1e-12);
+    REQUIRE(std::abs(per_sample.running_var()(r) - (0.9 + 0.1 * var(r) * 120.0 / 119.0)) < 1e-12);
+  }
+  REQUIRE((y - y_plain).cwiseAbs().maxCoeff() < 1e-12);  // other partitions: the last bits may differ
+
+  // The layer before hands over each sample's moments as it finishes it, in any order: the same bits.
+  BatchNorm2d<double> handed(3);
+  handed.set_image_size({4, 6});
+  const detail::SampleBlocks blocks{24, 5};
+  REQUIRE(handed.takes_sample_moments(blocks));
+  handed.begin_sample_moments(blocks);
+  for (const Index sample : {3, 0, 4, 2, 1}) handed.sample_moments(x, sample * 24, 24);
+  handed.end_sample_moments(x);
+  REQUIRE(handed.forward(x) == y);
+  REQUIRE(handed.running_var() == per_sample.running_var());
+  REQUIRE(handed.forward(x) == y);  // used once: the next forward sums them itself
+
+  // Not taken: other blocks than its partitions, samples too large for one partition, evaluation mode.
+  REQUIRE_FALSE(handed.takes_sample_moments({}));
+  REQUIRE_FALSE(handed.takes_sample_moments({12, 10}));
+  REQUIRE_FALSE(plain.takes_sample_moments(blocks));
+  BatchNorm2d<double> large(8);
+  large.set_image_size({256, 256});  // 8 x 65536 values a sample: fixed partitions
+  REQUIRE_FALSE(large.takes_sample_moments({65536, 2}));
+  handed.set_training(false);
+  REQUIRE_FALSE(handed.takes_sample_moments(blocks));
+  handed.set_training(true);
+  // A block that is not one sample's partition is a programming error, not silently wrong statistics.
+  handed.begin_sample_moments(blocks);
+  REQUIRE_THROWS_AS(handed.sample_moments(x, 12, 24), std::logic_error);
+  REQUIRE_THROWS_AS(handed.sample_moments(x, 0, 48), std::logic_error);
+}
+
 TEST_CASE("BatchNorm2d: evaluation mode uses running statistics", "[batch_norm]") {
   BatchNorm2d<double> bn(2);
   randomise_affine(bn, 4);

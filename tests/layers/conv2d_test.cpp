@@ -3,6 +3,7 @@
 #include <resblocks/resblocks.hpp>
 
 #include <string>
+#include <vector>
 
 using namespace resblocks;
 
@@ -254,6 +255,31 @@ template <class S>
 bool winograd_weight_runs(Index in, Index out, ImageSize size) {
   return detail::direct_conv_plan<S>(out, size.width).ok() && detail::direct_conv_plan<S>(in, size.width).ok() &&
          in % detail::DirectConvTraits<S>::lanes == 0;
+}
+
+TEST_CASE("Conv2d: forward_sample_blocks names the epilogue's blocks where they are whole samples", "[conv2d]") {
+  Conv2d<float> conv(16, 16, 3, {.padding = 1, .bias = false});
+  conv.set_image_size({6, 16});
+  const Eigen::MatrixXf x = rbtest::random_batch<Eigen::MatrixXf>(16, 3 * 96, 21);
+  const detail::SampleBlocks blocks = conv.forward_sample_blocks(x);
+  REQUIRE(blocks.columns == 96);
+  REQUIRE(blocks.samples == 3);
+  std::vector<Index> seen(3, 0);  // each sample's columns exactly once, as one block
+  conv.forward_then(x, detail::NoPrepare{}, [&](const auto& y, Index r0, Index rows, Index c0, Index cols) {
+    REQUIRE(r0 == 0);
+    REQUIRE(rows == y.rows());
+    REQUIRE(cols == 96);
+    REQUIRE(c0 % 96 == 0);
+    ++seen[std::size_t(c0 / 96)];
+  });
+  REQUIRE(seen == std::vector<Index>{1, 1, 1});
+  // Not whole images, or a GEMM path (blocks of positions): none.
+  REQUIRE_FALSE(conv.forward_sample_blocks(rbtest::random_batch<Eigen::MatrixXf>(16, 100, 22)));
+  Conv2d<float> grouped(16, 16, 3, {.padding = 1, .groups = 2, .bias = false}), pointwise(16, 16, 1, {.bias = false});
+  grouped.set_image_size({6, 16});
+  pointwise.set_image_size({6, 16});
+  REQUIRE_FALSE(grouped.forward_sample_blocks(x));
+  REQUIRE_FALSE(pointwise.forward_sample_blocks(x));
 }
 
 TEST_CASE("Conv2d: Winograd matches the definition (double) and the direct kernels (float)", "[conv2d][winograd]") {

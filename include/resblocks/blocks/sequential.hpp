@@ -84,6 +84,19 @@ concept NormGradientPair = std::is_same_v<typename P::Output, typename N::Input>
   layer.set_norm_gradient(norm.backward_deferred(g));
 };
 
+/// A layer whose forward epilogue runs on whole samples (Conv2d's forward_sample_blocks) followed by a
+/// normalisation that can take its batch statistics summed on those samples (BatchNorm2d): the sums
+/// run in the former's pass while each sample's output is in cache, not in a pass of their own.
+template <class P, class N>
+concept SampleMomentsPair = HasEpilogueHooks<P> && std::is_same_v<typename P::Output, typename N::Input> &&
+    requires(const P& layer, N& norm, const typename P::Input& x, const typename N::Input& y, SampleBlocks blocks) {
+  { layer.forward_sample_blocks(x) } -> std::same_as<SampleBlocks>;
+  { norm.takes_sample_moments(blocks) } -> std::same_as<bool>;
+  norm.begin_sample_moments(blocks);
+  norm.sample_moments(y, Index{}, Index{});
+  norm.end_sample_moments(y);
+};
+
 }  // namespace detail
 
 /// \brief Layers applied in order: `Sequential<Linear<float,8,16>, ReLU<float,16>, Linear<float,16,8>>`.
@@ -373,6 +386,33 @@ class Sequential {
     return act_ws.y;
   }
 
+  /// Layers I and I+1 are a layer and a normalisation that may sum the latter's statistics in the
+  /// former's pass (SampleMomentsPair).
+  template <std::size_t I>
+  static constexpr bool moments_at() {
+    if constexpr (I + 1 < N)
+      return detail::SampleMomentsPair<At<I>, At<I + 1>>;
+    else
+      return false;
+  }
+  /// Forward of layer I (not the last), summing the next layer's statistics in its pass when the two
+  /// are a SampleMomentsPair that can run so now.
+  template <std::size_t I, class X>
+  const auto& layer_forward(const X& x) {
+    if constexpr (moments_at<I>()) {
+      auto& norm = get<I + 1>();
+      if (const detail::SampleBlocks blocks = get<I>().forward_sample_blocks(x); norm.takes_sample_moments(blocks)) {
+        norm.begin_sample_moments(blocks);
+        const auto& y = get<I>().forward_then(
+            x, detail::NoPrepare{},
+            [&norm](const auto& z, Index, Index, Index c0, Index cols) { norm.sample_moments(z, c0, cols); });
+        norm.end_sample_moments(y);
+        return y;
+      }
+    }
+    return get<I>().forward(x);
+  }
+
   template <std::size_t I, class X>
   const Output& forward_from(const X& x) {
     if constexpr (I + 1 == N) {
@@ -383,7 +423,7 @@ class Sequential {
       else
         return forward_from<I + 2>(forward_pair<I>(x));
     } else {
-      return forward_from<I + 1>(get<I>().forward(x));
+      return forward_from<I + 1>(layer_forward<I>(x));
     }
   }
   template <std::size_t I, class X, class Skip, class Prepare, class Epilogue>
@@ -393,7 +433,7 @@ class Sequential {
     else if constexpr (fused_at<I>() && I + 2 < N)
       forward_add_from<I + 2>(forward_pair<I>(x), y, skip, prepare, epilogue);
     else
-      forward_add_from<I + 1>(get<I>().forward(x), y, skip, prepare, epilogue);
+      forward_add_from<I + 1>(layer_forward<I>(x), y, skip, prepare, epilogue);
   }
   /// Layers I-1 and I are a convolution and a normalisation whose backward may run as one (NormGradientPair).
   template <std::size_t I>

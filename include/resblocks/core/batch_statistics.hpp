@@ -20,6 +20,15 @@
 #define RESBLOCKS_SIMD
 #endif
 
+// The strip loops below on 512-bit vectors where there are some: GCC's tuning for AVX-512 machines
+// prefers 256-bit ones, which ran partial_moments and gradient_sums 1.5x slower (float: the
+// conversions to double split in two). Lanes are rows, each summed as in scalar code: the same bits.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__AVX512F__)
+#define RESBLOCKS_WIDE_VECTORS __attribute__((target("prefer-vector-width=512")))
+#else
+#define RESBLOCKS_WIDE_VECTORS
+#endif
+
 namespace resblocks::detail {
 
 using Eigen::Index;
@@ -43,13 +52,30 @@ inline Index statistics_partition(Index rows, Index cols) noexcept {
   return (cols + balanced - 1) / balanced;
 }
 
-/// Calls f(part, c0, cols) for every partition of `columns` columns of `rows` rows, in parallel.
+/// Columns per partition of the statistics of images of `area` positions (0: unknown), `cols`
+/// columns of `rows` channels: one sample per partition when the columns are whole samples of at
+/// most 2^18 values (1 MB of float: a convolution's output of one sample, still in cache when the
+/// convolution's pass hands it over, BatchNorm2d::sample_moments), else statistics_partition.
+inline Index sample_statistics_partition(Index rows, Index cols, Index area) noexcept {
+  if (area > 0 && cols >= area && cols % area == 0 && rows * area <= (Index(1) << 18)) return area;
+  return statistics_partition(rows, cols);
+}
+
+/// Calls f(part, c0, cols) for every partition of `step` columns (the last one shorter) of `columns`
+/// columns of `rows` rows, in parallel.
 template <class F>
-void for_each_statistics_partition(Index rows, Index columns, const F& f) {
-  const Index step = statistics_partition(rows, columns), parts = (columns + step - 1) / step;
+void for_each_partition(Index rows, Index columns, Index step, const F& f) {
+  const Index parts = (columns + step - 1) / step;
   parallel_for(parts, double(step) * double(rows) * 2.0, [&](Index p0, Index p1) {
     for (Index p = p0; p < p1; ++p) f(p, p * step, std::min(step, columns - p * step));
   });
+}
+
+/// Calls f(part, c0, cols) for every partition (statistics_partition) of `columns` columns of `rows`
+/// rows, in parallel.
+template <class F>
+void for_each_statistics_partition(Index rows, Index columns, const F& f) {
+  for_each_partition(rows, columns, statistics_partition(rows, columns), f);
 }
 
 /// Rows per strip of the per-channel reductions below: a strip's sums (two per row, in double) stay in
@@ -60,7 +86,7 @@ inline constexpr Index k_strip_rows = 16;
 /// two passes, in double. Whole strips of k_strip_rows rows sum even and odd columns apart (two
 /// dependency chains), then add the two; the rows after the last strip sum in column order.
 template <class X>
-void partial_moments(const X& x, double* mean, double* m2) {
+RESBLOCKS_WIDE_VECTORS void partial_moments(const X& x, double* mean, double* m2) {
   constexpr Index W = k_strip_rows;
   const Index rows = x.rows(), cols = x.cols(), ld = x.outerStride();
   const auto* data = x.data();
@@ -133,8 +159,8 @@ void partial_moments(const X& x, double* mean, double* m2) {
 /// double, into sum_g and sum_g_xc (overwritten): BatchNorm's backward sums. Strips as in
 /// partial_moments.
 template <class S>
-void gradient_sums(const S* g, Index ldg, const S* x, Index ldx, const S* mean, Index rows, Index cols, double* sum_g,
-                   double* sum_g_xc) {
+RESBLOCKS_WIDE_VECTORS void gradient_sums(const S* g, Index ldg, const S* x, Index ldx, const S* mean, Index rows,
+                                          Index cols, double* sum_g, double* sum_g_xc) {
   constexpr Index W = k_strip_rows;
   Index r0 = 0;
   for (; r0 + W <= rows; r0 += W) {
@@ -202,15 +228,22 @@ void merge_moments(const Parts& parts, Index cols, Index step, Eigen::MatrixXd& 
 }
 
 /// Per-row mean and biased variance of x (any column stride) into rows [r0, r0 + x.rows()) of
-/// `stats`, as BatchNorm2d computes them: per partition, in parallel, merged in partition order.
+/// `stats`, as BatchNorm2d computes them: per partition of `step` columns, in parallel, merged in
+/// partition order.
 template <class X>
-void row_statistics(const X& x, Eigen::VectorXd& storage, Eigen::MatrixXd& stats, Index r0) {
-  const Index rows = x.rows(), cols = x.cols(), step = statistics_partition(rows, cols);
+void row_statistics(const X& x, Eigen::VectorXd& storage, Eigen::MatrixXd& stats, Index r0, Index step) {
+  const Index rows = x.rows(), cols = x.cols();
   auto parts = grown_view(storage, rows, 2 * ((cols + step - 1) / step));
-  for_each_statistics_partition(rows, cols, [&](Index p, Index c0, Index n) {
+  for_each_partition(rows, cols, step, [&](Index p, Index c0, Index n) {
     partial_moments(x.middleCols(c0, n), parts.col(2 * p).data(), parts.col(2 * p + 1).data());
   });
   merge_moments(parts, cols, step, stats, r0);
+}
+
+/// row_statistics over the partitions of statistics_partition.
+template <class X>
+void row_statistics(const X& x, Eigen::VectorXd& storage, Eigen::MatrixXd& stats, Index r0) {
+  row_statistics(x, storage, stats, r0, statistics_partition(x.rows(), x.cols()));
 }
 
 /// Per-channel coefficients of y = scale·x + shift, with the mean and 1/√(var + ε) they come from:

@@ -25,6 +25,15 @@ struct ImageSize {
 
 namespace detail {
 
+/// The blocks a layer's forward epilogue runs on when each is one whole sample of its output:
+/// `columns` per sample, `samples` of them (0, 0: blocks are not samples). Conv2d reports them
+/// (forward_sample_blocks) so that a BatchNorm2d after it sums its statistics sample by sample.
+struct SampleBlocks {
+  Index columns = 0;
+  Index samples = 0;
+  explicit operator bool() const noexcept { return columns > 0 && samples > 0; }
+};
+
 /// Throws unless `size` has been set (a layer's set_image_size was called).
 inline void check_image_size_set(std::string_view layer, ImageSize size) {
   if (size.empty())

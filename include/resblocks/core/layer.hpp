@@ -49,7 +49,8 @@
 /// - ElementWise: the `fused_*` block functions of an element-wise layer (Activation), which
 ///   Sequential runs inside a HasEpilogueHooks neighbour's pass.
 /// - ImageLayer: `ImageSize set_image_size(ImageSize in)` configures the input's spatial size and
-///   returns the output's (Conv2d, pooling; a network is configured once, and again when it changes).
+///   returns the output's (Conv2d, pooling; a network is configured once, and again when it changes;
+///   BatchNorm2d keeps it to sum its statistics one sample per partition).
 /// - SequenceLayer: `set_sequence_length(Index)` sets the tokens per sequence (attention).
 /// - HasTrainingMode: `set_training(bool)` switches train/eval behaviour (BatchNorm2d: batch vs
 ///   running statistics).
@@ -192,7 +193,7 @@ bool can_split_last_layer(const B& block) noexcept {
 }
 }  // namespace detail
 
-/// A layer with a spatial input size (Conv2d, pooling, Flatten).
+/// A layer with a spatial input size (Conv2d, pooling, Flatten, BatchNorm2d).
 template <class L>
 concept ImageLayer = requires(L& layer, ImageSize size) {
   { layer.set_image_size(size) } -> std::same_as<ImageSize>;

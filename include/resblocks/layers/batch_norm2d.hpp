@@ -6,6 +6,7 @@
 #include "resblocks/core/block_fn.hpp"
 #include "resblocks/core/compiled_kernels.hpp"
 #include "resblocks/core/fused_layer.hpp"
+#include "resblocks/core/image_size.hpp"
 #include "resblocks/core/layer.hpp"
 #include "resblocks/core/norm_gradient.hpp"
 #include "resblocks/core/parameter_name.hpp"
@@ -94,6 +95,48 @@ class BatchNorm2d : public FusedLayer<BatchNorm2d<S, C>, S, C, C>,
   [[nodiscard]] Index out_features() const noexcept { return m_weight.size(); }
   [[nodiscard]] const BatchNormOptions& options() const noexcept { return m_opt; }
 
+  /// Optional: the spatial size of the images it normalises (Sequential passes it on). The batch
+  /// statistics are then summed one sample per partition (detail::sample_statistics_partition): the
+  /// partitions a Conv2d before it sums while each sample's output is in cache (takes_sample_moments).
+  /// Without it, partitions of a fixed size; the statistics differ in their last bits.
+  /// \param in height and width of the input images
+  /// \returns `in`: the size is unchanged
+  ImageSize set_image_size(ImageSize in) noexcept {
+    m_area = in.empty() ? 0 : in.area();
+    return in;
+  }
+  /// Whether the next training forward can take its statistics from the layer before it, summed
+  /// sample by sample as that layer finishes each (in training mode, when its partitions are those
+  /// samples). Sequential asks, then calls begin_sample_moments, sample_moments on each sample, and
+  /// end_sample_moments.
+  /// \param blocks the layer before's samples (its forward_sample_blocks)
+  /// \returns true when the sample moments would be used
+  [[nodiscard]] bool takes_sample_moments(detail::SampleBlocks blocks) const noexcept {
+    return m_training && blocks && statistics_step(blocks.columns * blocks.samples) == blocks.columns;
+  }
+  /// Sizes the partitions' storage for those samples (takes_sample_moments must have said yes).
+  /// \param blocks the layer before's samples
+  void begin_sample_moments(detail::SampleBlocks blocks) {
+    detail::grown_view(m_parts, in_features(), 2 * blocks.samples);
+    m_moments = {};
+  }
+  /// The mean and squared deviations of one sample, columns [c0, c0 + n) of y, into its partition;
+  /// callable from several threads at once for different samples.
+  /// \param y the coming input (the layer before's output)
+  /// \param c0 first column of the sample
+  /// \param n columns of the sample
+  /// \throws std::logic_error unless [c0, c0 + n) is one whole partition
+  void sample_moments(const Input& y, Index c0, Index n) {
+    const Index step = statistics_step(y.cols()), rows = y.rows();
+    if (n != step || c0 % step != 0 || rows != in_features() || m_parts.size() < rows * 2 * (y.cols() / step))
+      throw std::logic_error("BatchNorm2d: sample_moments of columns " + std::to_string(c0) + "+" + std::to_string(n) +
+                             " of " + detail::shape_string(rows, y.cols()) + " is not one sample's partition");
+    double* part = m_parts.data() + 2 * (c0 / step) * rows;
+    detail::partial_moments(y.middleCols(c0, n), part, part + rows);
+  }
+  /// Marks every sample of y done: the next forward of y takes its statistics from them.
+  /// \param y the coming input, whose samples all passed through sample_moments
+  void end_sample_moments(const Input& y) noexcept { m_moments = {y.data(), y.cols()}; }
   void set_training(bool training) noexcept { m_training = training; }
   [[nodiscard]] bool training() const noexcept { return m_training; }
 
@@ -173,7 +216,7 @@ class BatchNorm2d : public FusedLayer<BatchNorm2d<S, C>, S, C, C>,
     check_batch(x);
     if (m_training) {
       ws.stats.resize(x.rows(), 2);
-      detail::row_statistics(x, ws.parts, ws.stats, 0);
+      detail::row_statistics(x, ws.parts, ws.stats, 0, statistics_step(x.cols()));
     }
     detail::norm_coefficients(m_training, ws.stats, m_weight, m_bias, m_running_mean, m_running_var, m_opt.eps,
                               ws.scale, ws.shift, ws.mean, ws.inv_std);
@@ -193,6 +236,11 @@ class BatchNorm2d : public FusedLayer<BatchNorm2d<S, C>, S, C, C>,
   void normalize(const Input& x, Output& y, const Output* skip, const Vector& scale, const Vector& shift,
                  detail::BlockFn epilogue) const;
 
+  /// Columns per statistics partition of an input of `cols` columns.
+  [[nodiscard]] Index statistics_step(Index cols) const noexcept {
+    return detail::sample_statistics_partition(in_features(), cols, m_area);
+  }
+
   // SyncBatchNorm: the replicas' statistics summed through m_reducer.
   void synchronize_forward(Index rows);
   template <class Sums>
@@ -207,6 +255,13 @@ class BatchNorm2d : public FusedLayer<BatchNorm2d<S, C>, S, C, C>,
   Vector m_scale, m_shift, m_mean, m_inv_std, m_b, m_c;  ///< per-step coefficients (dL/dx = scale·dy + b·x + c)
   Eigen::VectorXd m_parts;
   Eigen::MatrixXd m_stats;
+  Index m_area = 0;  ///< positions per image (set_image_size), 0: unknown
+  /// The input whose per-sample moments are in m_parts (end_sample_moments): its next forward uses them.
+  struct SampleMoments {
+    const S* data = nullptr;
+    Index cols = 0;
+    [[nodiscard]] bool of(const Input& x) const noexcept { return data == x.data() && cols == x.cols(); }
+  } m_moments;
   StatisticsReducer m_reducer;
   std::vector<double> m_sync;  ///< reduction buffer: sized on the first step, then reused
   double m_count = 0;          ///< values per channel in the last forward (of all replicas when synchronised)
@@ -221,7 +276,12 @@ Index BatchNorm2d<S, C>::forward_begin(const Input& x) {
   m_count = double(x.cols());
   if (m_training) {
     m_stats.resize(x.rows(), 2);
-    detail::row_statistics(x, m_parts, m_stats, 0);
+    const Index step = statistics_step(x.cols());
+    if (m_moments.of(x))  // summed by the layer before, on the same partitions
+      detail::merge_moments(detail::grown_view(m_parts, x.rows(), 2 * (x.cols() / step)), x.cols(), step, m_stats, 0);
+    else
+      detail::row_statistics(x, m_parts, m_stats, 0, step);
+    m_moments = {};
     if (m_reducer) synchronize_forward(x.rows());
   }
   detail::norm_coefficients(m_training, m_stats, m_weight, m_bias, m_running_mean, m_running_var, m_opt.eps, m_scale,

@@ -195,6 +195,17 @@ class Conv2d : public FusedLayer<Conv2d<S, In, Out>, S, In, Out>, public detail:
   [[nodiscard]] bool input_gradient() const noexcept { return m_input_gradient; }
   [[nodiscard]] ImageSize output_image_size() const noexcept { return m_out_size; }
 
+  /// The blocks forward_then(x, …)'s epilogue gets when each is one sample's output (the direct
+  /// kernels run per sample): columns (the output area) and samples; empty on the GEMM paths (blocks
+  /// of positions) or when x is not whole images. Sequential then has a following BatchNorm2d sum
+  /// each sample's statistics while it is in cache.
+  /// \param x the coming input
+  /// \returns the blocks, or empty ones
+  [[nodiscard]] detail::SampleBlocks forward_sample_blocks(const Input& x) const noexcept {
+    const Index in_area = m_in_size.area();
+    if (pointwise() || !direct_forward_plan().ok() || in_area <= 0 || x.cols() % in_area != 0) return {};
+    return {m_out_size.area(), x.cols() / in_area};
+  }
   /// Whether backward can read dL/dy as a following BatchNorm2d's unwritten dL/dx
   /// (detail::NormGradient): on the direct path, without a bias. Sequential then runs the pair so.
   /// \returns true when set_norm_gradient() may be used for the next backward
