@@ -386,20 +386,12 @@ class Sequential {
     return act_ws.y;
   }
 
-  /// Layers I and I+1 are a layer and a normalisation that may sum the latter's statistics in the
-  /// former's pass (SampleMomentsPair).
-  template <std::size_t I>
-  static constexpr bool moments_at() {
-    if constexpr (I + 1 < N)
-      return detail::SampleMomentsPair<At<I>, At<I + 1>>;
-    else
-      return false;
-  }
   /// Forward of layer I (not the last), summing the next layer's statistics in its pass when the two
   /// are a SampleMomentsPair that can run so now.
   template <std::size_t I, class X>
   const auto& layer_forward(const X& x) {
-    if constexpr (moments_at<I>()) {
+    static_assert(I + 1 < N, "layer_forward: layer I has a next layer");
+    if constexpr (detail::SampleMomentsPair<At<I>, At<I + 1>>) {
       auto& norm = get<I + 1>();
       if (const detail::SampleBlocks blocks = get<I>().forward_sample_blocks(x); norm.takes_sample_moments(blocks)) {
         norm.begin_sample_moments(blocks);
