@@ -169,3 +169,27 @@ TEST_CASE("ReLU: in place inside a neighbour's pass, never on a standalone call'
   const auto& q1 = pieces.get<1>().backward(pieces.get<2>().backward(gy));
   REQUIRE(d == pieces.get<0>().backward(q1));
 }
+
+TEST_CASE("Activation: a fused block of part of the rows touches exactly that block", "[activation][fused]") {
+  // A Linear's GEMM epilogue hands over blocks of some rows; whole-column blocks run as one flat run,
+  // others column by column: both must write the block and nothing else.
+  ReLU<double> relu;
+  const Eigen::MatrixXd x0 = rbtest::random_batch<Eigen::MatrixXd>(5, 6, 90),
+                        g0 = rbtest::random_batch<Eigen::MatrixXd>(5, 6, 91);
+  Eigen::MatrixXd x = x0;  // the neighbour's output: ReLU writes y over it
+  relu.fused_forward_prepare(x);
+  relu.fused_forward_block(x, 1, 3, 2, 3);  // rows 1-3, columns 2-4
+  relu.fused_forward_block(x, 0, 5, 5, 1);  // all of column 5
+  Eigen::MatrixXd expected = x0;
+  expected.block(1, 2, 3, 3) = x0.block(1, 2, 3, 3).cwiseMax(0.0);
+  expected.col(5) = x0.col(5).cwiseMax(0.0);
+  REQUIRE(x == expected);
+
+  Eigen::MatrixXd g = g0;  // the neighbour's dL/dx: ReLU writes its dL/dx over it
+  relu.fused_backward_prepare(g);
+  relu.fused_backward_block(g, 2, 2, 0, 4);  // rows 2-3, columns 0-3
+  Eigen::MatrixXd expected_g = g0;
+  for (Index j = 0; j < 4; ++j)
+    for (Index i = 2; i < 4; ++i) expected_g(i, j) = x(i, j) > 0 ? g0(i, j) : 0.0;
+  REQUIRE(g == expected_g);
+}

@@ -3,6 +3,8 @@
 /// \brief NormGradient: a batch normalisation's dL/dx as its per-channel coefficients, which the layer
 /// before it applies while it reads its own dL/dy (no pass writes the gradient out in between).
 
+#include "resblocks/core/channel_affine.hpp"
+
 #include <Eigen/Core>
 
 namespace resblocks::detail {
@@ -28,16 +30,7 @@ struct NormGradient {
   /// out (rows × cols, column-major, contiguous) = columns [c0, c0 + cols) of the gradient, plus
   /// `add` (same layout; may be out itself) when not null.
   void columns(Eigen::Index c0, Eigen::Index cols, S* out, const S* add = nullptr) const {
-    using Block = Eigen::Map<const Eigen::Array<S, Eigen::Dynamic, Eigen::Dynamic>>;
-    using Coefficients = Eigen::Map<const Eigen::Array<S, Eigen::Dynamic, 1>>;
-    const Block gb(g + c0 * rows, rows, cols), xb(x + c0 * rows, rows, cols);
-    const Coefficients s(scale, rows), bb(b, rows), cc(c, rows);
-    const auto core = ((gb.colwise() * s) + (xb.colwise() * bb)).colwise() + cc;
-    Eigen::Map<Eigen::Array<S, Eigen::Dynamic, Eigen::Dynamic>> dst(out, rows, cols);
-    if (add)
-      dst = core + Block(add, rows, cols);
-    else
-      dst = core;
+    channel_affine(g + c0 * rows, scale, x + c0 * rows, b, c, add, out, rows, cols);
   }
 };
 

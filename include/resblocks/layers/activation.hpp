@@ -76,7 +76,9 @@ class Activation {
   /// \param x the neighbour's own output buffer (a non-const object)
   void fused_forward_prepare(const Input& x) { prepare_forward(x, in_place); }
   void fused_forward_block(const Input& x, Index r0, Index rows, Index c0, Index cols) {
-    out().block(r0, c0, rows, cols).array() = m_op.forward(x.block(r0, c0, rows, cols).array());
+    Output& y = out();
+    by_segments(x.rows(), r0, rows, c0, cols,
+                [&](Index at, Index n) { flat(y, at, n) = m_op.forward(flat(x, at, n)); });
   }
   const Output& fused_output() { return out(); }
   /// \brief Starts a fused backward over dL_dy (an in-place Op writes dL/dx into it).
@@ -84,9 +86,11 @@ class Activation {
   void fused_backward_prepare(const Output& dL_dy) { prepare_backward(dL_dy, in_place); }
   void fused_backward_block(const Output& dL_dy, Index r0, Index rows, Index c0, Index cols) {
     const Input& x = m_x.get(name);
-    grad().block(r0, c0, rows, cols).array() =
-        m_op.backward(x.block(r0, c0, rows, cols).array(), out().block(r0, c0, rows, cols).array(),
-                      dL_dy.block(r0, c0, rows, cols).array());
+    const Output& y = out();
+    Input& dL_dx = grad();
+    by_segments(x.rows(), r0, rows, c0, cols, [&](Index at, Index n) {
+      flat(dL_dx, at, n) = m_op.backward(flat(x, at, n), flat(y, at, n), flat(dL_dy, at, n));
+    });
   }
   const Input& fused_grad() { return grad(); }
   void fused_infer_prepare(const Input& x, Workspace& ws) const {
@@ -94,7 +98,8 @@ class Activation {
     ws.y.resize(x.rows(), x.cols());
   }
   void fused_infer_block(const Input& x, Workspace& ws, Index r0, Index rows, Index c0, Index cols) const {
-    ws.y.block(r0, c0, rows, cols).array() = m_op.forward(x.block(r0, c0, rows, cols).array());
+    by_segments(x.rows(), r0, rows, c0, cols,
+                [&](Index at, Index n) { flat(ws.y, at, n) = m_op.forward(flat(x, at, n)); });
   }
   /// @}
 
@@ -122,6 +127,21 @@ class Activation {
   // non-const object, so the const_cast is sound. Copies of the layer keep neither reference.
   Output& out() { return m_y_in_x ? const_cast<Output&>(m_x.get(name)) : m_y; }
   Input& grad() { return m_grad_in_dy ? const_cast<Input&>(m_dy.get(name)) : m_dL_dx; }
+
+  /// f(at, n) over the contiguous runs of the block (r0, rows, c0, cols) of a matrix of ld rows: one
+  /// run when the block spans whole columns, else one per column. On flat runs Eigen takes its linear
+  /// loop, without a head and tail per column (16-row blocks: 1.08x backward, 1.17x forward).
+  template <class F>
+  static void by_segments(Index ld, Index r0, Index rows, Index c0, Index cols, const F& f) {
+    if (rows == ld) return f(c0 * ld, rows * cols);
+    for (Index c = c0; c < c0 + cols; ++c) f(c * ld + r0, rows);
+  }
+  static auto flat(Output& m, Index at, Index n) {
+    return Eigen::Map<Eigen::Array<S, Eigen::Dynamic, 1>>(m.data() + at, n);
+  }
+  static auto flat(const Output& m, Index at, Index n) {
+    return Eigen::Map<const Eigen::Array<S, Eigen::Dynamic, 1>>(m.data() + at, n);
+  }
 
   /// f(c0, count) over column ranges of m, in parallel when large.
   template <class M, class F>

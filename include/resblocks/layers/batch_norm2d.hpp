@@ -4,6 +4,7 @@
 
 #include "resblocks/core/batch_statistics.hpp"
 #include "resblocks/core/block_fn.hpp"
+#include "resblocks/core/channel_affine.hpp"
 #include "resblocks/core/compiled_kernels.hpp"
 #include "resblocks/core/fused_layer.hpp"
 #include "resblocks/core/image_size.hpp"
@@ -300,12 +301,8 @@ void BatchNorm2d<S, C>::normalize(const Input& x, Output& y, const Output* skip,
   detail::parallel_for(x.cols(), double(rows) * 2.0, [&](Index c0, Index c1) {
     for (Index b = c0; b < c1; b += block) {
       const Index n = std::min(block, c1 - b);
-      auto out = y.middleCols(b, n);
-      if (skip)
-        out = ((x.middleCols(b, n).array().colwise() * scale.array()).colwise() + shift.array()).matrix() +
-              skip->middleCols(b, n);
-      else
-        out = (x.middleCols(b, n).array().colwise() * scale.array()).colwise() + shift.array();
+      detail::channel_affine(x.data() + b * rows, scale.data(), shift.data(), skip ? skip->data() + b * rows : nullptr,
+                             y.data() + b * rows, rows, n);
       epilogue(0, rows, b, n);
     }
   });
