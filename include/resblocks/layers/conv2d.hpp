@@ -821,6 +821,16 @@ void Conv2d<S, In, Out>::direct_backward(const Output& dL_dy, Input& dL_dx, cons
             norm.columns(i * out_area, out_area, computed);
             dy = computed;
           }
+          // dL/dW first: its kernels read the sample x from memory while they compute (prefetching), and
+          // leave it in cache for the epilogue after dL/dx, which reads it again (ReLU's mask in place of
+          // x: with the mask first, it waited on memory).
+          const S* xi = x.data() + i * in_area * m_in;
+          if (dw_m > 0) {
+            detail::winograd_conv_weight(fwd_unpadded, dw_m, xi, dy, dw.data(), winograd_scratch(part[3], fwd));
+          } else {
+            const S* x_padded = padded(xi, m_in_size, m_in, m_opt.padding, fwd, part[1]);
+            detail::direct_conv_weight(dw_plan, fwd, x_padded, dy, dw.data());
+          }
           if (m_input_gradient) {
             auto dxi = dL_dx.middleCols(i * in_area, in_area);
             if (skip_grad) {  // skip_grad may be dL_dx itself
@@ -831,13 +841,6 @@ void Conv2d<S, In, Out>::direct_backward(const Output& dL_dy, Input& dL_dx, cons
               convolve(dx_plan, wino, back, dy, m_out_size, q_pad, m_wf.data(), u, dxi.data(), part[0], part[3]);
             }
             epilogue(0, m_in, i * in_area, in_area);
-          }
-          const S* xi = x.data() + i * in_area * m_in;
-          if (dw_m > 0) {
-            detail::winograd_conv_weight(fwd_unpadded, dw_m, xi, dy, dw.data(), winograd_scratch(part[3], fwd));
-          } else {
-            const S* x_padded = padded(xi, m_in_size, m_in, m_opt.padding, fwd, part[1]);
-            detail::direct_conv_weight(dw_plan, fwd, x_padded, dy, dw.data());
           }
         }
       },
