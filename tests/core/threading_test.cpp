@@ -2,6 +2,7 @@
 
 #include <resblocks/core/threading.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <stdexcept>
 #include <vector>
@@ -26,4 +27,31 @@ TEST_CASE("parallel_for covers every index exactly once", "[threads]") {
     REQUIRE(empty_ranges.load() == 0);
     for (auto& h : hits) REQUIRE(h.load() == 1);
   }
+}
+
+TEST_CASE("parallel_parts_dynamic runs every part exactly once, on a valid thread, after its start", "[threads]") {
+  // Each thread takes its own share of the parts first, then what is left of the others' shares: every
+  // part must still run once and only once, whatever the thread count (1, 2 and 3 threads; more
+  // threads than parts; a share of zero parts).
+  const int saved = resblocks::num_threads();
+  for (const int threads : {1, 2, 3}) {
+    resblocks::set_num_threads(threads);
+    for (const resblocks::Index parts : {0, 1, 2, 3, 5, 8, 17}) {
+      const int used = resblocks::detail::threads_for_parts(parts);
+      std::vector<std::atomic<int>> hits(static_cast<std::size_t>(parts));
+      std::vector<std::atomic<int>> started(static_cast<std::size_t>(std::max(used, 1)));
+      std::atomic<int> bad{0};  // Catch2 assertions are not thread-safe: count, check after
+      resblocks::detail::parallel_parts_dynamic(
+          parts,
+          [&](resblocks::Index p, resblocks::Index t) {
+            if (t < 0 || t >= std::max(used, 1) || started[static_cast<std::size_t>(t)].load() != 1) bad++;
+            hits[static_cast<std::size_t>(p)]++;
+          },
+          [&](resblocks::Index t) { started[static_cast<std::size_t>(t)]++; });
+      INFO(threads << " threads, " << parts << " parts");
+      REQUIRE(bad.load() == 0);
+      for (auto& h : hits) REQUIRE(h.load() == 1);
+    }
+  }
+  resblocks::set_num_threads(saved);
 }

@@ -13,6 +13,7 @@
 #include <Eigen/Core>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <stdexcept>
 #include <string>
@@ -134,6 +135,9 @@ void parallel_parts(Eigen::Index parts, F&& f) {
   for (Eigen::Index p = 0; p < parts; ++p) f(p);
 }
 
+/// Threads up to which parallel_parts_dynamic keeps a share of the parts per thread (above, one queue).
+inline constexpr int k_affine_threads = 64;
+
 /// parallel_parts, the parts handed to the threads as they come free (balances a busy core), so
 /// which thread runs a part varies: f(part) for scratch that belongs to the part, or
 /// f(part, thread) with thread < threads_for_parts(parts) for scratch that belongs to the thread.
@@ -150,6 +154,31 @@ void parallel_parts_dynamic(
       f(p);
   };
   const int threads = threads_for_parts(parts);
+  if (threads > 1 && threads <= k_affine_threads) {
+    // Thread t first runs its own share of the parts, in order: the samples parallel_for gives it too,
+    // so the passes before and after find them in its cache (the parts' results stay in the L2 of the
+    // core that reads them next). Then it takes what is left of the others' shares, so a thread
+    // whose core is taken (a co-tenant) holds back at most the part it is running.
+    struct alignas(64) Share {
+      std::atomic<Eigen::Index> next;
+      Eigen::Index end;
+    };
+    std::array<Share, k_affine_threads> shares;
+    for (int t = 0; t < threads; ++t) {
+      shares[std::size_t(t)].next.store(parts * t / threads, std::memory_order_relaxed);
+      shares[std::size_t(t)].end = parts * (t + 1) / threads;
+    }
+    parallel_region(threads, [&](Eigen::Index t, Eigen::Index nt) {
+      start(t);
+      for (Eigen::Index k = 0; k < nt; ++k) {
+        Share& share = shares[std::size_t((t + k) % nt)];
+        for (Eigen::Index p = share.next.fetch_add(1, std::memory_order_relaxed); p < share.end;
+             p = share.next.fetch_add(1, std::memory_order_relaxed))
+          call(p, t);
+      }
+    });
+    return;
+  }
   if (threads > 1) {
     std::atomic<Eigen::Index> next{0};
     parallel_region(threads, [&](Eigen::Index t, Eigen::Index) {
