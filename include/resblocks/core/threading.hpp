@@ -138,8 +138,9 @@ void parallel_parts(Eigen::Index parts, F&& f) {
 /// Threads up to which parallel_parts_dynamic keeps a share of the parts per thread (above, one queue).
 inline constexpr int k_affine_threads = 64;
 
-/// parallel_parts, the parts handed to the threads as they come free (balances a busy core), so
-/// which thread runs a part varies: f(part) for scratch that belongs to the part, or
+/// parallel_parts, the parts handed to the threads as they come free (balances a busy core): each
+/// thread first runs its own contiguous share, then what is left of the others'. Which thread runs a
+/// part varies: f(part) for scratch that belongs to the part, or
 /// f(part, thread) with thread < threads_for_parts(parts) for scratch that belongs to the thread.
 /// Each thread calls start(thread) before its first part: there it sizes thread-local scratch for
 /// any part (which parts it gets changes from call to call, its scratch then never grows later).
