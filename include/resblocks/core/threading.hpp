@@ -169,10 +169,10 @@ void parallel_parts_dynamic(
       shares[std::size_t(t)].next.store(parts * t / threads, std::memory_order_relaxed);
       shares[std::size_t(t)].end = parts * (t + 1) / threads;
     }
-    parallel_region(threads, [&](Eigen::Index t, Eigen::Index nt) {
+    parallel_region(threads, [&](Eigen::Index t, Eigen::Index) {  // every share, even if OpenMP gave fewer threads
       start(t);
-      for (Eigen::Index k = 0; k < nt; ++k) {
-        Share& share = shares[std::size_t((t + k) % nt)];
+      for (int k = 0; k < threads; ++k) {
+        Share& share = shares[std::size_t((t + k) % threads)];
         for (Eigen::Index p = share.next.fetch_add(1, std::memory_order_relaxed); p < share.end;
              p = share.next.fetch_add(1, std::memory_order_relaxed))
           call(p, t);
