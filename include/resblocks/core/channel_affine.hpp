@@ -7,6 +7,32 @@
 
 namespace resblocks::detail {
 
+/// out_j = f_j (+ add_j) for `cols` contiguous columns of `rows` values (`add` may be null, `out` may
+/// be an input or add): where a column is whole SIMD packets, packet.template operator()<P>(e, r) gives
+/// the packet of f at element e (row r), taken one by one; else expression() gives f as an Eigen array
+/// expression of the columns.
+template <class S, class Packet, class Expression>
+void channel_columns(Eigen::Index rows, Eigen::Index cols, const S* add, S* out, const Packet& packet,
+                     const Expression& expression) {
+  namespace ei = Eigen::internal;
+  using P = typename ei::packet_traits<S>::type;
+  constexpr Eigen::Index L = ei::packet_traits<S>::size;
+  if (rows % L != 0) {
+    Eigen::Map<Eigen::Array<S, Eigen::Dynamic, Eigen::Dynamic>> dst(out, rows, cols);
+    if (add)
+      dst = expression() + Eigen::Map<const Eigen::Array<S, Eigen::Dynamic, Eigen::Dynamic>>(add, rows, cols);
+    else
+      dst = expression();
+    return;
+  }
+  for (Eigen::Index j = 0, e = 0; j < cols; ++j)
+    for (Eigen::Index r = 0; r < rows; r += L, e += L) {
+      P v = packet.template operator()<P>(e, r);
+      if (add) v = ei::padd(v, ei::ploadu<P>(add + e));
+      ei::pstoreu(out + e, v);
+    }
+}
+
 /// out_j = s ∘ x_j + t (+ add_j) for the `cols` columns of x (`rows` values each, contiguous); `add`
 /// may be null, `out` may be x or add. Where a column is whole packets, packet by packet (Eigen's
 /// column-wise broadcast runs a head and tail per column: on 16-row columns it ran 1.25x slower than
@@ -16,26 +42,14 @@ namespace resblocks::detail {
 template <class S>
 void channel_affine(const S* x, const S* s, const S* t, const S* add, S* out, Eigen::Index rows, Eigen::Index cols) {
   namespace ei = Eigen::internal;
-  using P = typename ei::packet_traits<S>::type;
-  constexpr Eigen::Index L = ei::packet_traits<S>::size;
-  if (rows % L != 0) {
-    using Columns = Eigen::Map<const Eigen::Array<S, Eigen::Dynamic, Eigen::Dynamic>>;
-    using Coefficients = Eigen::Map<const Eigen::Array<S, Eigen::Dynamic, 1>>;
-    const Coefficients sv(s, rows), tv(t, rows);
-    const auto core = (Columns(x, rows, cols).colwise() * sv).colwise() + tv;
-    Eigen::Map<Eigen::Array<S, Eigen::Dynamic, Eigen::Dynamic>> dst(out, rows, cols);
-    if (add)
-      dst = core + Columns(add, rows, cols);
-    else
-      dst = core;
-    return;
-  }
-  for (Eigen::Index j = 0, e = 0; j < cols; ++j)
-    for (Eigen::Index r = 0; r < rows; r += L, e += L) {
-      P v = ei::pmadd(ei::ploadu<P>(x + e), ei::ploadu<P>(s + r), ei::ploadu<P>(t + r));
-      if (add) v = ei::padd(v, ei::ploadu<P>(add + e));
-      ei::pstoreu(out + e, v);
-    }
+  using Columns = Eigen::Map<const Eigen::Array<S, Eigen::Dynamic, Eigen::Dynamic>>;
+  using Coefficients = Eigen::Map<const Eigen::Array<S, Eigen::Dynamic, 1>>;
+  channel_columns(
+      rows, cols, add, out,
+      [&]<class P>(Eigen::Index e, Eigen::Index r) {
+        return ei::pmadd(ei::ploadu<P>(x + e), ei::ploadu<P>(s + r), ei::ploadu<P>(t + r));
+      },
+      [&] { return (Columns(x, rows, cols).colwise() * Coefficients(s, rows)).colwise() + Coefficients(t, rows); });
 }
 
 /// out_j = s ∘ g_j + b ∘ x_j + c (+ add_j) for the `cols` columns of g and x (`rows` values each,
@@ -46,29 +60,21 @@ template <class S>
 void channel_affine(const S* g, const S* s, const S* x, const S* b, const S* c, const S* add, S* out, Eigen::Index rows,
                     Eigen::Index cols) {
   namespace ei = Eigen::internal;
-  using P = typename ei::packet_traits<S>::type;
-  constexpr Eigen::Index L = ei::packet_traits<S>::size;
-  if (rows % L != 0) {
-    using Columns = Eigen::Map<const Eigen::Array<S, Eigen::Dynamic, Eigen::Dynamic>>;
-    using Coefficients = Eigen::Map<const Eigen::Array<S, Eigen::Dynamic, 1>>;
-    const Columns gb(g, rows, cols), xb(x, rows, cols);
-    const Coefficients sv(s, rows), bv(b, rows), cv(c, rows);
-    const auto core = ((gb.colwise() * sv) + (xb.colwise() * bv)).colwise() + cv;
-    Eigen::Map<Eigen::Array<S, Eigen::Dynamic, Eigen::Dynamic>> dst(out, rows, cols);
-    if (add)
-      dst = core + Columns(add, rows, cols);
-    else
-      dst = core;
-    return;
-  }
-  for (Eigen::Index j = 0, e = 0; j < cols; ++j)
-    for (Eigen::Index r = 0; r < rows; r += L, e += L) {
-      P v = ei::padd(
-          ei::pmadd(ei::ploadu<P>(x + e), ei::ploadu<P>(b + r), ei::pmul(ei::ploadu<P>(g + e), ei::ploadu<P>(s + r))),
-          ei::ploadu<P>(c + r));
-      if (add) v = ei::padd(v, ei::ploadu<P>(add + e));
-      ei::pstoreu(out + e, v);
-    }
+  using Columns = Eigen::Map<const Eigen::Array<S, Eigen::Dynamic, Eigen::Dynamic>>;
+  using Coefficients = Eigen::Map<const Eigen::Array<S, Eigen::Dynamic, 1>>;
+  channel_columns(
+      rows, cols, add, out,
+      [&]<class P>(Eigen::Index e, Eigen::Index r) {
+        return ei::padd(
+            ei::pmadd(ei::ploadu<P>(x + e), ei::ploadu<P>(b + r), ei::pmul(ei::ploadu<P>(g + e), ei::ploadu<P>(s + r))),
+            ei::ploadu<P>(c + r));
+      },
+      [&] {
+        return ((Columns(g, rows, cols).colwise() * Coefficients(s, rows)) +
+                (Columns(x, rows, cols).colwise() * Coefficients(b, rows)))
+                   .colwise() +
+               Coefficients(c, rows);
+      });
 }
 
 }  // namespace resblocks::detail
