@@ -10,7 +10,7 @@ template void direct_conv<S>(const DirectConvPlan&, const DirectConvShape&, cons
 template void direct_conv_weight<S>(const DirectConvPlan&, const DirectConvShape&, const S*, const S*, S*);
 template void winograd_weights<S>(const S*, Index, Index, int, S*);
 template void winograd_conv<S>(const DirectConvShape&, WinogradPlan, const S*, const S*, S*, S*);
-template void winograd_conv_weight<S>(const DirectConvShape&, int, const S*, const S*, S*, S*);
+template void winograd_conv_weight<S>(const DirectConvShape&, int, const S*, const S*, S*, S*, bool);
 template void winograd_weight_grad<S>(const S*, Index, Index, int, S*);
 template void pad_sample<S>(const S*, Index, Index, Index, Index, Index, Index, S*);
 template void im2col<S>(const ConvGeometry&, const S*, Index, Index, S*);

@@ -4,6 +4,7 @@
 
 #include <Eigen/Core>
 
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -59,20 +60,20 @@ Eigen::MatrixXd weight_definition(const Eigen::MatrixXd& x, const Eigen::MatrixX
   return dw;
 }
 
-// The F(m×m) Winograd weight gradient of one sample, twice (it accumulates), in S: (9·in) × out, rows
-// [tap][in].
+// The F(m×m) Winograd weight gradient of one sample, twice (the first call overwrites du's NaNs, the
+// second accumulates), in S: (9·in) × out, rows [tap][in].
 template <class S>
 Eigen::MatrixXd winograd_weight(const Eigen::MatrixXd& x, const Eigen::MatrixXd& dy, Index h, Index wd, int m) {
   using M = Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic>;
   const Index in = x.rows(), out = dy.rows();
   const M xs = x.cast<S>(), dys = dy.cast<S>();
-  M du = M::Zero(out, (m + 2) * (m + 2) * in);  // [ξ][in][out]
+  M du = M::Constant(out, (m + 2) * (m + 2) * in, std::numeric_limits<S>::quiet_NaN());  // [ξ][in][out]
   std::vector<S> scratch(detail::winograd_scratch_size<S>(in, out), S(-7));
   const DirectConvShape shape{in, out, 3, 1, h, wd, h, wd};
   M dw = M::Constant(out, 9 * in, S(1));  // [tap][in][out]; winograd_weight_grad adds to it
   with_m(m, [&]<int F>() {
     for (int twice = 0; twice < 2; ++twice)
-      detail::winograd_conv_weight_m<S, F>(shape, xs.data(), dys.data(), du.data(), scratch.data());
+      detail::winograd_conv_weight_m<S, F>(shape, xs.data(), dys.data(), du.data(), scratch.data(), twice == 0);
     detail::winograd_weight_grad_m<S, F>(du.data(), in, out, dw.data());
   });
   return (dw.array() - S(1)).matrix().transpose().template cast<double>();

@@ -476,9 +476,10 @@ void winograd_conv(const DirectConvShape& s, WinogradPlan plan, const S* src, co
 /// output-gradient tiles (dy: s.out_h × s.out_w × s.out, zero past the edge). That is dL/dU, the
 /// gradient of the transformed weights (y = Aᵀ (U ⊙ V) A); winograd_weight_grad turns it into dL/dw.
 /// Tiles are taken A at a time (the last block shorter); CB input channels × NV packets of du in
-/// registers per pass over a block.
+/// registers per pass over a block. With `overwrite`, du's old values are not read (=, not +=): the
+/// first block's sums start from zero, as they would from a zeroed du (the same bits, no zeroing pass).
 template <class S, int M, int NV, int CB>
-void winograd_weight_tiles(const DirectConvShape& s, const S* src, const S* dy, S* du, S* scratch) {
+void winograd_weight_tiles(const DirectConvShape& s, const S* src, const S* dy, S* du, S* scratch, bool overwrite) {
   namespace ei = Eigen::internal;
   using P = typename DirectConvTraits<S>::Packet;
   using W = WinogradTransform<M>;
@@ -522,8 +523,10 @@ void winograd_weight_tiles(const DirectConvShape& s, const S* src, const S* dy, 
         for (int l0 = 0; l0 < L; l0 += CB) {
           S* dux = du + (xi * in + cp * L + l0) * out;
           P acc[CB][NV];
-          static_for<CB>(
-              [&](auto c) { static_for<NV>([&](auto k) { acc[c][k] = ei::ploadu<P>(dux + c * out + k * L); }); });
+          const bool fresh = overwrite && b == 0;
+          static_for<CB>([&](auto c) {
+            static_for<NV>([&](auto k) { acc[c][k] = fresh ? ei::pzero(P{}) : ei::ploadu<P>(dux + c * out + k * L); });
+          });
           const S* vt = v + ((xi * in_packets + cp) * TB) * L + l0;
           const S* dt = d + xi * point;
           for (Index t = 0; t < nt; ++t, vt += L, dt += L) {
@@ -541,26 +544,27 @@ void winograd_weight_tiles(const DirectConvShape& s, const S* src, const S* dy, 
 }
 
 /// du (T²·in·out, [ξ][in][out]) += the F(M×M) Winograd weight gradient of one sample
-/// (winograd_weight_tiles): s.in whole packets, s.out 1, 2 or 4 of them; scratch holds
-/// winograd_scratch_size elements.
+/// (winograd_weight_tiles; = with `overwrite`): s.in whole packets, s.out 1, 2 or 4 of them; scratch
+/// holds winograd_scratch_size elements.
 template <class S, int M>
-void winograd_conv_weight_m(const DirectConvShape& s, const S* src, const S* dy, S* du, S* scratch) {
+void winograd_conv_weight_m(const DirectConvShape& s, const S* src, const S* dy, S* du, S* scratch, bool overwrite) {
   constexpr int A = DirectConvTraits<S>::accumulators, L = DirectConvTraits<S>::lanes;
   constexpr int cb1 = std::min(L, A >= 28 ? 16 : 8), cb2 = std::min(L, A >= 28 ? 8 : 4),
                 cb4 = std::min(L, A >= 28 ? 4 : 2);
   const Index nv = s.out / L;
   if (nv == 1)
-    winograd_weight_tiles<S, M, 1, cb1>(s, src, dy, du, scratch);
+    winograd_weight_tiles<S, M, 1, cb1>(s, src, dy, du, scratch, overwrite);
   else if (nv == 2)
-    winograd_weight_tiles<S, M, 2, cb2>(s, src, dy, du, scratch);
+    winograd_weight_tiles<S, M, 2, cb2>(s, src, dy, du, scratch, overwrite);
   else
-    winograd_weight_tiles<S, M, 4, cb4>(s, src, dy, du, scratch);
+    winograd_weight_tiles<S, M, 4, cb4>(s, src, dy, du, scratch, overwrite);
 }
 
 /// winograd_conv_weight_m for the tile side m (winograd_weight_m): du holds (m+2)²·in·out values.
 template <class S>
-void winograd_conv_weight(const DirectConvShape& s, int m, const S* src, const S* dy, S* du, S* scratch) {
-  winograd_dispatch<S>(m, [&]<int M>() { winograd_conv_weight_m<S, M>(s, src, dy, du, scratch); });
+void winograd_conv_weight(const DirectConvShape& s, int m, const S* src, const S* dy, S* du, S* scratch,
+                          bool overwrite) {
+  winograd_dispatch<S>(m, [&]<int M>() { winograd_conv_weight_m<S, M>(s, src, dy, du, scratch, overwrite); });
 }
 
 /// dw[tap][ci][co] += (Gᵀ du G)[kh][kw] for each (ci, co): dL/dw from dL/dU (U = G g Gᵀ, F(M×M)), a
@@ -596,10 +600,10 @@ void winograd_weight_grad(const S* du, Index in, Index out, int m, S* dw) {
 
 // The float and double instances compiled once in the compiled-kernels mode (core/compiled_kernels.hpp).
 // NOLINTBEGIN(bugprone-macro-parentheses)
-#define RESBLOCKS_WINOGRAD_KERNELS(S)                                                                              \
-  RESBLOCKS_EXTERN_KERNEL(void winograd_weights<S>(const S*, Index, Index, int, S*))                               \
-  RESBLOCKS_EXTERN_KERNEL(void winograd_conv<S>(const DirectConvShape&, WinogradPlan, const S*, const S*, S*, S*)) \
-  RESBLOCKS_EXTERN_KERNEL(void winograd_conv_weight<S>(const DirectConvShape&, int, const S*, const S*, S*, S*))   \
+#define RESBLOCKS_WINOGRAD_KERNELS(S)                                                                                  \
+  RESBLOCKS_EXTERN_KERNEL(void winograd_weights<S>(const S*, Index, Index, int, S*))                                   \
+  RESBLOCKS_EXTERN_KERNEL(void winograd_conv<S>(const DirectConvShape&, WinogradPlan, const S*, const S*, S*, S*))     \
+  RESBLOCKS_EXTERN_KERNEL(void winograd_conv_weight<S>(const DirectConvShape&, int, const S*, const S*, S*, S*, bool)) \
   RESBLOCKS_EXTERN_KERNEL(void winograd_weight_grad<S>(const S*, Index, Index, int, S*))
 // NOLINTEND(bugprone-macro-parentheses)
 RESBLOCKS_WINOGRAD_KERNELS(float)

@@ -813,8 +813,12 @@ void Conv2d<S, In, Out>::direct_backward(const Output& dL_dy, Input& dL_dx, cons
       [&](Index q, Index thread) {
         Weight* part = m_cols.data() + 1 + 5 * thread;
         Weight& dw = m_dw_parts[std::size_t(q)];  // kernel order [tap][in][out], or dL/dU
-        dw.setZero(m_out, m_in * (dw_m > 0 ? detail::winograd_points(dw_m) : m_k * m_k));
-        for (Index i = n * q / parts; i < n * (q + 1) / parts; ++i) {
+        if (dw_m > 0)  // the Winograd kernel writes the part's first sample's sums (no pass of zeros)
+          dw.resize(m_out, m_in * detail::winograd_points(dw_m));
+        else
+          dw.setZero(m_out, m_in * m_k * m_k);
+        const Index first = n * q / parts;
+        for (Index i = first; i < n * (q + 1) / parts; ++i) {
           const S* dy = dL_dy.data() + i * out_area * m_out;
           if (norm) {
             S* computed = chunk_buffer(part[4], m_out, out_area).data();
@@ -826,7 +830,8 @@ void Conv2d<S, In, Out>::direct_backward(const Output& dL_dy, Input& dL_dx, cons
           // x: with the mask first, it waited on memory).
           const S* xi = x.data() + i * in_area * m_in;
           if (dw_m > 0) {
-            detail::winograd_conv_weight(fwd_unpadded, dw_m, xi, dy, dw.data(), winograd_scratch(part[3], fwd));
+            detail::winograd_conv_weight(fwd_unpadded, dw_m, xi, dy, dw.data(), winograd_scratch(part[3], fwd),
+                                         i == first);
           } else {
             const S* x_padded = padded(xi, m_in_size, m_in, m_opt.padding, fwd, part[1]);
             detail::direct_conv_weight(dw_plan, fwd, x_padded, dy, dw.data());
