@@ -111,6 +111,53 @@ TEST_CASE("Repeat: a block's last activation runs inside the next block's backwa
   require_same_as_block_by_block<double, Tanh<double>>();  // out of place
 }
 
+namespace {
+// ResNet v1 blocks in a Repeat against the same blocks' own backward passes: each block's pass also
+// sums the BatchNorm2d that ends the block before it (before its ReLU) on each sample; dL/dx and every
+// parameter gradient bit for bit, on 1 and 2 threads; strided first block as in a CifarResNet stage.
+template <class S>
+void require_basic_blocks_same_as_block_by_block() {
+  using M = Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic>;
+  using Stack = Repeat<BasicBlock<S>>;
+  static_assert(detail::SampleGradientSumsPair<BasicBlock<S>, Residual<BasicBranch<S>, Shortcut<S>>>);
+  const int saved = num_threads();
+  for (const int threads : {1, 2}) {
+    set_num_threads(threads);
+    manual_seed(5);
+    Stack fused(3, [](Index i) {
+      return BasicBlock<S>(16, 16, 1, {.downsample = i == 0 ? ShortcutKind::projection : ShortcutKind::identity});
+    });
+    fused.set_image_size({6, 16});
+    auto plain = fused;
+    const M x = rbtest::random_batch<M>(16, 5 * 96, 94);
+    const M dy = rbtest::random_batch<M>(16, 5 * 96, 95);
+    REQUIRE(fused.forward(x) == plain.forward(x));
+    // The blocks' first convolutions hand over whole samples (the direct kernels: float with any SIMD,
+    // double with AVX; else a GEMM path) and then the BatchNorm2d takes them.
+    const detail::SampleBlocks blocks = fused[1].backward_sample_blocks();
+    if constexpr (std::is_same_v<S, float>) REQUIRE(blocks);
+    REQUIRE(fused[0].before_last_layer().takes_sample_gradient_sums(blocks) == bool(blocks));
+    const M dx = fused.backward(dy);
+    const M* g = &dy;
+    for (std::size_t i = plain.size(); i-- > 0;) g = &plain[i].backward(*g);
+    INFO("threads " << threads);
+    REQUIRE(dx == *g);
+    std::vector<M> fused_grads, plain_grads;
+    fused.for_each_parameter([&](auto, auto&, auto& grad) { fused_grads.emplace_back(grad); });
+    plain.for_each_parameter([&](auto, auto&, auto& grad) { plain_grads.emplace_back(grad); });
+    REQUIRE(fused_grads.size() == plain_grads.size());
+    for (std::size_t i = 0; i < fused_grads.size(); ++i) REQUIRE(fused_grads[i] == plain_grads[i]);
+  }
+  set_num_threads(saved);
+}
+}  // namespace
+
+TEST_CASE("Repeat: a ResNet block's pass sums the BatchNorm2d that ends the block before it, bit for bit",
+          "[repeat][fusion][resnet]") {
+  require_basic_blocks_same_as_block_by_block<float>();
+  require_basic_blocks_same_as_block_by_block<double>();
+}
+
 TEST_CASE("Repeat: gradients through blocks that end in an activation", "[repeat][gradient][fusion]") {
   Repeat<EndsInActivation<double, Tanh<double>>> stack(
       3, [](Index) { return ends_in_activation<double, Tanh<double>>(4, 6); });

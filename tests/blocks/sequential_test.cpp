@@ -123,6 +123,8 @@ TEST_CASE("Sequential: a convolution computes the BatchNorm2d's dL/dx after it a
         const auto skip = rbtest::random_batch<Eigen::MatrixXf>(16, 5 * 96, 63);
 
         REQUIRE(net.forward(x) == n4.forward(c3.forward(a2.forward(n1.forward(c0.forward(x))))));
+        // The second convolution's backward pass sums the first BatchNorm2d's backward sums.
+        REQUIRE(net.get<1>().takes_sample_gradient_sums(net.get<3>().backward_sample_blocks()));
         const Eigen::MatrixXf dx = net.backward(g);
         REQUIRE(dx == c0.backward(n1.backward(a2.backward(c3.backward(n4.backward(g))))));
         REQUIRE(net.get<0>().weight_grad() == c0.weight_grad());
@@ -145,6 +147,36 @@ TEST_CASE("Sequential: a convolution computes the BatchNorm2d's dL/dx after it a
   set_num_threads(saved);
   REQUIRE(by_threads.size() == 16);
   for (std::size_t i = 0; i < 8; ++i) REQUIRE(by_threads[i] == by_threads[i + 8]);  // 1 and 2 threads
+}
+
+TEST_CASE("Sequential: a strided convolution's pass sums the BatchNorm2d before its activation, bit for bit",
+          "[sequential][fusion]") {
+  // The strided backward (im2col + GEMM) hands over each part's samples at once.
+  using Net = Sequential<Conv2d<float>, BatchNorm2d<float>, ReLU<float>, Conv2d<float>>;
+  const int saved = num_threads();
+  for (const int threads : {1, 2}) {
+    set_num_threads(threads);
+    INFO(threads << " threads");
+    manual_seed(9);
+    Net net{Conv2d<float>(16, 16, 3, {.padding = 1, .bias = false}), BatchNorm2d<float>(16), ReLU<float>(),
+            Conv2d<float>(16, 32, 3, {.stride = 2, .padding = 1, .bias = false})};
+    net.set_image_size({8, 8});
+    auto c0 = net.get<0>();
+    auto n1 = net.get<1>();
+    auto a2 = net.get<2>();
+    auto c3 = net.get<3>();
+    const auto x = rbtest::random_batch<Eigen::MatrixXf>(16, 5 * 64, 66);
+    const auto g = rbtest::random_batch<Eigen::MatrixXf>(32, 5 * 16, 67);
+    REQUIRE(net.forward(x) == c3.forward(a2.forward(n1.forward(c0.forward(x)))));
+    REQUIRE(net.get<3>().backward_sample_blocks().samples == 5);
+    REQUIRE(net.get<1>().takes_sample_gradient_sums(net.get<3>().backward_sample_blocks()));
+    REQUIRE(net.backward(g) == c0.backward(n1.backward(a2.backward(c3.backward(g)))));
+    REQUIRE(net.get<0>().weight_grad() == c0.weight_grad());
+    REQUIRE(net.get<1>().weight_grad() == n1.weight_grad());
+    REQUIRE(net.get<1>().bias_grad() == n1.bias_grad());
+    REQUIRE(net.get<3>().weight_grad() == c3.weight_grad());
+  }
+  set_num_threads(saved);
 }
 
 TEST_CASE("Sequential: Conv2d -> BatchNorm2d gradients where the convolution takes the normalisation's dL/dx",

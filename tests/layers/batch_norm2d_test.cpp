@@ -113,6 +113,56 @@ TEST_CASE("BatchNorm2d: with an image size, statistics per sample, and moments s
   REQUIRE_THROWS_AS(handed.sample_moments(x, 0, 48), std::logic_error);
 }
 
+TEST_CASE("BatchNorm2d: backward sums handed over by a later layer, sample by sample or several at once",
+          "[batch_norm]") {
+  // 3 channels of 6 samples of 4x6 images: the backward sums per sample (its statistics' partitions).
+  const Eigen::MatrixXd x = rbtest::random_batch<Eigen::MatrixXd>(3, 6 * 24, 12) * 2.0;
+  const Eigen::MatrixXd g = rbtest::random_batch<Eigen::MatrixXd>(3, 6 * 24, 13);
+  for (const bool training : {true, false}) {
+    INFO("training " << training);
+    BatchNorm2d<double> own(3);
+    own.set_image_size({4, 6});
+    own.set_training(training);
+    auto handed = own;
+    own.forward(x);
+    const Eigen::MatrixXd dx = own.backward(g);
+    // The later layer's pass hands over whole samples in any order, one or several at a time: the same bits.
+    handed.forward(x);
+    const detail::SampleBlocks blocks{24, 6};
+    REQUIRE(handed.takes_sample_gradient_sums(blocks));
+    handed.begin_sample_gradient_sums(blocks);
+    handed.sample_gradient_sums(g, 4 * 24, 2 * 24);
+    for (const Index sample : {1, 0, 3, 2}) handed.sample_gradient_sums(g, sample * 24, 24);
+    handed.end_sample_gradient_sums(g);
+    REQUIRE(handed.backward(g) == dx);
+    REQUIRE(handed.weight_grad() == own.weight_grad());
+    REQUIRE(handed.bias_grad() == own.bias_grad());
+    // Used once: the next backward (of other values in the same buffer) sums them itself.
+    Eigen::MatrixXd g2 = g;
+    handed.sample_gradient_sums(g2, 0, 6 * 24);
+    handed.end_sample_gradient_sums(g2);
+    handed.forward(x);  // a forward drops sums handed over before it
+    g2 *= 3.0;
+    own.forward(x);
+    REQUIRE(handed.backward(g2) == own.backward(g2));
+  }
+  // Not taken: blocks other than its partitions, or without an image size. A block that is not
+  // whole partitions, or a backward before any forward, is a programming error.
+  BatchNorm2d<double> bn(3);
+  REQUIRE_FALSE(bn.takes_sample_gradient_sums({24, 6}));
+  bn.set_image_size({4, 6});
+  REQUIRE_FALSE(bn.takes_sample_gradient_sums({12, 12}));
+  REQUIRE_FALSE(bn.takes_sample_gradient_sums({}));
+  bn.begin_sample_gradient_sums({24, 6});
+  REQUIRE_THROWS_AS(bn.sample_gradient_sums(g, 0, 24), std::logic_error);
+  bn.forward(x);
+  bn.begin_sample_gradient_sums({24, 6});
+  REQUIRE_THROWS_AS(bn.sample_gradient_sums(g, 12, 24), std::logic_error);
+  REQUIRE_THROWS_AS(bn.sample_gradient_sums(g, 0, 36), std::logic_error);
+  REQUIRE_THROWS_AS(bn.sample_gradient_sums(g, 5 * 24, 48), std::logic_error);
+  REQUIRE_THROWS_AS(bn.sample_gradient_sums(g.leftCols(48), 0, 24), std::logic_error);
+}
+
 TEST_CASE("BatchNorm2d: evaluation mode uses running statistics", "[batch_norm]") {
   BatchNorm2d<double> bn(2);
   randomise_affine(bn, 4);

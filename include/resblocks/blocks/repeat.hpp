@@ -197,6 +197,16 @@ class Repeat : public detail::VisitsParameters<Repeat<Block>>, public detail::Vi
   }
 
  private:
+  /// Whether a block's pass can sum the backward sums of the layer before the previous block's last
+  /// layer (detail::backward_summing).
+  static constexpr bool summing_before_last = [] {
+    if constexpr (requires(Block & b) { b.before_last_layer(); })
+      return detail::SampleGradientSumsPair<Block,
+                                            std::remove_cvref_t<decltype(std::declval<Block&>().before_last_layer())>>;
+    else
+      return false;
+  }();
+
   /// The backward passes of the blocks, last to first, the hooks on the first block's dL/dx; with
   /// below_last, the last block starts below its last layer.
   template <class Prepare, class Epilogue>
@@ -222,12 +232,21 @@ class Repeat : public detail::VisitsParameters<Repeat<Block>>, public detail::Vi
           continue;
         }
         auto& act = m_blocks[i - 1].last_layer();
-        const auto [act_prepare, act_epilogue] = detail::fused_backward_hooks(act);
-        if (last_done)
-          block.backward_below_last(*g, act_prepare, act_epilogue);
-        else
-          block.backward_then(*g, act_prepare, act_epilogue);
-        g = &act.fused_grad();
+        const auto run = [&](const auto& act_prepare, const auto& act_epilogue) {
+          if (last_done)
+            block.backward_below_last(*g, act_prepare, act_epilogue);
+          else
+            block.backward_then(*g, act_prepare, act_epilogue);
+        };
+        // The layer before that (a ResNet v1 block's residual, ending in BatchNorm2d) sums its
+        // backward sums in the same pass, when it can.
+        if constexpr (summing_before_last) {
+          g = &detail::backward_summing(block.backward_sample_blocks(), act, m_blocks[i - 1].before_last_layer(), run);
+        } else {
+          const auto [act_prepare, act_epilogue] = detail::fused_backward_hooks(act);
+          run(act_prepare, act_epilogue);
+          g = &act.fused_grad();
+        }
         last_done = true;
       }
       return *g;

@@ -141,6 +141,30 @@ class Residual : public detail::VisitsParameters<Residual<F, Skip>>, public deta
 
   const Input& backward(const Output& dL_dy) { return backward_then(dL_dy, detail::NoPrepare{}, detail::NoEpilogue{}); }
 
+  /// The body's detail::HasBackwardSampleBlocks: its first pass runs the hooks, the skip's gradient
+  /// included.
+  /// \returns the body's blocks
+  [[nodiscard]] detail::SampleBlocks backward_sample_blocks()
+      const noexcept requires detail::HasBackwardSampleBlocks<F> {
+    return m_body.backward_sample_blocks();
+  }
+  /// The body's detail::TakesSampleGradientSums protocol: the body gets dL/dy as it is.
+  /// \param blocks the samples of dL/dy
+  /// \returns true when the body takes sums summed on them
+  [[nodiscard]] bool takes_sample_gradient_sums(
+      detail::SampleBlocks blocks) const noexcept requires detail::TakesSampleGradientSums<F> {
+    return m_body.takes_sample_gradient_sums(blocks);
+  }
+  void begin_sample_gradient_sums(detail::SampleBlocks blocks) requires detail::TakesSampleGradientSums<F> {
+    m_body.begin_sample_gradient_sums(blocks);
+  }
+  void sample_gradient_sums(const Output& dL_dy, Index c0, Index n) requires detail::TakesSampleGradientSums<F> {
+    m_body.sample_gradient_sums(dL_dy, c0, n);
+  }
+  void end_sample_gradient_sums(const Output& dL_dy) noexcept requires detail::TakesSampleGradientSums<F> {
+    m_body.end_sample_gradient_sums(dL_dy);
+  }
+
   /// backward(dL_dy), then a preceding element-wise layer's `epilogue` on each finished block of dL/dx
   /// (skip gradient included), inside the body's first pass.
   /// \param dL_dy gradient of the loss with respect to the last forward's output

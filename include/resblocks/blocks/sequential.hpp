@@ -234,6 +234,35 @@ class Sequential {
   /// (fused_backward_block), then the rest of this Sequential with backward_below_last.
   /// \returns the last layer
   auto& last_layer() noexcept requires(N >= 2 && ElementWise<At<N - 1>>) { return get<N - 1>(); }
+  /// The layer before the last one: Repeat sums its backward sums in the next block's pass, on the
+  /// last layer's dL/dx (detail::backward_summing), when it takes them.
+  /// \returns layer N − 2
+  auto& before_last_layer() noexcept requires(N >= 2) { return get<N - 2>(); }
+
+  /// The blocks backward_then's epilogue runs on, when they are whole samples: its first layer's
+  /// (whose pass runs the hooks), see detail::HasBackwardSampleBlocks.
+  /// \returns the first layer's blocks
+  [[nodiscard]] detail::SampleBlocks backward_sample_blocks()
+      const noexcept requires detail::HasBackwardSampleBlocks<At<0>> {
+    return get<0>().backward_sample_blocks();
+  }
+  /// The last layer's (which gets dL/dy as it is) detail::TakesSampleGradientSums protocol.
+  /// \param blocks the samples of dL/dy
+  /// \returns true when the last layer takes sums summed on them
+  [[nodiscard]] bool takes_sample_gradient_sums(
+      detail::SampleBlocks blocks) const noexcept requires detail::TakesSampleGradientSums<At<N - 1>> {
+    return get<N - 1>().takes_sample_gradient_sums(blocks);
+  }
+  void begin_sample_gradient_sums(detail::SampleBlocks blocks) requires detail::TakesSampleGradientSums<At<N - 1>> {
+    get<N - 1>().begin_sample_gradient_sums(blocks);
+  }
+  void sample_gradient_sums(const Output& dL_dy, Index c0,
+                            Index n) requires detail::TakesSampleGradientSums<At<N - 1>> {
+    get<N - 1>().sample_gradient_sums(dL_dy, c0, n);
+  }
+  void end_sample_gradient_sums(const Output& dL_dy) noexcept requires detail::TakesSampleGradientSums<At<N - 1>> {
+    get<N - 1>().end_sample_gradient_sums(dL_dy);
+  }
 
   /// backward of every layer but the last, from the gradient with respect to the last layer's input
   /// (computed by the caller, e.g. inside the next block's pass); the hooks as backward_then's.
@@ -374,6 +403,18 @@ class Sequential {
     layer_backward<I, BelowLast>(g, prepare, epilogue);
     return act.fused_grad();
   }
+  /// backward_pair of layer I and the element-wise layer I-1, with the backward sums of the
+  /// normalisation I-2 summed on each sample of the latter's dL/dx in the same pass when the three can
+  /// run so now (SampleGradientSumsPair); returns layer I-1's dL/dx.
+  template <std::size_t I, bool BelowLast, class G>
+  const auto& backward_pair_summed(const G& g) {
+    if constexpr (I >= 2 && detail::SampleGradientSumsPair<At<I>, At<I - 2>>)
+      return detail::backward_summing(
+          get<I>().backward_sample_blocks(), get<I - 1>(), get<I - 2>(),
+          [&](const auto& prepare, const auto& epilogue) { layer_backward<I, BelowLast>(g, prepare, epilogue); });
+    else
+      return backward_pair<I, BelowLast>(g, get<I - 1>());
+  }
   template <std::size_t I, class X>
   const auto& infer_pair(const X& x, Workspace& ws) const {
     const auto& act = get<I + 1>();
@@ -455,7 +496,9 @@ class Sequential {
   ///   activation at 0 when there are hooks (its dL/dx would need the hooks' blocks too): then it runs
   ///   alone, the hooks after it; so does the last layer of a layer that SplitsLastLayer;
   /// - a convolution that takes the normalisation after it computes the latter's dL/dx as it reads it
-  ///   (NormGradient).
+  ///   (NormGradient);
+  /// - a convolution after an element-wise layer after a normalisation sums the latter's backward sums
+  ///   on each sample of the element-wise layer's dL/dx in its pass (SampleGradientSumsPair).
   template <std::size_t I, bool BelowLast = false, class G, class Prepare = detail::NoPrepare,
             class Epilogue = detail::NoEpilogue>
   const Input& backward_from(const G& g, const Prepare& prepare = {}, const Epilogue& epilogue = {}) {
@@ -476,7 +519,7 @@ class Sequential {
       if constexpr (I == 1)
         return backward_pair<I, BelowLast>(g, get<I - 1>());
       else
-        return backward_from<I - 2>(backward_pair<I, BelowLast>(g, get<I - 1>()), prepare, epilogue);
+        return backward_from<I - 2>(backward_pair_summed<I, BelowLast>(g), prepare, epilogue);
     } else {
       return backward_from<I - 1>(layer_backward<I, BelowLast>(g), prepare, epilogue);
     }
@@ -500,7 +543,7 @@ class Sequential {
     if constexpr (I == 0)
       detail::backward_add(get<0>(), g, dx, skip_grad, prepare, epilogue);
     else if constexpr (I >= 2 && detail::FusedBackwardPair<At<I - 1>, At<I>>)
-      backward_add_from<I - 2>(backward_pair<I, BelowLast>(g, get<I - 1>()), dx, skip_grad, prepare, epilogue);
+      backward_add_from<I - 2>(backward_pair_summed<I, BelowLast>(g), dx, skip_grad, prepare, epilogue);
     else
       backward_add_from<I - 1>(layer_backward<I, BelowLast>(g), dx, skip_grad, prepare, epilogue);
   }

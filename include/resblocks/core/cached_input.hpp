@@ -34,6 +34,9 @@ class CachedInput {
     detail::check_forward_done(layer, m_ptr != nullptr);
     return *m_ptr;
   }
+  /// \brief The cached input, or null when no forward ran.
+  /// \returns the last forward's input, or null
+  [[nodiscard]] const T* get_if() const noexcept { return m_ptr; }
 
  private:
   const T* m_ptr = nullptr;

@@ -237,6 +237,9 @@ class FusedLayer {
   /// \returns the input of the last forward
   /// \throws std::logic_error when no forward ran
   const Input& cached_input() const { return m_x.get(Derived::name); }
+  /// \brief The last forward's input, or null when no forward ran.
+  /// \returns the input of the last forward, or null
+  const Input* cached_input_if() const noexcept { return m_x.get_if(); }
   /// \brief The training pass's own output and input-gradient buffers.
   /// \returns the output buffer
   Output& own_output() noexcept { return m_y; }

@@ -172,6 +172,52 @@ auto fused_backward_hooks(Act& act) {
                    }};
 }
 
+/// A layer whose backward_then epilogue runs on whole samples of its dL/dx, one or more per block
+/// (Conv2d's direct and scatter passes, and a container whose first layer's pass runs the hooks),
+/// which it reports: columns per sample and samples, empty when the blocks are not whole samples.
+template <class L>
+concept HasBackwardSampleBlocks = requires(const L& layer) {
+  { layer.backward_sample_blocks() } -> std::same_as<SampleBlocks>;
+};
+
+/// A layer (BatchNorm2d, or a container ending in one) whose backward can take its per-channel sums
+/// summed sample by sample, on its dL/dy, by a later layer's pass.
+template <class L>
+concept TakesSampleGradientSums = requires(const L& const_layer, L& layer, const typename L::Output& g,
+                                           SampleBlocks blocks) {
+  { const_layer.takes_sample_gradient_sums(blocks) } -> std::same_as<bool>;
+  layer.begin_sample_gradient_sums(blocks);
+  layer.sample_gradient_sums(g, Index{}, Index{});
+  layer.end_sample_gradient_sums(g);
+};
+
+/// A layer whose backward epilogue runs on whole samples of its dL/dx (HasBackwardSampleBlocks), after
+/// an element-wise layer after a normalisation that can take its backward sums summed on those
+/// samples (TakesSampleGradientSums): the sums run in the former's pass (backward_summing).
+template <class P, class N>
+concept SampleGradientSumsPair = HasBackwardSampleBlocks<P> && TakesSampleGradientSums<N>;
+
+/// Runs `run(prepare, epilogue)`, a layer's backward pass with the hooks that run the element-wise
+/// layer `act`'s backward on each block of its dL/dx (fused_backward_hooks); when `norm` (the layer
+/// before act) takes sums on `blocks`, the same pass then sums norm's backward sums on each block of
+/// act's dL/dx while it is in cache, instead of norm summing them in a pass of its own.
+/// \returns act's dL/dx
+template <class Act, class Norm, class Run>
+const auto& backward_summing(SampleBlocks blocks, Act& act, Norm& norm, const Run& run) {
+  const auto hooks = fused_backward_hooks(act);
+  if (!norm.takes_sample_gradient_sums(blocks)) {
+    run(hooks.first, hooks.second);
+    return act.fused_grad();
+  }
+  norm.begin_sample_gradient_sums(blocks);
+  run(hooks.first, [&](const auto& d, Index r0, Index rows, Index c0, Index cols) {
+    hooks.second(d, r0, rows, c0, cols);
+    norm.sample_gradient_sums(act.fused_grad(), c0, cols);
+  });
+  norm.end_sample_gradient_sums(act.fused_grad());
+  return act.fused_grad();
+}
+
 /// A layer that ends in an element-wise layer and runs its backward without it (Sequential, and Repeat
 /// of such blocks): its container runs that last layer inside the next layer's backward pass, on the
 /// blocks of the next layer's dL/dx while they are in cache, instead of in a pass of its own.

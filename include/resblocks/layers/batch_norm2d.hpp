@@ -48,9 +48,12 @@ struct BatchNormOptions {
 /// `num_batches_tracked` (for_each_buffer). infer() normalises as forward() does in the current
 /// mode but never updates the running statistics.
 ///
-/// Statistics are summed over fixed column partitions in parallel and merged in order (Chan's
-/// formula, in double; core/batch_statistics.hpp, shared with DenseLayer), so the bits do not depend
-/// on the thread count.
+/// Statistics, and backward's sums, are summed over fixed column partitions (one per sample when the
+/// image size is known) in parallel and merged in order (Chan's formula, in double;
+/// core/batch_statistics.hpp, shared with DenseLayer), so the bits do not depend on the thread count.
+/// In a network, the layer before it may sum the statistics in its forward pass (takes_sample_moments),
+/// and a layer after the activation after it the backward sums in its backward pass
+/// (takes_sample_gradient_sums): the same partitions, the same bits.
 ///
 /// A network's training forward() that throws after this layer ran leaves its running statistics
 /// updated: train/buffer_checkpoint.hpp (BufferCheckpoint) says what changes and how to undo it.
@@ -97,9 +100,11 @@ class BatchNorm2d : public FusedLayer<BatchNorm2d<S, C>, S, C, C>,
   [[nodiscard]] const BatchNormOptions& options() const noexcept { return m_opt; }
 
   /// Optional: the spatial size of the images it normalises (Sequential passes it on). The batch
-  /// statistics are then summed one sample per partition (detail::sample_statistics_partition): the
-  /// partitions a Conv2d before it sums while each sample's output is in cache (takes_sample_moments).
-  /// Without it, partitions of a fixed size; the statistics differ in their last bits.
+  /// statistics and backward's sums are then summed one sample per partition
+  /// (detail::sample_statistics_partition): the partitions a Conv2d before it sums while each sample's
+  /// output is in cache (takes_sample_moments), and a Conv2d after the activation after it while each
+  /// sample's dL/dx is (takes_sample_gradient_sums). Without it, partitions of a fixed size; the
+  /// results differ in their last bits.
   /// \param in height and width of the input images
   /// \returns `in`: the size is unchanged
   ImageSize set_image_size(ImageSize in) noexcept {
@@ -138,6 +143,46 @@ class BatchNorm2d : public FusedLayer<BatchNorm2d<S, C>, S, C, C>,
   /// Marks every sample of y done: the next forward of y takes its statistics from them.
   /// \param y the coming input, whose samples all passed through sample_moments
   void end_sample_moments(const Input& y) noexcept { m_moments = {y.data(), y.cols()}; }
+
+  /// Whether the next backward can take its sums (Σ dy and Σ dy·(x − mean) per channel) from the layer
+  /// after the activation after it, summed sample by sample as that layer's backward finishes each
+  /// sample of dL/dy (when the partitions are those samples). Sequential asks, then calls
+  /// begin_sample_gradient_sums, sample_gradient_sums on each sample, and end_sample_gradient_sums.
+  /// \param blocks the samples of dL/dy the later layer's backward hands over (its backward_sample_blocks)
+  /// \returns true when the sample sums would be used
+  [[nodiscard]] bool takes_sample_gradient_sums(detail::SampleBlocks blocks) const noexcept {
+    return blocks && statistics_step(blocks.columns * blocks.samples) == blocks.columns;
+  }
+  /// Sizes the partitions' storage for those samples (takes_sample_gradient_sums must have said yes).
+  /// \param blocks the samples of dL/dy
+  void begin_sample_gradient_sums(detail::SampleBlocks blocks) {
+    detail::grown_view(m_parts, in_features(), 2 * blocks.samples);
+    m_gradient_sums = {};
+  }
+  /// The sums of whole samples, columns [c0, c0 + n) of dL/dy with the cached input's, into their
+  /// partitions; callable from several threads at once for different samples.
+  /// \param dL_dy the coming backward's gradient (the activation's dL/dx after it)
+  /// \param c0 first column of the first sample
+  /// \param n columns of the samples
+  /// \throws std::logic_error before any forward, or unless [c0, c0 + n) is whole partitions of the
+  /// last forward's input
+  void sample_gradient_sums(const Output& dL_dy, Index c0, Index n) {
+    const Input& x = this->cached_input();
+    const Index step = statistics_step(dL_dy.cols()), rows = dL_dy.rows();
+    if (n <= 0 || n % step != 0 || c0 % step != 0 || rows != in_features() || x.cols() != dL_dy.cols() ||
+        c0 + n > dL_dy.cols() || m_parts.size() < rows * 2 * (dL_dy.cols() / step))
+      throw std::logic_error("BatchNorm2d: sample_gradient_sums of columns " + std::to_string(c0) + "+" +
+                             std::to_string(n) + " of " + detail::shape_string(rows, dL_dy.cols()) +
+                             " is not whole partitions");
+    for (Index p = c0 / step; p < (c0 + n) / step; ++p) {
+      double* part = m_parts.data() + 2 * p * rows;
+      detail::gradient_sums(dL_dy.data() + p * step * rows, rows, x.data() + p * step * rows, rows, m_mean.data(), rows,
+                            step, part, part + rows);
+    }
+  }
+  /// Marks every sample of dL_dy done: the next backward of dL_dy takes its sums from them.
+  /// \param dL_dy the coming gradient, whose samples all passed through sample_gradient_sums
+  void end_sample_gradient_sums(const Output& dL_dy) noexcept { m_gradient_sums = {dL_dy.data(), dL_dy.cols()}; }
   void set_training(bool training) noexcept { m_training = training; }
   [[nodiscard]] bool training() const noexcept { return m_training; }
 
@@ -257,12 +302,14 @@ class BatchNorm2d : public FusedLayer<BatchNorm2d<S, C>, S, C, C>,
   Eigen::VectorXd m_parts;
   Eigen::MatrixXd m_stats;
   Index m_area = 0;  ///< positions per image (set_image_size), 0: unknown
-  /// The input whose per-sample moments are in m_parts (end_sample_moments): its next forward uses them.
-  struct SampleMoments {
+  /// The matrix whose per-sample sums are in m_parts: end_sample_moments' input (its next forward uses
+  /// them), or end_sample_gradient_sums' gradient (its next backward does).
+  struct SampleSums {
     const S* data = nullptr;
     Index cols = 0;
     [[nodiscard]] bool of(const Input& x) const noexcept { return data == x.data() && cols == x.cols(); }
-  } m_moments;
+  };
+  SampleSums m_moments, m_gradient_sums;
   StatisticsReducer m_reducer;
   std::vector<double> m_sync;  ///< reduction buffer: sized on the first step, then reused
   double m_count = 0;          ///< values per channel in the last forward (of all replicas when synchronised)
@@ -275,6 +322,7 @@ Index BatchNorm2d<S, C>::forward_begin(const Input& x) {
   check_batch(x);
   m_trained_with_batch_stats = m_training;
   m_count = double(x.cols());
+  m_gradient_sums = {};  // summed against the input before this one
   if (m_training) {
     m_stats.resize(x.rows(), 2);
     const Index step = statistics_step(x.cols());
@@ -308,18 +356,23 @@ void BatchNorm2d<S, C>::normalize(const Input& x, Output& y, const Output* skip,
   });
 }
 
-/// Σ dy and Σ dy·(x − mean) per channel over fixed partitions, merged in order by
-/// detail::finish_norm_backward: dL/dγ, dL/dβ and the coefficients of dL/dx = scale·dy + b·x + c.
+/// Σ dy and Σ dy·(x − mean) per channel over the statistics' partitions (one per sample when the image
+/// size is known), merged in order by detail::finish_norm_backward: dL/dγ, dL/dβ and the coefficients
+/// of dL/dx = scale·dy + b·x + c. The partitions' sums come from the layer after the activation after
+/// this one when it summed them on the same partitions (end_sample_gradient_sums): the same bits.
 template <class S, int C>
 detail::NormGradient<S> BatchNorm2d<S, C>::gradient_coefficients(const Output& dL_dy) {
   const Input& x = this->cached_input();
   const Index rows = x.rows(), cols = x.cols();
-  const Index step = detail::statistics_partition(rows, cols), nparts = (cols + step - 1) / step;
+  const Index step = statistics_step(cols), nparts = (cols + step - 1) / step;
   auto sums = detail::grown_view(m_parts, rows, 2 * nparts);
-  detail::for_each_statistics_partition(rows, cols, [&](Index p, Index c0, Index n) {
-    detail::gradient_sums(dL_dy.data() + c0 * rows, rows, x.data() + c0 * rows, rows, m_mean.data(), rows, n,
-                          sums.col(2 * p).data(), sums.col(2 * p + 1).data());
-  });
+  if (!m_gradient_sums.of(dL_dy)) {
+    detail::for_each_partition(rows, cols, step, [&](Index p, Index c0, Index n) {
+      detail::gradient_sums(dL_dy.data() + c0 * rows, rows, x.data() + c0 * rows, rows, m_mean.data(), rows, n,
+                            sums.col(2 * p).data(), sums.col(2 * p + 1).data());
+    });
+  }
+  m_gradient_sums = {};
   detail::finish_norm_backward(sums, cols, m_trained_with_batch_stats, m_scale, m_mean, m_inv_std, m_b, m_c,
                                m_dL_dweight, m_dL_dbias);
   if (m_reducer && m_trained_with_batch_stats) synchronize_backward(sums, rows);

@@ -206,6 +206,20 @@ class Conv2d : public FusedLayer<Conv2d<S, In, Out>, S, In, Out>, public detail:
     if (pointwise() || !direct_forward_plan().ok() || in_area <= 0 || x.cols() % in_area != 0) return {};
     return {m_out_size.area(), x.cols() / in_area};
   }
+  /// The blocks backward_then's epilogue gets when they are whole samples of dL/dx (the direct pass
+  /// runs one sample at a time, the strided one a part's samples): columns (the input area) and
+  /// samples of the last forward's input; empty on the other paths, without the input gradient, or
+  /// before a forward (detail::HasBackwardSampleBlocks). Sequential and Repeat then have a
+  /// BatchNorm2d before the activation before this layer sum its backward sums in this pass.
+  /// \returns the blocks, or empty ones
+  [[nodiscard]] detail::SampleBlocks backward_sample_blocks() const noexcept {
+    const Input* x = this->cached_input_if();
+    const Index in_area = m_in_size.area();
+    if (!x || !m_input_gradient || pointwise() || (!direct_backward_applies() && gather_backward()) || in_area <= 0 ||
+        x->cols() % in_area != 0)
+      return {};
+    return {in_area, x->cols() / in_area};
+  }
   /// Whether backward can read dL/dy as a following BatchNorm2d's unwritten dL/dx
   /// (detail::NormGradient): on the direct path, without a bias. Sequential then runs the pair so.
   /// \returns true when set_norm_gradient() may be used for the next backward
