@@ -8,6 +8,7 @@ OPENBLAS_CORETYPE=SkylakeX for its AVX-512 kernels) is measured beside BM_Gemm i
 Prints one line per product and thread count, in BM_Gemm's names, with GFLOP/s (2·m·n·k per product):
 the median and the best of 5 runs of at least 0.4 s each, after 20 warm-up products.
 """
+import os
 import sys
 import time
 
@@ -48,11 +49,27 @@ def gflops(op, m, n, k):
     return rates[len(rates) // 2], rates[-1]
 
 
+def loaded_blas():
+    """The libblas.so.3 this process mapped (after a product): Debian's torch calls whichever the
+    alternatives system points to, the reference BLAS (about 5 GFLOP/s here) unless an OpenBLAS is in."""
+    torch.mm(torch.ones(64, 64), torch.ones(64, 64))
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "blas" in line.lower() and "/" in line}
+    except OSError:
+        return "unknown"
+    return ", ".join(sorted(os.path.realpath(p) for p in paths)) or "none mapped"
+
+
 def main():
     threads = [int(t) for t in sys.argv[1:]] or [1, 2]
     blas = [w.strip(" ,") for w in torch.__config__.show().split() if w.startswith("BLAS_INFO=")]
     # Debian's torch reports "generic": the libblas.so.3 alternative, OpenBLAS once libopenblas0-openmp is in.
-    print(f"torch {torch.__version__}, {blas[0] if blas else 'BLAS_INFO unknown'}")
+    print(f"torch {torch.__version__}, {blas[0] if blas else 'BLAS_INFO unknown'}, BLAS: {loaded_blas()}")
+    if "openblas" not in loaded_blas():
+        print("warning: torch is not on OpenBLAS here, so these are not the anchor's numbers: "
+              "apt-get install libopenblas0-openmp (and point the libblas.so.3 alternative at it)",
+              file=sys.stderr)
     for op, m, n, k in PRODUCTS:
         for t in threads:
             torch.set_num_threads(t)

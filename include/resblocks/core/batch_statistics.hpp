@@ -157,17 +157,23 @@ RESBLOCKS_WIDE_VECTORS void partial_moments(const X& x, double* mean, double* m2
 
 /// Σ g and Σ g·(x − mean) of each row over `cols` columns (g and x with column strides ldg, ldx), in
 /// double, into sum_g and sum_g_xc (overwritten): BatchNorm's backward sums. Strips as in
-/// partial_moments.
+/// partial_moments. With x_next (the x of the partition summed next, same layout), the first strip
+/// fetches its lines into L2 as it goes: the next call, after a convolution's sample in between,
+/// finds them there instead of waiting on memory.
 template <class S>
 RESBLOCKS_WIDE_VECTORS void gradient_sums(const S* g, Index ldg, const S* x, Index ldx, const S* mean, Index rows,
-                                          Index cols, double* sum_g, double* sum_g_xc) {
+                                          Index cols, double* sum_g, double* sum_g_xc, const S* x_next = nullptr) {
   constexpr Index W = k_strip_rows;
+  constexpr Index line = 64 / Index(sizeof(S));
   Index r0 = 0;
   for (; r0 + W <= rows; r0 += W) {
     double a0[W] = {}, a1[W] = {}, b0[W] = {}, b1[W] = {};
     const S* m = mean + r0;
     Index j = 0;
     for (; j + 2 <= cols; j += 2) {
+      if (x_next && r0 == 0)
+        for (Index c = j; c < j + 2; ++c)
+          for (Index r = 0; r < rows; r += line) __builtin_prefetch(x_next + c * ldx + r, 0, 2);
       const S* g0 = g + j * ldg + r0;
       const S* g1 = g0 + ldg;
       const S* x0 = x + j * ldx + r0;

@@ -174,10 +174,13 @@ class BatchNorm2d : public FusedLayer<BatchNorm2d<S, C>, S, C, C>,
       throw std::logic_error("BatchNorm2d: sample_gradient_sums of columns " + std::to_string(c0) + "+" +
                              std::to_string(n) + " of " + detail::shape_string(rows, dL_dy.cols()) +
                              " is not whole partitions");
+    const Index parts = dL_dy.cols() / step;
     for (Index p = c0 / step; p < (c0 + n) / step; ++p) {
       double* part = m_parts.data() + 2 * p * rows;
+      // The next sample's input is fetched as this one's is read (the caller's next block, usually).
+      const S* x_next = p + 1 < parts ? x.data() + (p + 1) * step * rows : nullptr;
       detail::gradient_sums(dL_dy.data() + p * step * rows, rows, x.data() + p * step * rows, rows, m_mean.data(), rows,
-                            step, part, part + rows);
+                            step, part, part + rows, x_next);
     }
   }
   /// Marks every sample of dL_dy done: the next backward of dL_dy takes its sums from them.
