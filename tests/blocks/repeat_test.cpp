@@ -77,6 +77,23 @@ EndsInActivation<S, Act> ends_in_activation(Index d, Index h) {
       Act());
 }
 
+// Repeat `fused`'s backward of dy against `plain`'s blocks' own backward passes one after the other
+// (a copy of it, after the same forward): dL/dx and every parameter gradient bit for bit. Returns the
+// number of parameter gradients.
+template <class Stack, class M>
+std::size_t require_backward_block_by_block(Stack& fused, Stack& plain, const M& dy) {
+  const M dx = fused.backward(dy);
+  const M* g = &dy;
+  for (std::size_t i = plain.size(); i-- > 0;) g = &plain[i].backward(*g);
+  REQUIRE(dx == *g);
+  std::vector<M> fused_grads, plain_grads;
+  fused.for_each_parameter([&](auto, auto&, auto& grad) { fused_grads.emplace_back(grad); });
+  plain.for_each_parameter([&](auto, auto&, auto& grad) { plain_grads.emplace_back(grad); });
+  REQUIRE(fused_grads.size() == plain_grads.size());
+  for (std::size_t i = 0; i < fused_grads.size(); ++i) REQUIRE(fused_grads[i] == plain_grads[i]);
+  return fused_grads.size();
+}
+
 // Repeat's backward against the blocks' own backward passes one after the other: dL/dx and every
 // parameter gradient bit for bit, on 1 and 2 threads.
 template <class S, class Act>
@@ -91,16 +108,8 @@ void require_same_as_block_by_block() {
     const M x = rbtest::random_batch<M>(24, 300, 86);
     const M dy = rbtest::random_batch<M>(24, 300, 87);
     REQUIRE(fused.forward(x) == plain.forward(x));
-    const M dx = fused.backward(dy);
-    const M* g = &dy;
-    for (std::size_t i = plain.size(); i-- > 0;) g = &plain[i].backward(*g);
     INFO("threads " << threads);
-    REQUIRE(dx == *g);
-    std::vector<M> fused_grads, plain_grads;
-    fused.for_each_parameter([&](auto, auto&, auto& grad) { fused_grads.emplace_back(grad); });
-    plain.for_each_parameter([&](auto, auto&, auto& grad) { plain_grads.emplace_back(grad); });
-    REQUIRE(fused_grads.size() == 16);
-    for (std::size_t i = 0; i < fused_grads.size(); ++i) REQUIRE(fused_grads[i] == plain_grads[i]);
+    REQUIRE(require_backward_block_by_block(fused, plain, dy) == 16);
   }
   set_num_threads(saved);
 }
@@ -137,16 +146,8 @@ void require_basic_blocks_same_as_block_by_block() {
     const detail::SampleBlocks blocks = fused[1].backward_sample_blocks();
     if constexpr (std::is_same_v<S, float>) REQUIRE(blocks);
     REQUIRE(fused[0].before_last_layer().takes_sample_gradient_sums(blocks) == bool(blocks));
-    const M dx = fused.backward(dy);
-    const M* g = &dy;
-    for (std::size_t i = plain.size(); i-- > 0;) g = &plain[i].backward(*g);
     INFO("threads " << threads);
-    REQUIRE(dx == *g);
-    std::vector<M> fused_grads, plain_grads;
-    fused.for_each_parameter([&](auto, auto&, auto& grad) { fused_grads.emplace_back(grad); });
-    plain.for_each_parameter([&](auto, auto&, auto& grad) { plain_grads.emplace_back(grad); });
-    REQUIRE(fused_grads.size() == plain_grads.size());
-    for (std::size_t i = 0; i < fused_grads.size(); ++i) REQUIRE(fused_grads[i] == plain_grads[i]);
+    require_backward_block_by_block(fused, plain, dy);
   }
   set_num_threads(saved);
 }
