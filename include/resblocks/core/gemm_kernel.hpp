@@ -194,18 +194,19 @@ void gemm_pack_a(const LhsMapper& lhs, Eigen::Index i0, Eigen::Index rows, Eigen
             ei::pstore(dst + p * stride + h * packet, lhs.template loadPacket<P>(i + h * packet, p0 + p));
         }
       } else {  // rows of A are contiguous along k: transpose packet × packet blocks
-        for (; p + packet <= depth; p += packet) {
-          // The panel's rows are more streams than the prefetchers follow: each row's line after next
-          // is fetched by hand (TN MLP 1024/128: 150 -> 157 GFLOP/s).
-          if (p + Eigen::Index{3} * packet <= depth)
-            for (Eigen::Index r = 0; r < height; ++r) gemm_prefetch_a(lhs, i + r, p0 + p + Eigen::Index{2} * packet);
-          for (Eigen::Index h = 0; h < np; ++h) {
+        // One packet of rows at a time over the whole depth: `packet` streams, which the hardware
+        // prefetchers follow (a whole panel's rows at once are more streams than they track). Packing
+        // a 1024 × 1024 A from L3: 16.4 GB/s against 12.6 with the panel's rows at once and a
+        // prefetch by hand.
+        const Eigen::Index whole = depth / packet * packet;
+        for (Eigen::Index h = 0; h < np; ++h)
+          for (Eigen::Index q = 0; q < whole; q += packet) {
             ei::PacketBlock<P, packet> block;
-            for (int r = 0; r < packet; ++r) block.packet[r] = lhs.template loadPacket<P>(i + h * packet + r, p0 + p);
+            for (int r = 0; r < packet; ++r) block.packet[r] = lhs.template loadPacket<P>(i + h * packet + r, p0 + q);
             ei::ptranspose(block);
-            for (int r = 0; r < packet; ++r) ei::pstore(dst + (p + r) * stride + h * packet, block.packet[r]);
+            for (int r = 0; r < packet; ++r) ei::pstore(dst + (q + r) * stride + h * packet, block.packet[r]);
           }
-        }
+        p = whole;
       }
     }
     for (; p < depth; ++p) {
