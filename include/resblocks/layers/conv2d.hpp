@@ -215,7 +215,8 @@ class Conv2d : public FusedLayer<Conv2d<S, In, Out>, S, In, Out>, public detail:
   [[nodiscard]] detail::SampleBlocks backward_sample_blocks() const noexcept {
     const Input* x = this->cached_input_if();
     const Index in_area = m_in_size.area();
-    if (!x || !m_input_gradient || pointwise() || (!direct_backward_applies() && gather_backward()) || in_area <= 0 ||
+    const BackwardPath path = backward_path();
+    if (!x || !m_input_gradient || (path != BackwardPath::direct && path != BackwardPath::scatter) || in_area <= 0 ||
         x->cols() % in_area != 0)
       return {};
     return {in_area, x->cols() / in_area};
@@ -224,7 +225,7 @@ class Conv2d : public FusedLayer<Conv2d<S, In, Out>, S, In, Out>, public detail:
   /// (detail::NormGradient): on the direct path, without a bias. Sequential then runs the pair so.
   /// \returns true when set_norm_gradient() may be used for the next backward
   [[nodiscard]] bool takes_norm_gradient() const noexcept {
-    return !m_opt.bias && !pointwise() && direct_backward_applies();
+    return !m_opt.bias && backward_path() == BackwardPath::direct;
   }
   /// The backward passes until this is reset (to an empty one) compute dL/dy from g per sample, and
   /// ignore the dL_dy they are given beyond its shape (detail::NormGradientScope sets and resets it).
@@ -498,10 +499,16 @@ class Conv2d : public FusedLayer<Conv2d<S, In, Out>, S, In, Out>, public detail:
     epilogue(0, m_in, 0, dL_dx.cols());
   }
 
-  /// The direct backward applies (after the pointwise case): direct dL/dW, and direct dL/dx unless it
-  /// is not wanted.
-  [[nodiscard]] bool direct_backward_applies() const noexcept {
-    return direct_forward_plan().ok() && (!m_input_gradient || (gather_backward() && direct_backward_plan().ok()));
+  /// The passes backward can take: one GEMM per product (pointwise), the direct kernels (direct dL/dW,
+  /// and direct dL/dx unless it is not wanted), im2col of dL/dy (gather), im2col of x and col2im
+  /// (scatter).
+  enum class BackwardPath { pointwise, direct, gather, scatter };
+  /// The path backward_kernel takes; backward_sample_blocks and takes_norm_gradient follow it.
+  [[nodiscard]] BackwardPath backward_path() const noexcept {
+    if (pointwise()) return BackwardPath::pointwise;
+    if (direct_forward_plan().ok() && (!m_input_gradient || (gather_backward() && direct_backward_plan().ok())))
+      return BackwardPath::direct;
+    return gather_backward() ? BackwardPath::gather : BackwardPath::scatter;
   }
 
   Index m_in, m_out, m_k;
@@ -665,18 +672,23 @@ void Conv2d<S, In, Out>::backward_kernel(const Output& dL_dy, Input& dL_dx, cons
     if (m_input_gradient) epilogue(r0, rows, c0, cols);
   };
   const detail::BlockFn then = epilogue ? detail::BlockFn(guarded) : detail::BlockFn{};
-  if (pointwise()) {  // dL/dW += dL_dy xᵀ; dL/dx = skip_grad + Wᵀ dL_dy
-    detail::gemm<false, true>(m_dL_dweight, dL_dy, x, detail::Accumulate);
-    if (skip_grad)
-      detail::gemm<true, false>(dL_dx, m_weight, dL_dy, detail::assign_block(dL_dx, *skip_grad), then);
-    else
-      detail::gemm<true, false>(dL_dx, m_weight, dL_dy, detail::zero_block(dL_dx), then);
-  } else if (direct_backward_applies()) {
-    direct_backward(dL_dy, dL_dx, skip_grad, epilogue, n, norm);
-  } else if (gather_backward()) {
-    backward_gather(dL_dy, dL_dx, skip_grad, then, n);
-  } else {
-    backward_scatter(dL_dy, dL_dx, skip_grad, then, n);
+  switch (backward_path()) {
+    case BackwardPath::pointwise:  // dL/dW += dL_dy xᵀ; dL/dx = skip_grad + Wᵀ dL_dy
+      detail::gemm<false, true>(m_dL_dweight, dL_dy, x, detail::Accumulate);
+      if (skip_grad)
+        detail::gemm<true, false>(dL_dx, m_weight, dL_dy, detail::assign_block(dL_dx, *skip_grad), then);
+      else
+        detail::gemm<true, false>(dL_dx, m_weight, dL_dy, detail::zero_block(dL_dx), then);
+      break;
+    case BackwardPath::direct:
+      direct_backward(dL_dy, dL_dx, skip_grad, epilogue, n, norm);
+      break;
+    case BackwardPath::gather:
+      backward_gather(dL_dy, dL_dx, skip_grad, then, n);
+      break;
+    case BackwardPath::scatter:
+      backward_scatter(dL_dy, dL_dx, skip_grad, then, n);
+      break;
   }
   drop_input_gradient(dL_dx, skip_grad, epilogue);
 }
