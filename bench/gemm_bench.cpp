@@ -3,10 +3,12 @@
 // MLP block 1024/128 (its three products) and the Transformer block 256/4/1024/128/8 (QKV, FFN and
 // their backward products, 1024 tokens). GFLOP/s counts 2·m·n·k. Against Eigen's kernel: build with
 // -DRESBLOCKS_EIGEN_GEMM_KERNEL (README, "The GEMM kernel").
+//   BM_GemmMicroKernel/kc        the micro-kernel alone on packed panels in L1/L2 (own kernel only)
 #include <resblocks/resblocks.hpp>
 
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <string>
 
 using namespace resblocks;
@@ -39,6 +41,36 @@ void add(const char* op, Index m, Index n, Index k) {
     benchmark::RegisterBenchmark(name.c_str(), BM_Gemm<TA, TB>, m, n, k, threads)->UseRealTime();
   }
 }
+
+#if RESBLOCKS_OWN_GEMM_KERNEL
+// The micro-kernel alone, the ceiling of the products: one thread, a block of 384 rows of A packed as
+// 48-row panels (the mc × kc block the products keep in L2) times one packed B panel of 8 columns (L1),
+// over depth kc, each panel's 48 × 8 tile added to C (in L1). GFLOP/s counts the tiles' FMAs.
+void BM_GemmMicroKernel(benchmark::State& state) {
+  using K = detail::GemmKernelShape<float>;
+  const Index kc = state.range(0), panels = K::mc / K::mr;
+  Generator g(5);
+  Eigen::VectorXf a_values(K::mr * kc * panels + K::mr), b_values(K::nr * kc);  // + a step: the kernel reads one ahead
+  fill_uniform(a_values, 1.0, g);
+  fill_uniform(b_values, 1.0, g);
+  // Aligned copies: the kernel loads whole packets from packed panels.
+  detail::PackBuffer<float> a_buffer, b_buffer;
+  float* a = a_buffer.get(std::size_t(a_values.size()));
+  float* b = b_buffer.get(std::size_t(b_values.size()));
+  std::copy(a_values.begin(), a_values.end(), a);
+  std::copy(b_values.begin(), b_values.end(), b);
+  Eigen::MatrixXf c = Eigen::MatrixXf::Zero(K::mc, K::nr);
+  for (auto _ : state) {
+    for (Index p = 0; p < panels; ++p)
+      detail::gemm_micro_kernel<float, K::packets>(kc, a + p * K::mr * kc, b, c.data() + p * K::mr, c.rows(), K::mr,
+                                                   K::nr, false);
+    benchmark::ClobberMemory();
+  }
+  state.counters["GFLOP/s"] = benchmark::Counter(2e-9 * double(K::mc) * double(K::nr) * double(kc),
+                                                 benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_GemmMicroKernel)->Arg(128)->Arg(256)->Arg(344)->UseRealTime();
+#endif
 
 const bool registered = [] {
   add<false, false>("NN", 1024, 128, 1024);  // MLP 1024/128: W x
