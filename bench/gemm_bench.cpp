@@ -50,7 +50,7 @@ void BM_GemmMicroKernel(benchmark::State& state) {
   using K = detail::GemmKernelShape<float>;
   const Index kc = state.range(0), panels = K::mc / K::mr;
   Generator g(5);
-  Eigen::VectorXf a_values(K::mr * kc * panels + K::mr), b_values(K::nr * kc);  // + a step: the kernel reads one ahead
+  Eigen::VectorXf a_values(K::mr * kc * panels), b_values(K::nr * kc);
   fill_uniform(a_values, 1.0, g);
   fill_uniform(b_values, 1.0, g);
   // Aligned copies: the kernel loads whole packets from packed panels.
