@@ -3,9 +3,11 @@
 #include <resblocks/core/thread_pool.hpp>
 #include <resblocks/core/threading.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #if defined(__linux__)
@@ -68,15 +70,27 @@ TEST_CASE("involuntary_switches: counts the calling thread's preemptions", "[thr
 }
 #endif
 
+namespace {
+/// Runs f(t, nt) on `threads` threads of `pool` (run_on_threads, for a pool of the test's own).
+template <class F>
+void run_on(ThreadPool& pool, int threads, F&& f) {
+  auto call = [](void* ctx, int t, int nt) noexcept { (*static_cast<std::remove_reference_t<F>*>(ctx))(t, nt); };
+  pool.run(threads, call, &f);
+}
+}  // namespace
+
 TEST_CASE("ThreadPool: every thread of every region runs once, on a fixed OS thread", "[threads][pool]") {
   // Many short regions back to back (workers catch them spinning) and some after a pause (workers
-  // asleep): a lost wake-up or a skipped generation would hang here or miss a count.
+  // asleep): a lost wake-up or a skipped generation would hang here or miss a count. A pool of the
+  // test's own that never runs alone by itself: on a busy CI machine it would, by design.
+  ThreadPool pool;
+  pool.set_alone_when_preempted(false);
   for (const int threads : {2, 3, 4}) {
     std::vector<std::thread::id> owner(static_cast<std::size_t>(threads));
     std::atomic<long> calls{0}, wrong_owner{0}, wrong_count{0};
     for (int region = 0; region < 20000; ++region) {
       if (region % 5000 == 4999) std::this_thread::sleep_for(std::chrono::milliseconds(5));
-      run_on_threads(threads, [&](int t, int nt) {
+      run_on(pool, threads, [&](int t, int nt) {
         calls.fetch_add(1);
         if (nt != threads) wrong_count.fetch_add(1);
         auto& id = owner[static_cast<std::size_t>(t)];
@@ -89,9 +103,138 @@ TEST_CASE("ThreadPool: every thread of every region runs once, on a fixed OS thr
     REQUIRE(calls.load() == 20000L * threads);
     REQUIRE(wrong_count.load() == 0);
     REQUIRE(wrong_owner.load() == 0);  // thread t is always the same thread (per-thread scratch is sized once)
-    REQUIRE(ThreadPool::instance().workers() >= threads - 1);
+    REQUIRE(pool.workers() >= threads - 1);
   }
 }
+
+TEST_CASE("ContentionMonitor: alone once most recent regions were preempted, for a period that backs off",
+          "[threads][pool]") {
+  using resblocks::detail::ContentionMonitor;
+  using Clock = ContentionMonitor::Clock;
+  using std::chrono::milliseconds;
+  constexpr auto min_alone = ContentionMonitor::k_min_alone;
+  ContentionMonitor monitor;
+  Clock::time_point now{};
+  now += std::chrono::hours(1);
+  const auto region = [&](bool preempted) {
+    now += milliseconds(1);
+    monitor.after_region(preempted, now);
+  };
+  // A quiet machine's occasional switch: one region in six preempted never makes the pool run alone.
+  for (int i = 0; i < 600; ++i) {
+    region(i % 6 == 0);
+    REQUIRE_FALSE(monitor.alone(now));
+  }
+  // Only the last k_window regions count: k_preempted - 1 of them, then one more after the first has
+  // left the window, is not enough.
+  for (int i = 0; i < ContentionMonitor::k_window; ++i) region(false);
+  for (int i = 0; i < ContentionMonitor::k_preempted - 1; ++i) region(true);
+  for (int i = 0; i < ContentionMonitor::k_window - ContentionMonitor::k_preempted + 1; ++i) region(false);
+  region(true);
+  REQUIRE_FALSE(monitor.alone(now));
+  for (int i = 0; i < ContentionMonitor::k_window; ++i) region(false);
+  // k_preempted of the last k_window regions: alone from then on, for k_min_alone.
+  for (int i = 0; i < ContentionMonitor::k_preempted - 1; ++i) region(true);
+  REQUIRE_FALSE(monitor.alone(now));
+  region(true);
+  REQUIRE(monitor.alone(now));
+  Clock::time_point end = now + min_alone;
+  CHECK(monitor.alone(end - milliseconds(1)));
+  CHECK_FALSE(monitor.alone(end));
+  // Preempted again right after: the period doubles each time, up to k_max_alone.
+  auto period = min_alone;
+  for (int round = 0; round < 6; ++round) {
+    now = end;
+    for (int i = 0; i < ContentionMonitor::k_preempted; ++i) region(true);
+    period = std::min(2 * period, ContentionMonitor::k_max_alone);
+    REQUIRE(monitor.alone(now));
+    end = now + period;
+    CHECK(monitor.alone(end - milliseconds(1)));
+    CHECK_FALSE(monitor.alone(end));
+  }
+  CHECK(period == ContentionMonitor::k_max_alone);
+  // Threads again for longer than a period without being preempted: the next alone period is short.
+  now = end + period;
+  for (int i = 0; i < 20; ++i) region(false);
+  for (int i = 0; i < ContentionMonitor::k_preempted; ++i) region(true);
+  REQUIRE(monitor.alone(now));
+  CHECK_FALSE(monitor.alone(now + min_alone));
+}
+
+TEST_CASE("ThreadPool: run_alone_for runs every thread's part on the caller, in order, then threads again",
+          "[threads][pool]") {
+  ThreadPool pool;
+  pool.set_alone_when_preempted(false);
+  const std::thread::id caller = std::this_thread::get_id();
+  std::vector<int> order;
+  std::atomic<long> elsewhere{0}, wrong_count{0};
+  run_on(pool, 3, [](int, int) {});  // the workers exist
+  pool.run_alone_for(std::chrono::hours(1));
+  for (int region = 0; region < 10; ++region)
+    run_on(pool, 3, [&](int t, int nt) {
+      if (nt != 3) wrong_count.fetch_add(1);
+      if (std::this_thread::get_id() != caller) elsewhere.fetch_add(1);
+      order.push_back(t);              // one thread only: no race when the parts run on the caller
+      CHECK(ThreadPool::in_region());  // a nested region runs on this thread alone, as on a worker
+    });
+  CHECK(wrong_count.load() == 0);
+  REQUIRE(elsewhere.load() == 0);
+  REQUIRE(order.size() == 30);
+  for (std::size_t i = 0; i < order.size(); ++i) CHECK(order[i] == int(i % 3));
+  CHECK_FALSE(ThreadPool::in_region());
+
+  ThreadPool later;  // a short alone period ends by itself
+  later.set_alone_when_preempted(false);
+  later.run_alone_for(std::chrono::milliseconds(1));
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  std::atomic<long> on_workers{0};
+  run_on(later, 2, [&](int t, int) {
+    if (t == 1 && std::this_thread::get_id() != caller) on_workers.fetch_add(1);
+  });
+  CHECK(on_workers.load() == 1);
+
+  // Turning the automatic mode off ends an alone period too.
+  later.run_alone_for(std::chrono::hours(1));
+  later.set_alone_when_preempted(false);
+  run_on(later, 2, [&](int t, int) {
+    if (t == 1 && std::this_thread::get_id() != caller) on_workers.fetch_add(1);
+  });
+  CHECK(on_workers.load() == 2);
+}
+
+#if defined(__linux__)
+TEST_CASE("ThreadPool: regions run alone by themselves once its threads keep being preempted", "[threads][pool]") {
+  // The caller and the pool's workers on one CPU: each region's two parts take turns on it, so its
+  // threads are preempted in most regions, as beside a co-tenant. Within a few windows of regions
+  // the pool must run thread 1's part on the caller.
+  cpu_set_t saved;
+  REQUIRE(pthread_getaffinity_np(pthread_self(), sizeof saved, &saved) == 0);
+  int cpu = 0;
+  while (cpu < CPU_SETSIZE && !CPU_ISSET(cpu, &saved)) ++cpu;
+  REQUIRE(cpu < CPU_SETSIZE);
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(cpu, &one);
+  REQUIRE(pthread_setaffinity_np(pthread_self(), sizeof one, &one) == 0);
+  long alone_regions = 0;
+  {
+    ThreadPool pool;  // its workers start now, on the one CPU (a new thread inherits the affinity)
+    const std::thread::id caller = std::this_thread::get_id();
+    std::atomic<long> on_caller{0};
+    for (int region = 0; region < 400 && alone_regions == 0; ++region) {
+      run_on(pool, 2, [&](int t, int) {
+        const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(2);
+        volatile long sink = 0;
+        while (std::chrono::steady_clock::now() < end) sink = sink + 1;
+        if (t == 1 && std::this_thread::get_id() == caller) on_caller.fetch_add(1);
+      });
+      alone_regions = on_caller.load();
+    }
+  }
+  REQUIRE(pthread_setaffinity_np(pthread_self(), sizeof saved, &saved) == 0);
+  CHECK(alone_regions > 0);
+}
+#endif
 
 TEST_CASE("ThreadPool: a region inside a region runs on its thread alone, and concurrent callers take turns",
           "[threads][pool]") {

@@ -155,7 +155,10 @@ void gemm_accumulate(Index m, Index n, Index k, Operand<S> a, Operand<S> b, S* c
     prologue(r0, rows, c0, cols);
     const Index mc_t = std::min(mc, rows), nc_t = std::min(nc, cols);
     const std::size_t size_a = packed_a_size(kc, mc_t);
-    S* space = thread_pack_buffer<S>().get(size_a + std::size_t(kc) * std::size_t(nc_t));
+    // Sized for the whole product, not this range: a thread may run another's range (a pool running
+    // alone), and its buffer then never grows in a later step.
+    S* space = thread_pack_buffer<S>().get(packed_a_size(kc, std::min(mc, m)) +
+                                           std::size_t(kc) * std::size_t(std::min(nc, n)));
     FixedBlocking<S> blocking(mc_t, nc_t, kc, space, space + size_a);
     Gemm::run(rows, cols, k, pa, a.ld, pb, b.ld, c + r0 + c0 * ldc, 1, ldc, S(1), blocking, nullptr);
 #endif
