@@ -2,10 +2,12 @@
 // weights, the same shuffled and augmented batches, the same updates.
 #include "support/helpers.hpp"
 
+#include <resblocks/core/thread_pool.hpp>
 #include <resblocks/io/batch_loader.hpp>
 #include <resblocks/io/image_dataset.hpp>
 #include <resblocks/resblocks.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -104,6 +106,19 @@ TEST_CASE("a seeded training run gives the same bits on 1 and 2 threads", "[trai
 // convolutions are large enough to run in parts (with parts per thread, 3 threads changed the bits).
 TEST_CASE("a seeded training run gives the same bits on 1 and 3 threads", "[train][reproducibility]") {
   CHECK(train_and_snapshot(11, 1, 4, 16) == train_and_snapshot(11, 3, 4, 16));
+}
+
+// Beside a co-tenant the pool runs its regions on the calling thread alone, every thread's part in turn
+// (detail::ContentionMonitor): the same parts, so the same bits as on the threads.
+TEST_CASE("a seeded training run gives the same bits when the pool runs its regions alone",
+          "[train][reproducibility]") {
+  const auto threaded = train_and_snapshot(11, 2, 4, 16);
+  detail::ThreadPool& pool = detail::ThreadPool::instance();
+  pool.run_alone_for(std::chrono::hours(1));
+  const auto alone = train_and_snapshot(11, 2, 4, 16);
+  pool.set_alone_when_preempted(false);  // ends the period
+  pool.set_alone_when_preempted(RESBLOCKS_POOL_ALONE != 0);
+  CHECK(threaded == alone);
 }
 
 TEST_CASE("another seed gives another run (the comparison above can fail)", "[train][reproducibility]") {

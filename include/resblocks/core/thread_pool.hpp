@@ -81,11 +81,13 @@ class PreemptionHistory {
 /// work is cut by the shape, never by the thread count.
 ///
 /// Fed once per region run on threads, it says "alone" once k_preempted of the last k_window such
-/// regions saw a preemption, for a period: k_min_alone, doubled (up to k_max_alone) each time the
-/// regions right after an alone period are preempted again. A quiet machine's rare switches do not
-/// reach k_preempted within a window (a few tens of milliseconds of a training step): measured over
-/// 11,440 regions of a ResNet-20 step, none ran alone, where 16 regions and 4 switches set it off for
-/// a 50 ms period every second or two (a brief burst of another process preempts several regions in a row).
+/// regions saw a thread preempted while it ran its part, for a period: k_min_alone, doubled (up to k_max_alone) each
+/// time the regions right after an alone period are preempted again. A quiet machine's rare switches do not reach
+/// k_preempted within a window (a few tens of milliseconds of a training step): measured over 11,440 regions of a
+/// ResNet-20 step, none ran alone, where 16 regions and 4 switches set it off for a 50 ms period every second or two (a
+/// brief burst of another process preempts several regions in a row). Switches outside the parts do not count: a worker
+/// woken onto the caller's CPU preempts the caller once per region when the regions are far apart (the workers asleep
+/// in between).
 class ContentionMonitor {
  public:
   using Clock = std::chrono::steady_clock;
@@ -97,7 +99,7 @@ class ContentionMonitor {
   /// True while regions should run on the caller alone.
   [[nodiscard]] bool alone(Clock::time_point now) const noexcept { return now < m_alone_until; }
 
-  /// After a region run on threads; `preempted`: one of its threads was preempted since its last region.
+  /// After a region run on threads; `preempted`: one of its threads was preempted while running its part.
   void after_region(bool preempted, Clock::time_point now) noexcept {
     m_window = ((m_window << 1) | std::uint64_t{preempted}) & ((std::uint64_t{1} << k_window) - 1);
     if (std::popcount(m_window) < k_preempted) return;
@@ -194,9 +196,14 @@ class ThreadPool {
       sleepers = m_sleeping > 0;
     }
     if (sleepers) m_wake.notify_all();
+    // Preemptions while the task runs, not at the wake-up above (a woken worker placed on this CPU
+    // preempts the caller once; that is no co-tenant) nor while waiting below.
+    const bool watch = m_alone_when_preempted.load(std::memory_order_relaxed);
+    const long switches = watch ? involuntary_switches() : 0;
     region_flag() = true;
     task(ctx, 0, threads);
     region_flag() = false;
+    const bool preempted = watch && involuntary_switches() != switches;
     // The end of the region: spin, then sleep until the last worker signals.
     if (!spin_until([&] { return m_pending.load(std::memory_order_acquire) == 0; })) {
       std::unique_lock<std::mutex> lock(m_mutex);
@@ -204,10 +211,8 @@ class ThreadPool {
       m_done.wait(lock, [&] { return m_pending.load(std::memory_order_acquire) == 0; });
       m_caller_sleeping = false;
     }
-    if (m_alone_when_preempted.load(std::memory_order_relaxed)) {
-      const bool preempted = preempted_since_last_check() || m_preempted.load(std::memory_order_relaxed);
-      m_monitor.after_region(preempted, ContentionMonitor::Clock::now());
-    }
+    if (watch)
+      m_monitor.after_region(preempted || m_preempted.load(std::memory_order_relaxed), ContentionMonitor::Clock::now());
   }
 
   /// Whether the pool runs its regions on the caller alone for a while when its threads are preempted
@@ -274,16 +279,6 @@ class ThreadPool {
     }
   }
 
-  /// Whether the calling thread has been preempted since its last call (false where the platform
-  /// does not count involuntary switches per thread).
-  static bool preempted_since_last_check() noexcept {
-    thread_local long last = -1;
-    const long now = involuntary_switches();
-    const bool preempted = last >= 0 && now != last;
-    last = now;
-    return preempted;
-  }
-
   static ThreadPool*& process_pool() {
     static ThreadPool* pool = new ThreadPool;
     return pool;
@@ -329,9 +324,10 @@ class ThreadPool {
       seen = ticket >> 16;
       const int threads = static_cast<int>(ticket & 0xffff);
       if (index >= threads) continue;  // not needed in this region
+      const bool watch = m_alone_when_preempted.load(std::memory_order_relaxed);
+      const long switches = watch ? involuntary_switches() : 0;
       m_task(m_ctx, index, threads);
-      if (m_alone_when_preempted.load(std::memory_order_relaxed) && preempted_since_last_check())
-        m_preempted.store(true, std::memory_order_relaxed);
+      if (watch && involuntary_switches() != switches) m_preempted.store(true, std::memory_order_relaxed);
       if (m_pending.fetch_sub(1, std::memory_order_acq_rel) == 1) {
         std::lock_guard<std::mutex> lock(m_mutex);
         if (m_caller_sleeping) m_done.notify_one();
