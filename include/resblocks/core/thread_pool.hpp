@@ -77,7 +77,7 @@ class PreemptionHistory {
 /// many regions. Beside a co-tenant that keeps the CPUs busy (a compile in another terminal), two
 /// threads wait for each other at the end of every region whose other half the scheduler has
 /// descheduled, where one thread alone keeps its CPU and never waits (ResNet-20 step beside two busy
-/// loops: 196-209 ms alone against 224-305 ms on two threads). The results are the same either way: the
+/// loops: 196-209 ms on one thread against 224-305 ms on two). The results are the same either way: the
 /// work is cut by the shape, never by the thread count.
 ///
 /// Fed once per region run on threads, it says "alone" once k_preempted of the last k_window such
