@@ -7,7 +7,6 @@
 #include <atomic>
 #include <chrono>
 #include <thread>
-#include <type_traits>
 #include <vector>
 
 #if defined(__linux__)
@@ -70,15 +69,6 @@ TEST_CASE("involuntary_switches: counts the calling thread's preemptions", "[thr
 }
 #endif
 
-namespace {
-/// Runs f(t, nt) on `threads` threads of `pool` (run_on_threads, for a pool of the test's own).
-template <class F>
-void run_on(ThreadPool& pool, int threads, F&& f) {
-  auto call = [](void* ctx, int t, int nt) noexcept { (*static_cast<std::remove_reference_t<F>*>(ctx))(t, nt); };
-  pool.run(threads, call, &f);
-}
-}  // namespace
-
 TEST_CASE("ThreadPool: every thread of every region runs once, on a fixed OS thread", "[threads][pool]") {
   // Many short regions back to back (workers catch them spinning) and some after a pause (workers
   // asleep): a lost wake-up or a skipped generation would hang here or miss a count. A pool of the
@@ -90,7 +80,7 @@ TEST_CASE("ThreadPool: every thread of every region runs once, on a fixed OS thr
     std::atomic<long> calls{0}, wrong_owner{0}, wrong_count{0};
     for (int region = 0; region < 20000; ++region) {
       if (region % 5000 == 4999) std::this_thread::sleep_for(std::chrono::milliseconds(5));
-      run_on(pool, threads, [&](int t, int nt) {
+      run_on_threads(pool, threads, [&](int t, int nt) {
         calls.fetch_add(1);
         if (nt != threads) wrong_count.fetch_add(1);
         auto& id = owner[static_cast<std::size_t>(t)];
@@ -168,10 +158,10 @@ TEST_CASE("ThreadPool: run_alone_for runs every thread's part on the caller, in 
   const std::thread::id caller = std::this_thread::get_id();
   std::vector<int> order;
   std::atomic<long> elsewhere{0}, wrong_count{0};
-  run_on(pool, 3, [](int, int) {});  // the workers exist
+  run_on_threads(pool, 3, [](int, int) {});  // the workers exist
   pool.run_alone_for(std::chrono::hours(1));
   for (int region = 0; region < 10; ++region)
-    run_on(pool, 3, [&](int t, int nt) {
+    run_on_threads(pool, 3, [&](int t, int nt) {
       if (nt != 3) wrong_count.fetch_add(1);
       if (std::this_thread::get_id() != caller) elsewhere.fetch_add(1);
       order.push_back(t);              // one thread only: no race when the parts run on the caller
@@ -188,7 +178,7 @@ TEST_CASE("ThreadPool: run_alone_for runs every thread's part on the caller, in 
   later.run_alone_for(std::chrono::milliseconds(1));
   std::this_thread::sleep_for(std::chrono::milliseconds(5));
   std::atomic<long> on_workers{0};
-  run_on(later, 2, [&](int t, int) {
+  run_on_threads(later, 2, [&](int t, int) {
     if (t == 1 && std::this_thread::get_id() != caller) on_workers.fetch_add(1);
   });
   CHECK(on_workers.load() == 1);
@@ -196,7 +186,7 @@ TEST_CASE("ThreadPool: run_alone_for runs every thread's part on the caller, in 
   // Turning the automatic mode off ends an alone period too.
   later.run_alone_for(std::chrono::hours(1));
   later.set_alone_when_preempted(false);
-  run_on(later, 2, [&](int t, int) {
+  run_on_threads(later, 2, [&](int t, int) {
     if (t == 1 && std::this_thread::get_id() != caller) on_workers.fetch_add(1);
   });
   CHECK(on_workers.load() == 2);
@@ -222,7 +212,7 @@ TEST_CASE("ThreadPool: regions run alone by themselves once its threads keep bei
     const std::thread::id caller = std::this_thread::get_id();
     std::atomic<long> on_caller{0};
     for (int region = 0; region < 400 && alone_regions == 0; ++region) {
-      run_on(pool, 2, [&](int t, int) {
+      run_on_threads(pool, 2, [&](int t, int) {
         const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(2);
         volatile long sink = 0;
         while (std::chrono::steady_clock::now() < end) sink = sink + 1;

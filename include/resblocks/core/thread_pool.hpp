@@ -11,6 +11,7 @@
 #include <mutex>
 #include <thread>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
@@ -352,11 +353,17 @@ class ThreadPool {
   bool m_stop = false;
 };
 
-/// Runs f(t, nt) on nt threads of the pool (t = 0 on the caller) and waits for all.
+/// Runs f(t, nt) on nt threads of `pool` (t = 0 on the caller) and waits for all.
+template <class F>
+void run_on_threads(ThreadPool& pool, int threads, F&& f) {
+  auto call = [](void* ctx, int t, int nt) noexcept { (*static_cast<std::remove_reference_t<F>*>(ctx))(t, nt); };
+  pool.run(threads, call, const_cast<void*>(static_cast<const void*>(&f)));
+}
+
+/// Runs f(t, nt) on nt threads of the process's pool (t = 0 on the caller) and waits for all.
 template <class F>
 void run_on_threads(int threads, F&& f) {
-  auto call = [](void* ctx, int t, int nt) noexcept { (*static_cast<std::remove_reference_t<F>*>(ctx))(t, nt); };
-  ThreadPool::instance().run(threads, call, const_cast<void*>(static_cast<const void*>(&f)));
+  run_on_threads(ThreadPool::instance(), threads, std::forward<F>(f));
 }
 
 }  // namespace resblocks::detail
