@@ -39,31 +39,58 @@ TEST_CASE("PreemptionHistory: quiet after k_waits waits without an involuntary s
 }
 
 #if defined(__linux__)
+namespace {
+/// Busy for `how_long` (a thread the scheduler must share its CPU with).
+void spin_for(std::chrono::milliseconds how_long) {
+  const auto end = std::chrono::steady_clock::now() + how_long;
+  volatile long sink = 0;
+  while (std::chrono::steady_clock::now() < end) sink = sink + 1;
+}
+
+/// Pins the calling thread to the first CPU it may run on (threads it starts inherit that) until
+/// restore(), or the end of the scope.
+class PinnedToOneCpu {
+ public:
+  PinnedToOneCpu() {
+    REQUIRE(pthread_getaffinity_np(pthread_self(), sizeof m_saved, &m_saved) == 0);
+    int cpu = 0;
+    while (cpu < CPU_SETSIZE && !CPU_ISSET(cpu, &m_saved)) ++cpu;
+    REQUIRE(cpu < CPU_SETSIZE);
+    CPU_ZERO(&m_one);
+    CPU_SET(cpu, &m_one);
+    REQUIRE(pthread_setaffinity_np(pthread_self(), sizeof m_one, &m_one) == 0);
+    m_pinned = true;
+  }
+  PinnedToOneCpu(const PinnedToOneCpu&) = delete;
+  PinnedToOneCpu& operator=(const PinnedToOneCpu&) = delete;
+  ~PinnedToOneCpu() {
+    if (m_pinned) pthread_setaffinity_np(pthread_self(), sizeof m_saved, &m_saved);
+  }
+  /// The one CPU, for another thread to pin itself to.
+  [[nodiscard]] const cpu_set_t& one() const noexcept { return m_one; }
+  void restore() {
+    m_pinned = false;
+    REQUIRE(pthread_setaffinity_np(pthread_self(), sizeof m_saved, &m_saved) == 0);
+  }
+
+ private:
+  cpu_set_t m_saved{}, m_one{};
+  bool m_pinned = false;
+};
+}  // namespace
+
 TEST_CASE("involuntary_switches: counts the calling thread's preemptions", "[threads][pool]") {
   // Two busy threads on one CPU: the scheduler preempts each of them every few milliseconds.
-  cpu_set_t saved;
-  REQUIRE(pthread_getaffinity_np(pthread_self(), sizeof saved, &saved) == 0);
-  int cpu = 0;
-  while (cpu < CPU_SETSIZE && !CPU_ISSET(cpu, &saved)) ++cpu;
-  REQUIRE(cpu < CPU_SETSIZE);
-  cpu_set_t one;
-  CPU_ZERO(&one);
-  CPU_SET(cpu, &one);
-  const auto spin_for = [](std::chrono::milliseconds how_long) {
-    const auto end = std::chrono::steady_clock::now() + how_long;
-    volatile long sink = 0;
-    while (std::chrono::steady_clock::now() < end) sink = sink + 1;
-  };
-  REQUIRE(pthread_setaffinity_np(pthread_self(), sizeof one, &one) == 0);
+  PinnedToOneCpu pin;
   const long before = involuntary_switches();
   std::thread other([&] {
-    pthread_setaffinity_np(pthread_self(), sizeof one, &one);
+    pthread_setaffinity_np(pthread_self(), sizeof pin.one(), &pin.one());
     spin_for(std::chrono::milliseconds(300));
   });
   spin_for(std::chrono::milliseconds(300));
   other.join();
   const long after = involuntary_switches();
-  REQUIRE(pthread_setaffinity_np(pthread_self(), sizeof saved, &saved) == 0);
+  pin.restore();
   CHECK(before >= 0);
   CHECK(after > before);
 }
@@ -197,15 +224,7 @@ TEST_CASE("ThreadPool: regions run alone by themselves once its threads keep bei
   // The caller and the pool's workers on one CPU: each region's two parts take turns on it, so its
   // threads are preempted in most regions, as beside a co-tenant. Within a few windows of regions
   // the pool must run thread 1's part on the caller.
-  cpu_set_t saved;
-  REQUIRE(pthread_getaffinity_np(pthread_self(), sizeof saved, &saved) == 0);
-  int cpu = 0;
-  while (cpu < CPU_SETSIZE && !CPU_ISSET(cpu, &saved)) ++cpu;
-  REQUIRE(cpu < CPU_SETSIZE);
-  cpu_set_t one;
-  CPU_ZERO(&one);
-  CPU_SET(cpu, &one);
-  REQUIRE(pthread_setaffinity_np(pthread_self(), sizeof one, &one) == 0);
+  PinnedToOneCpu pin;
   long alone_regions = 0;
   {
     ThreadPool pool;  // its workers start now, on the one CPU (a new thread inherits the affinity)
@@ -213,15 +232,13 @@ TEST_CASE("ThreadPool: regions run alone by themselves once its threads keep bei
     std::atomic<long> on_caller{0};
     for (int region = 0; region < 400 && alone_regions == 0; ++region) {
       run_on_threads(pool, 2, [&](int t, int) {
-        const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(2);
-        volatile long sink = 0;
-        while (std::chrono::steady_clock::now() < end) sink = sink + 1;
+        spin_for(std::chrono::milliseconds(2));
         if (t == 1 && std::this_thread::get_id() == caller) on_caller.fetch_add(1);
       });
       alone_regions = on_caller.load();
     }
   }
-  REQUIRE(pthread_setaffinity_np(pthread_self(), sizeof saved, &saved) == 0);
+  pin.restore();
   CHECK(alone_regions > 0);
 }
 #endif
