@@ -8,7 +8,6 @@
 
 #include <atomic>
 #include <cerrno>
-#include <chrono>
 #include <cstddef>
 #include <vector>
 // After the other headers: it replaces malloc, which they declare.
@@ -49,15 +48,16 @@ void require_no_allocation(Net& net, const typename Net::Input& x) {
   CHECK(infer == 0);
   // The same steps while the pool runs its regions alone (as beside a co-tenant): every thread's part
   // on the calling thread, whose scratch is already sized for any of them.
-  pool.run_alone_for(std::chrono::hours(1));
-  const long alone = allocations_in([&] {
-    for (int i = 0; i < 2; ++i) {
-      train_step(net, x, g);
-      net.infer(x, ws);
-    }
-  });
-  pool.set_alone_when_preempted(false);  // ends the period
-  pool.set_alone_when_preempted(RESBLOCKS_POOL_ALONE != 0);
+  long alone = 0;
+  {
+    const rbtest::PoolAlone scope;
+    alone = allocations_in([&] {
+      for (int i = 0; i < 2; ++i) {
+        train_step(net, x, g);
+        net.infer(x, ws);
+      }
+    });
+  }
   CHECK(alone == 0);
 }
 }  // namespace

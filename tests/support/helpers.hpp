@@ -2,10 +2,12 @@
 // Shared test helpers: tight gradient-check settings and matrix comparisons.
 #include "support/catch.hpp"
 
+#include <resblocks/core/thread_pool.hpp>
 #include <resblocks/resblocks.hpp>
 
 #include <Eigen/Core>
 
+#include <chrono>
 #include <string>
 
 namespace rbtest {
@@ -73,5 +75,19 @@ void require_float_agrees(F& f, D& d, const Eigen::MatrixXd& x, const Eigen::Mat
   const typename D::Output gd = g;
   REQUIRE(rel_diff(f.backward(gf), d.backward(gd)) < tol);
 }
+
+/// For its scope, the process's thread pool runs every region on the calling thread alone, every
+/// thread's part in turn (as it does beside a co-tenant); afterwards it is back to its default.
+class PoolAlone {
+ public:
+  PoolAlone() { resblocks::detail::ThreadPool::instance().run_alone_for(std::chrono::hours(1)); }
+  PoolAlone(const PoolAlone&) = delete;
+  PoolAlone& operator=(const PoolAlone&) = delete;
+  ~PoolAlone() {
+    resblocks::detail::ThreadPool& pool = resblocks::detail::ThreadPool::instance();
+    pool.set_alone_when_preempted(false);  // ends the period
+    pool.set_alone_when_preempted(RESBLOCKS_POOL_ALONE != 0);
+  }
+};
 
 }  // namespace rbtest

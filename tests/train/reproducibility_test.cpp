@@ -2,12 +2,10 @@
 // weights, the same shuffled and augmented batches, the same updates.
 #include "support/helpers.hpp"
 
-#include <resblocks/core/thread_pool.hpp>
 #include <resblocks/io/batch_loader.hpp>
 #include <resblocks/io/image_dataset.hpp>
 #include <resblocks/resblocks.hpp>
 
-#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -113,11 +111,11 @@ TEST_CASE("a seeded training run gives the same bits on 1 and 3 threads", "[trai
 TEST_CASE("a seeded training run gives the same bits when the pool runs its regions alone",
           "[train][reproducibility]") {
   const auto threaded = train_and_snapshot(11, 2, 4, 16);
-  detail::ThreadPool& pool = detail::ThreadPool::instance();
-  pool.run_alone_for(std::chrono::hours(1));
-  const auto alone = train_and_snapshot(11, 2, 4, 16);
-  pool.set_alone_when_preempted(false);  // ends the period
-  pool.set_alone_when_preempted(RESBLOCKS_POOL_ALONE != 0);
+  std::vector<unsigned char> alone;
+  {
+    const rbtest::PoolAlone scope;
+    alone = train_and_snapshot(11, 2, 4, 16);
+  }
   CHECK(threaded == alone);
 }
 
