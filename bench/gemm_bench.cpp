@@ -4,6 +4,8 @@
 // their backward products, 1024 tokens). GFLOP/s counts 2·m·n·k. Against Eigen's kernel: build with
 // -DRESBLOCKS_EIGEN_GEMM_KERNEL (README, "The GEMM kernel").
 //   BM_GemmMicroKernel/kc        the micro-kernel alone on packed panels in L1/L2 (own kernel only)
+//   BM_GemmPrepacked/<op>/m/n/k  one thread, both operands packed once beforehand: the driver's block
+//                                loop without its packing, the product's ceiling (own kernel only)
 #include <resblocks/resblocks.hpp>
 
 #include <benchmark/benchmark.h>
@@ -70,17 +72,76 @@ void BM_GemmMicroKernel(benchmark::State& state) {
                                                  benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(BM_GemmMicroKernel)->Arg(128)->Arg(256)->Arg(344)->UseRealTime();
+
+// The product of BM_Gemm on one thread with every block of A and op(B) packed before the timing:
+// the blocks gemm_packed would pack, in its loop order, then the same micro-kernel calls
+// (gemm_packed_block). Against BM_Gemm/<op>/m/n/k/1 it shows what the packing costs the product.
+template <bool TA, bool TB>
+void BM_GemmPrepacked(benchmark::State& state, Index m, Index n, Index k) {
+  using K = detail::GemmKernelShape<float>;
+  Generator g(3);
+  Eigen::MatrixXf a(TA ? k : m, TA ? m : k), b(TB ? n : k, TB ? k : n), c = Eigen::MatrixXf::Zero(m, n);
+  fill_uniform(a, 1.0, g);
+  fill_uniform(b, 1.0, g);
+  const Index kb = detail::gemm_depth_block<float>(k);
+  // Each block (pc, ic) of A and (jc, pc) of op(B) in a slot of its own, with room for a padded last
+  // panel and for gemm_pack_b's writes past its end.
+  const Index a_block = (K::mc + K::packet) * kb, b_block = (K::nc + K::nr) * kb + K::packet;
+  const Index depth_blocks = (k + kb - 1) / kb, row_blocks = (m + K::mc - 1) / K::mc,
+              col_blocks = (n + K::nc - 1) / K::nc;
+  detail::PackBuffer<float> a_buffer, b_buffer;
+  float* packed_a = a_buffer.get(std::size_t(a_block * depth_blocks * row_blocks));
+  float* packed_b = b_buffer.get(std::size_t(b_block * col_blocks * depth_blocks));
+  constexpr int order = TA ? Eigen::RowMajor : Eigen::ColMajor;
+  const Eigen::internal::const_blas_data_mapper<float, Index, order> lhs(a.data(), a.rows());
+  for (Index pc = 0, p = 0; pc < k; pc += kb, ++p) {
+    for (Index ic = 0, i = 0; ic < m; ic += K::mc, ++i)
+      detail::gemm_pack_a<order>(lhs, ic, std::min(K::mc, m - ic), pc, std::min(kb, k - pc),
+                                 packed_a + (p * row_blocks + i) * a_block);
+    for (Index jc = 0, j = 0; jc < n; jc += K::nc, ++j)
+      detail::gemm_pack_b<TB>(b.data(), b.rows(), pc, std::min(kb, k - pc), jc, std::min(K::nc, n - jc),
+                              packed_b + (j * depth_blocks + p) * b_block);
+  }
+  for (auto _ : state) {
+    for (Index jc = 0, j = 0; jc < n; jc += K::nc, ++j)
+      for (Index pc = 0, p = 0; pc < k; pc += kb, ++p)
+        for (Index ic = 0, i = 0; ic < m; ic += K::mc, ++i)
+          detail::gemm_packed_block(std::min(K::mc, m - ic), std::min(K::nc, n - jc), std::min(kb, k - pc),
+                                    packed_a + (p * row_blocks + i) * a_block,
+                                    packed_b + (j * depth_blocks + p) * b_block, c.data() + ic + jc * m, m, false);
+    benchmark::ClobberMemory();
+  }
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(2e-9 * double(m) * double(n) * double(k), benchmark::Counter::kIsIterationInvariantRate);
+}
 #endif
 
+template <bool TA, bool TB>
+void add_prepacked([[maybe_unused]] const char* op, [[maybe_unused]] Index m, [[maybe_unused]] Index n,
+                   [[maybe_unused]] Index k) {
+#if RESBLOCKS_OWN_GEMM_KERNEL
+  const std::string name = std::string("BM_GemmPrepacked/") + op + "/" + std::to_string(m) + "/" + std::to_string(n) +
+                           "/" + std::to_string(k);
+  benchmark::RegisterBenchmark(name.c_str(), BM_GemmPrepacked<TA, TB>, m, n, k)->UseRealTime();
+#endif
+}
+
+/// BM_Gemm on 1 and 2 threads, and BM_GemmPrepacked, of one product.
+template <bool TA, bool TB>
+void add_product(const char* op, Index m, Index n, Index k) {
+  add<TA, TB>(op, m, n, k);
+  add_prepacked<TA, TB>(op, m, n, k);
+}
+
 const bool registered = [] {
-  add<false, false>("NN", 1024, 128, 1024);  // MLP 1024/128: W x
-  add<false, true>("NT", 1024, 1024, 128);   //   dL/dW = dy xᵀ
-  add<true, false>("TN", 1024, 128, 1024);   //   dL/dx = Wᵀ dy
-  add<false, false>("NN", 768, 1024, 256);   // Transformer 256/…/8: [Q; K; V] = W_in x
-  add<false, false>("NN", 1024, 1024, 256);  //   FFN up
-  add<false, false>("NN", 256, 1024, 1024);  //   FFN down
-  add<false, true>("NT", 1024, 256, 1024);   //   dL/dW of FFN up
-  add<true, false>("TN", 256, 1024, 1024);   //   dL/dx of FFN up
+  add_product<false, false>("NN", 1024, 128, 1024);  // MLP 1024/128: W x
+  add_product<false, true>("NT", 1024, 1024, 128);   //   dL/dW = dy xᵀ
+  add_product<true, false>("TN", 1024, 128, 1024);   //   dL/dx = Wᵀ dy
+  add_product<false, false>("NN", 768, 1024, 256);   // Transformer 256/…/8: [Q; K; V] = W_in x
+  add_product<false, false>("NN", 1024, 1024, 256);  //   FFN up
+  add_product<false, false>("NN", 256, 1024, 1024);  //   FFN down
+  add_product<false, true>("NT", 1024, 256, 1024);   //   dL/dW of FFN up
+  add_product<true, false>("TN", 256, 1024, 1024);   //   dL/dx of FFN up
   return true;
 }();
 

@@ -280,6 +280,31 @@ void gemm_pack_b(const S* b, Eigen::Index ldb, Eigen::Index p0, Eigen::Index dep
   }
 }
 
+/// C(mc×nc, leading dimension ldc) += one packed block of A (mc rows: gemm_pack_a's panels) times one
+/// packed block of op(B) (nc columns: gemm_pack_b's panels), both of depth kc, tile by tile (= when
+/// `overwrite`): the micro-kernel calls of one block of gemm_packed.
+template <class S>
+void gemm_packed_block(Eigen::Index mc, Eigen::Index nc, Eigen::Index kc, const S* packed_a, const S* packed_b, S* c,
+                       Eigen::Index ldc, bool overwrite) {
+  using K = GemmKernelShape<S>;
+  for (Eigen::Index jr = 0; jr < nc; jr += K::nr) {
+    const Eigen::Index cols = std::min(K::nr, nc - jr);
+    for (Eigen::Index ir = 0, rows = 0; ir < mc; ir += rows) {
+      rows = gemm_panel_rows<S>(mc - ir);
+      S* tile = c + ir + jr * ldc;
+      const S* pa = packed_a + ir * kc;
+      const S* pb = packed_b + jr * kc;
+      const int np = gemm_panel_packets<S>(rows);
+      if (np == K::packets)
+        gemm_micro_kernel<S, K::packets>(kc, pa, pb, tile, ldc, rows, cols, overwrite);
+      else if (np == 1)
+        gemm_micro_kernel<S, 1>(kc, pa, pb, tile, ldc, rows, cols, overwrite);
+      else  // 2 packets of a 3-packet tile
+        gemm_micro_kernel<S, 2>(kc, pa, pb, tile, ldc, rows, cols, overwrite);
+    }
+  }
+}
+
 /// C(m×n, leading dimension ldc) += A·op(B) on the calling thread (C = A·op(B) when `overwrite`: C's
 /// old values are not read), A read through `lhs` (see gemm_pack_a), `work` at least
 /// GemmKernelShape<S>::work_size values, 64-byte aligned.
@@ -298,23 +323,8 @@ void gemm_packed(Eigen::Index m, Eigen::Index n, Eigen::Index k, const LhsMapper
       for (Eigen::Index ic = 0; ic < m; ic += K::mc) {
         const Eigen::Index mc = std::min(K::mc, m - ic);
         gemm_pack_a<LhsOrder>(lhs, ic, mc, pc, kc, packed_a);
-        for (Eigen::Index jr = 0; jr < nc; jr += K::nr) {
-          for (Eigen::Index ir = 0, rows = 0; ir < mc; ir += rows) {
-            rows = gemm_panel_rows<S>(mc - ir);
-            const Eigen::Index cols = std::min(K::nr, nc - jr);
-            S* tile = c + (ic + ir) + (jc + jr) * ldc;
-            const bool first = overwrite && pc == 0;  // C's old values are not read
-            const S* pa = packed_a + ir * kc;
-            const S* pb = packed_b + jr * kc;
-            const int np = gemm_panel_packets<S>(rows);
-            if (np == K::packets)
-              gemm_micro_kernel<S, K::packets>(kc, pa, pb, tile, ldc, rows, cols, first);
-            else if (np == 1)
-              gemm_micro_kernel<S, 1>(kc, pa, pb, tile, ldc, rows, cols, first);
-            else  // 2 packets of a 3-packet tile
-              gemm_micro_kernel<S, 2>(kc, pa, pb, tile, ldc, rows, cols, first);
-          }
-        }
+        // The first depth block overwrites C's old values when asked (they are not read).
+        gemm_packed_block(mc, nc, kc, packed_a, packed_b, c + ic + jc * ldc, ldc, overwrite && pc == 0);
       }
     }
   }
