@@ -35,11 +35,15 @@ void BM_Gemm(benchmark::State& state, Index m, Index n, Index k, int threads) {
       benchmark::Counter(2e-9 * double(m) * double(n) * double(k), benchmark::Counter::kIsIterationInvariantRate);
 }
 
+/// "<bench>/<op>/m/n/k".
+std::string product_name(const char* bench, const char* op, Index m, Index n, Index k) {
+  return std::string(bench) + "/" + op + "/" + std::to_string(m) + "/" + std::to_string(n) + "/" + std::to_string(k);
+}
+
 template <bool TA, bool TB>
 void add(const char* op, Index m, Index n, Index k) {
   for (int threads : {1, 2}) {
-    const std::string name = std::string("BM_Gemm/") + op + "/" + std::to_string(m) + "/" + std::to_string(n) + "/" +
-                             std::to_string(k) + "/" + std::to_string(threads);
+    const std::string name = product_name("BM_Gemm", op, m, n, k) + "/" + std::to_string(threads);
     benchmark::RegisterBenchmark(name.c_str(), BM_Gemm<TA, TB>, m, n, k, threads)->UseRealTime();
   }
 }
@@ -120,9 +124,8 @@ template <bool TA, bool TB>
 void add_prepacked([[maybe_unused]] const char* op, [[maybe_unused]] Index m, [[maybe_unused]] Index n,
                    [[maybe_unused]] Index k) {
 #if RESBLOCKS_OWN_GEMM_KERNEL
-  const std::string name = std::string("BM_GemmPrepacked/") + op + "/" + std::to_string(m) + "/" + std::to_string(n) +
-                           "/" + std::to_string(k);
-  benchmark::RegisterBenchmark(name.c_str(), BM_GemmPrepacked<TA, TB>, m, n, k)->UseRealTime();
+  benchmark::RegisterBenchmark(product_name("BM_GemmPrepacked", op, m, n, k).c_str(), BM_GemmPrepacked<TA, TB>, m, n, k)
+      ->UseRealTime();
 #endif
 }
 
