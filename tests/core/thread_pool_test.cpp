@@ -219,6 +219,44 @@ TEST_CASE("ThreadPool: run_alone_for runs every thread's part on the caller, in 
   CHECK(on_workers.load() == 2);
 }
 
+TEST_CASE("part_local: part t's scratch follows the part from its worker to the caller (alone) and back",
+          "[threads][pool]") {
+  // What a GEMM's packing buffer is: sized by whoever runs part t, the worker finds it sized when the pool
+  // stops running alone (a worker's own thread_local would grow in its first part after the period).
+  using resblocks::detail::part_local;
+  struct Scratch {
+    int sized_by = -1;  // the part that sized it
+  };
+  ThreadPool pool;
+  pool.set_alone_when_preempted(false);
+  Scratch* const own = &part_local<Scratch>();  // outside a region: the calling thread's own
+  std::vector<Scratch*> seen(3, nullptr);
+  auto record = [&](int t, int) {
+    Scratch& scratch = part_local<Scratch>();
+    if (scratch.sized_by < 0) scratch.sized_by = t;
+    seen[std::size_t(t)] = &scratch;  // each part writes its own element
+  };
+  pool.run_alone_for(std::chrono::hours(1));
+  run_on_threads(pool, 3, record);  // alone first: the caller runs parts 1 and 2 before any worker exists
+  const std::vector<Scratch*> alone = seen;
+  CHECK(alone[0] == own);  // part 0 is the caller's, either way
+  CHECK(alone[1] != own);
+  CHECK(alone[2] != own);
+  CHECK(alone[1] != alone[2]);
+  pool.set_alone_when_preempted(false);  // ends the period: the workers run parts 1 and 2
+  seen.assign(3, nullptr);
+  run_on_threads(pool, 3, record);
+  CHECK(seen == alone);
+  for (int t = 0; t < 3; ++t) CHECK(seen[std::size_t(t)]->sized_by == t);
+  CHECK(&part_local<Scratch>() == own);
+  ThreadPool other;  // another pool's parts have slots of their own
+  other.set_alone_when_preempted(false);
+  run_on_threads(other, 3, record);
+  CHECK(seen[0] == own);
+  CHECK(seen[1] != alone[1]);
+  CHECK(seen[2] != alone[2]);
+}
+
 #if defined(__linux__)
 TEST_CASE("ThreadPool: regions run alone by themselves once its threads keep being preempted", "[threads][pool]") {
   // The caller and the pool's workers on one CPU: each region's two parts take turns on it, so its

@@ -7,6 +7,7 @@
 #include "resblocks/core/block_fn.hpp"
 #include "resblocks/core/compiled_kernels.hpp"
 #include "resblocks/core/gemm_kernel.hpp"
+#include "resblocks/core/thread_pool.hpp"
 #include "resblocks/core/threading.hpp"
 
 #include <Eigen/Core>
@@ -18,7 +19,7 @@ namespace resblocks::detail {
 
 using Eigen::Index;
 
-/// Aligned buffer owned by one thread; grows to the largest request, then is reused.
+/// Aligned buffer owned by one thread (or one pool part: part_local); grows to the largest request, then is reused.
 template <class S>
 class PackBuffer {
  public:
@@ -42,10 +43,11 @@ class PackBuffer {
   std::size_t m_size = 0;
 };
 
+/// The packing buffer of the calling thread, or of the pool part it runs (part_local: sized by whichever thread
+/// runs the part, it is sized for the worker too).
 template <class S>
 PackBuffer<S>& thread_pack_buffer() {
-  thread_local PackBuffer<S> buffer;
-  return buffer;
+  return part_local<PackBuffer<S>>();
 }
 
 /// Elements of Eigen's packed A block (kc × mc), rounded up so that the B block after it starts on a

@@ -4,6 +4,7 @@
 /// (im2col, and its transpose col2im) or read in place while a GEMM packs it (Im2colMapper).
 
 #include "resblocks/core/compiled_kernels.hpp"
+#include "resblocks/core/thread_pool.hpp"
 #include "resblocks/core/threading.hpp"
 
 #include <Eigen/Core>
@@ -72,11 +73,8 @@ class Im2colMapper {
   Index m_pos0, m_patch0;
 };
 
-/// Per-thread table of tap offsets for Im2colMapper (grows once, then reused: no allocation per step).
-inline std::vector<Index>& im2col_offsets() {
-  thread_local std::vector<Index> offsets;
-  return offsets;
-}
+/// Per-thread (part_local) table of tap offsets for Im2colMapper (grows once, then reused: no allocation per step).
+inline std::vector<Index>& im2col_offsets() { return part_local<std::vector<Index>>(); }
 
 /// Calls f(j, row offset in the patch, source column or -1 in the padding, taps) for every kernel
 /// tap of positions p0 + j, j in [j0, j1), in order (positions advance without divisions). Taps

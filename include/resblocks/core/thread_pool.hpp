@@ -3,11 +3,14 @@
 /// \brief ThreadPool: resblocks' own worker threads, which wait by spinning briefly and then sleeping.
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <bit>
 #include <chrono>
 #include <condition_variable>
+#include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <type_traits>
@@ -119,12 +122,70 @@ class ContentionMonitor {
   Clock::time_point m_alone_until{};
 };
 
+/// \brief The scratch of one thread index t >= 1 of a pool's regions (part_local): owned by the pool, used by whichever
+/// OS thread runs part t. The worker runs it, or while the pool runs alone the caller does; either way part t finds the
+/// scratch that part t sized before, so the worker allocates nothing when it takes its parts back.
+class PartSlot {
+ public:
+  static constexpr int k_kinds = 8;  ///< the part_local types a program may use
+
+  PartSlot() = default;
+  PartSlot(const PartSlot&) = delete;
+  PartSlot& operator=(const PartSlot&) = delete;
+  ~PartSlot() {
+    for (Object& object : m_objects)
+      if (object.ptr) object.destroy(object.ptr);
+  }
+
+  /// The slot's T of kind `kind` (< k_kinds), value-initialised on first use.
+  template <class T>
+  T& get(int kind) {
+    Object& object = m_objects[static_cast<std::size_t>(kind)];
+    if (!object.ptr) {
+      object.ptr = new T();
+      object.destroy = [](void* p) { delete static_cast<T*>(p); };
+    }
+    return *static_cast<T*>(object.ptr);
+  }
+
+  /// The slot of the part the calling thread is running, or nullptr (outside a pool region, or part 0).
+  static PartSlot*& current() noexcept {
+    thread_local PartSlot* slot = nullptr;
+    return slot;
+  }
+
+ private:
+  struct Object {
+    void* ptr = nullptr;
+    void (*destroy)(void*) = nullptr;
+  };
+  std::array<Object, k_kinds> m_objects{};
+};
+
+/// A new kind index for part_local's types.
+inline int next_part_local_kind() noexcept {
+  static std::atomic<int> kinds{0};
+  return kinds.fetch_add(1, std::memory_order_relaxed);
+}
+
+/// \brief Per-thread scratch that follows the part: inside a pool region's part t >= 1, part t's T (PartSlot); else the
+/// calling thread's own (thread_local) T. Sized by whoever runs a part, it stays sized for that part.
+template <class T>
+T& part_local() {
+  static const int kind = next_part_local_kind();
+  PartSlot* const slot = PartSlot::current();
+  if (slot && kind < PartSlot::k_kinds) return slot->get<T>(kind);
+  thread_local T own;
+  return own;
+}
+
 /// \brief A fixed set of persistent worker threads that run one parallel region at a time.
 ///
 /// `run(nt, fn, ctx)` calls `fn(ctx, t, nt)` for t = 0 … nt-1, t = 0 on the calling thread and
 /// t ≥ 1 on the same worker each time (or, while the pool runs alone, on the caller after t − 1), and
-/// returns when every call has returned (per-thread scratch, such as GEMM packing buffers, is therefore
-/// sized once per thread, for any thread's part). Nothing is allocated per region.
+/// returns when every call has returned. Per-thread scratch (GEMM packing buffers) is part_local: part t >= 1 uses
+/// the pool's slot t, whichever thread runs it, so it is sized once, for any of t's parts. Nothing is allocated per
+/// region.
 ///
 /// Why not OpenMP's team: libgomp's idle threads spin (for up to GOMP_SPINCOUNT iterations, read once
 /// when the program starts), so with a co-tenant on the machine a spinning thread eats the time slice
@@ -179,8 +240,13 @@ class ThreadPool {
     }
     std::lock_guard<std::mutex> region(m_region);
     if (m_monitor.alone(ContentionMonitor::Clock::now())) {
-      region_flag() = true;  // every thread's part, in turn: the same parts, the same results
-      for (int t = 0; t < threads; ++t) task(ctx, t, threads);
+      add_slots(threads - 1);
+      region_flag() = true;  // every thread's part, in turn, with its slot: the same parts, the same results
+      for (int t = 0; t < threads; ++t) {
+        PartSlot::current() = t == 0 ? nullptr : m_slots[static_cast<std::size_t>(t - 1)].get();
+        task(ctx, t, threads);
+      }
+      PartSlot::current() = nullptr;
       region_flag() = false;
       return;
     }
@@ -298,19 +364,27 @@ class ThreadPool {
 #endif
   }
 
+  /// Slots for threads 1 … n (called under m_region: the slots only grow, and only there).
+  void add_slots(int n) {
+    while (static_cast<int>(m_slots.size()) < n) m_slots.push_back(std::make_unique<PartSlot>());
+  }
+
   void grow(int workers) {
+    add_slots(workers);
     std::lock_guard<std::mutex> lock(m_mutex);
     while (static_cast<int>(m_workers.size()) < workers) {
       const int index = static_cast<int>(m_workers.size()) + 1;  // thread 0 is the caller
       // The generation the worker starts from is read here, before run() starts the next region:
       // read in the new thread, it could already be that region's, which the worker would then skip.
       const std::uint64_t seen = m_generation;
-      m_workers.emplace_back([this, index, seen] { work(index, seen); });
+      PartSlot* const slot = m_slots[static_cast<std::size_t>(index - 1)].get();
+      m_workers.emplace_back([this, index, seen, slot] { work(index, seen, slot); });
     }
   }
 
-  void work(int index, std::uint64_t seen) {
-    region_flag() = true;  // a worker's own calls into the library run single-threaded
+  void work(int index, std::uint64_t seen, PartSlot* slot) {
+    region_flag() = true;        // a worker's own calls into the library run single-threaded
+    PartSlot::current() = slot;  // it runs part `index` only
     for (;;) {
       spin_until([&] { return (m_ticket.load(std::memory_order_acquire) >> 16) != seen; });
       std::uint64_t ticket = m_ticket.load(std::memory_order_acquire);
@@ -339,6 +413,8 @@ class ThreadPool {
   mutable std::mutex m_mutex;  ///< guards the sleep/wake handshakes, m_workers and m_generation
   std::mutex m_region;         ///< one region at a time
   std::condition_variable m_wake, m_done;
+  std::vector<std::unique_ptr<PartSlot>>
+      m_slots;  ///< slot t-1: thread t's scratch; grows under m_region, before m_workers
   std::vector<std::thread> m_workers;
   std::uint64_t m_generation = 0;
   std::atomic<std::uint64_t> m_ticket{0};  ///< generation << 16 | threads of the current region
