@@ -179,6 +179,58 @@ TEST_CASE("Sequential: a strided convolution's pass sums the BatchNorm2d before 
   set_num_threads(saved);
 }
 
+TEST_CASE(
+    "Sequential: a ResNet's stem BatchNorm2d and a stage's last one sum their backward sums in the next "
+    "stage's pass: bit for bit",
+    "[sequential][fusion]") {
+  // Stem, activation, two stages of v1 blocks: stage 3's first pass sums the stem's BatchNorm2d sums,
+  // stage 4's first pass those of stage 3's last block's bn2, on each sample of the ReLU's dL/dx.
+  using Stage = Repeat<BasicBlock<float>>;
+  using Net = Sequential<Conv2d<float>, BatchNorm2d<float>, ReLU<float>, Stage, Stage>;
+  const auto grads = [](auto&... layers) {
+    std::vector<Eigen::MatrixXf> all;
+    (layers.for_each_parameter([&](std::string_view, const auto&, const auto& grad) { all.emplace_back(grad); }), ...);
+    return all;
+  };
+  const int saved = num_threads();
+  std::vector<Eigen::MatrixXf> by_threads;
+  for (const int threads : {1, 2}) {
+    set_num_threads(threads);
+    for (const Index stride : {1, 2}) {  // the next stage keeps the shape (identity skips), or halves it (projection)
+      INFO(threads << " threads, stride " << stride);
+      manual_seed(13);
+      const Index wide = 16 * stride;
+      Net net{Conv2d<float>(3, 16, 3, {.padding = 1, .bias = false}), BatchNorm2d<float>(16), ReLU<float>(),
+              Stage(2, [](Index) { return BasicBlock<float>(16, 16); }), Stage(2, [&](Index i) {
+                return i == 0 ? BasicBlock<float>(16, wide, stride) : BasicBlock<float>(wide, wide);
+              })};
+      net.set_image_size({16, 16});  // the direct backward (whole samples) on every build; not at 8x8 natively
+      auto c0 = net.get<0>();
+      auto n1 = net.get<1>();
+      auto a2 = net.get<2>();
+      auto r3 = net.get<3>();
+      auto r4 = net.get<4>();
+      const auto x = rbtest::random_batch<Eigen::MatrixXf>(3, 5 * 256, 68);
+      const Eigen::MatrixXf y = net.forward(x);
+      REQUIRE(y == r4.forward(r3.forward(a2.forward(n1.forward(c0.forward(x))))));
+      // Else this test would compare the unfused path with itself.
+      REQUIRE(net.get<1>().takes_sample_gradient_sums(net.get<3>().backward_sample_blocks()));
+      REQUIRE(net.get<3>().before_last_layer().takes_sample_gradient_sums(net.get<4>().backward_sample_blocks()));
+      const auto g = rbtest::random_batch<Eigen::MatrixXf>(y.rows(), y.cols(), 69);
+      const Eigen::MatrixXf dx = net.backward(g);
+      REQUIRE(dx == c0.backward(n1.backward(a2.backward(r3.backward(r4.backward(g))))));
+      const std::vector<Eigen::MatrixXf> fused = grads(net), apart = grads(c0, n1, a2, r3, r4);
+      REQUIRE(fused.size() == apart.size());
+      for (std::size_t i = 0; i < fused.size(); ++i) REQUIRE(fused[i] == apart[i]);
+      by_threads.push_back(dx);
+      by_threads.push_back(fused[1]);  // the stem BatchNorm2d's dL/dγ
+    }
+  }
+  set_num_threads(saved);
+  REQUIRE(by_threads.size() == 8);
+  for (std::size_t i = 0; i < 4; ++i) REQUIRE(by_threads[i] == by_threads[i + 4]);  // 1 and 2 threads
+}
+
 TEST_CASE("Sequential: Conv2d -> BatchNorm2d gradients where the convolution takes the normalisation's dL/dx",
           "[sequential][gradient]") {
   using Pair = Sequential<Conv2d<double>, BatchNorm2d<double>>;

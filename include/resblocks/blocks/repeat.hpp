@@ -159,6 +159,21 @@ class Repeat : public detail::VisitsParameters<Repeat<Block>>, public detail::Vi
   /// its own blocks.
   /// \returns the last block's last layer
   auto& last_layer() noexcept requires detail::SplitsLastLayer<Block> { return m_blocks.back().last_layer(); }
+  /// The last block's layer before its last layer (see splits_last_layer()): a ResNet v1 stage's last
+  /// residual, ending in BatchNorm2d. Sequential sums its backward sums in the next layer's pass, on
+  /// last_layer()'s dL/dx (detail::backward_summing), as Repeat does between its own blocks.
+  /// \returns the last block's before_last_layer()
+  auto& before_last_layer() noexcept requires requires(Block& block) { block.before_last_layer(); }
+  { return m_blocks.back().before_last_layer(); }
+  /// The blocks backward_then's epilogue runs on, when they are whole samples: the first block's
+  /// (whose pass runs the hooks), empty without blocks (detail::HasBackwardSampleBlocks). Sequential
+  /// then sums the backward sums of a BatchNorm2d before the activation before this Repeat (a ResNet's
+  /// stem) in that pass.
+  /// \returns the first block's blocks, or empty ones
+  [[nodiscard]] detail::SampleBlocks backward_sample_blocks()
+      const noexcept requires detail::HasBackwardSampleBlocks<Block> {
+    return m_blocks.empty() ? detail::SampleBlocks{} : m_blocks.front().backward_sample_blocks();
+  }
   /// backward of every block, the last one from below its last layer, with the hooks of backward_then.
   /// \param dL_dz gradient of the loss with respect to the last block's last layer's input
   /// \param prepare called as `prepare(dL_dx)` once dL/dx is sized

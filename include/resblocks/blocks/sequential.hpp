@@ -415,6 +415,20 @@ class Sequential {
     else
       return backward_pair<I, BelowLast>(g, get<I - 1>());
   }
+  /// backward_pair of layer I and layer I-1's last layer (split_at), with the backward sums of the
+  /// layer before that last layer (a ResNet v1 stage's last residual, ending in BatchNorm2d) summed on
+  /// each sample of the last layer's dL/dx in the same pass when they can run so now, as Repeat does
+  /// between its blocks; returns the last layer's dL/dx.
+  template <std::size_t I, bool BelowLast, class G>
+  const auto& backward_split_summed(const G& g) {
+    auto& act = get<I - 1>().last_layer();
+    if constexpr (split_summing_at<I>())
+      return detail::backward_summing(
+          get<I>().backward_sample_blocks(), act, get<I - 1>().before_last_layer(),
+          [&](const auto& prepare, const auto& epilogue) { layer_backward<I, BelowLast>(g, prepare, epilogue); });
+    else
+      return backward_pair<I, BelowLast>(g, act);
+  }
   template <std::size_t I, class X>
   const auto& infer_pair(const X& x, Workspace& ws) const {
     const auto& act = get<I + 1>();
@@ -485,6 +499,16 @@ class Sequential {
     else
       return false;
   }
+  /// Layer I's pass, which runs layer I-1's last layer (split_at), can also sum the backward sums of
+  /// the layer before that last layer (SampleGradientSumsPair).
+  template <std::size_t I>
+  static constexpr bool split_summing_at() {
+    if constexpr (split_at<I>() && requires(At<I - 1> & layer) { layer.before_last_layer(); })
+      return detail::SampleGradientSumsPair<
+          At<I>, std::remove_cvref_t<decltype(std::declval<At<I - 1>&>().before_last_layer())>>;
+    else
+      return false;
+  }
   template <class L>
   static constexpr bool has_backward_then = requires(L& layer, const typename L::Output& g) {
     layer.backward_then(g, detail::NoPrepare{}, detail::NoEpilogue{});
@@ -498,7 +522,10 @@ class Sequential {
   /// - a convolution that takes the normalisation after it computes the latter's dL/dx as it reads it
   ///   (NormGradient);
   /// - a convolution after an element-wise layer after a normalisation sums the latter's backward sums
-  ///   on each sample of the element-wise layer's dL/dx in its pass (SampleGradientSumsPair).
+  ///   on each sample of the element-wise layer's dL/dx in its pass (SampleGradientSumsPair); so does
+  ///   a layer whose pass runs the last layer of the one before it, for the layer before that last one
+  ///   (a ResNet stage after another: the first stage's last BatchNorm2d), and a Repeat after an
+  ///   activation after a normalisation (a ResNet's stem).
   template <std::size_t I, bool BelowLast = false, class G, class Prepare = detail::NoPrepare,
             class Epilogue = detail::NoEpilogue>
   const Input& backward_from(const G& g, const Prepare& prepare = {}, const Epilogue& epilogue = {}) {
@@ -511,7 +538,7 @@ class Sequential {
     }
     if constexpr (split_at<I>()) {
       if (detail::can_split_last_layer(get<I - 1>()))
-        return backward_from<I - 1, true>(backward_pair<I, BelowLast>(g, get<I - 1>().last_layer()), prepare, epilogue);
+        return backward_from<I - 1, true>(backward_split_summed<I, BelowLast>(g), prepare, epilogue);
     }
     if constexpr (I == 0) {
       return layer_backward<0, BelowLast>(g, prepare, epilogue);
@@ -537,8 +564,7 @@ class Sequential {
     }
     if constexpr (I >= 2 && split_at<I>()) {
       if (detail::can_split_last_layer(get<I - 1>()))
-        return backward_add_from<I - 1, true>(backward_pair<I, BelowLast>(g, get<I - 1>().last_layer()), dx, skip_grad,
-                                              prepare, epilogue);
+        return backward_add_from<I - 1, true>(backward_split_summed<I, BelowLast>(g), dx, skip_grad, prepare, epilogue);
     }
     if constexpr (I == 0)
       detail::backward_add(get<0>(), g, dx, skip_grad, prepare, epilogue);
