@@ -197,6 +197,21 @@ concept TakesSampleGradientSums = requires(const L& const_layer, L& layer, const
 template <class P, class N>
 concept SampleGradientSumsPair = HasBackwardSampleBlocks<P> && TakesSampleGradientSums<N>;
 
+/// backward_summing's epilogue: act's backward on each block of the pass's dL/dx, then norm's sums on
+/// act's dL/dx there. A named type, one per (act, norm) pair, not a lambda per call site: the layers the
+/// pass runs through are then compiled once for every call site that sums the same pair (a ResNet's
+/// stage boundaries, a Repeat's blocks).
+template <class Act, class Norm>
+struct SummingEpilogue {
+  Act& act;
+  Norm& norm;
+  template <class D>
+  void operator()(const D& d, Index r0, Index rows, Index c0, Index cols) const {
+    act.fused_backward_block(d, r0, rows, c0, cols);
+    norm.sample_gradient_sums(act.fused_grad(), c0, cols);
+  }
+};
+
 /// Runs `run(prepare, epilogue)`, a layer's backward pass with the hooks that run the element-wise
 /// layer `act`'s backward on each block of its dL/dx (fused_backward_hooks); when `norm` (the layer
 /// before act) takes sums on `blocks`, the same pass then sums norm's backward sums on each block of
@@ -210,10 +225,7 @@ const auto& backward_summing(SampleBlocks blocks, Act& act, Norm& norm, const Ru
     return act.fused_grad();
   }
   norm.begin_sample_gradient_sums(blocks);
-  run(hooks.first, [&](const auto& d, Index r0, Index rows, Index c0, Index cols) {
-    hooks.second(d, r0, rows, c0, cols);
-    norm.sample_gradient_sums(act.fused_grad(), c0, cols);
-  });
+  run(hooks.first, SummingEpilogue<Act, Norm>{act, norm});
   norm.end_sample_gradient_sums(act.fused_grad());
   return act.fused_grad();
 }
