@@ -147,7 +147,11 @@ class Repeat : public detail::VisitsParameters<Repeat<Block>>, public detail::Vi
   /// \returns dL/dx, in a buffer the first block owns (without blocks: dL_dy itself, or with hooks a copy)
   template <class Prepare, class Epilogue>
   const Input& backward_then(const Output& dL_dy, const Prepare& prepare, const Epilogue& epilogue) {
-    return backward_blocks(dL_dy, false, prepare, epilogue);
+    if constexpr (detail::has_hooks<Prepare, Epilogue>)  // the blocks compiled once for every caller's hooks
+      return backward_blocks(dL_dy, false, detail::ErasedPrepare<Input>(prepare),
+                             detail::ErasedEpilogue<Input>(epilogue));
+    else
+      return backward_blocks(dL_dy, false, prepare, epilogue);
   }
 
   /// Whether the blocks end in an element-wise layer (detail::SplitsLastLayer) and there is one:
@@ -184,7 +188,11 @@ class Repeat : public detail::VisitsParameters<Repeat<Block>>, public detail::Vi
   const Input& backward_below_last(const Output& dL_dz, const Prepare& prepare = {},
                                    const Epilogue& epilogue = {}) requires detail::SplitsLastLayer<Block> {
     if (m_blocks.empty()) throw std::logic_error("Repeat: backward_below_last() without blocks");
-    return backward_blocks(dL_dz, true, prepare, epilogue);
+    if constexpr (detail::has_hooks<Prepare, Epilogue>)
+      return backward_blocks(dL_dz, true, detail::ErasedPrepare<Input>(prepare),
+                             detail::ErasedEpilogue<Input>(epilogue));
+    else
+      return backward_blocks(dL_dz, true, prepare, epilogue);
   }
 
   template <class SkipGrad>

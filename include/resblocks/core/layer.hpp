@@ -64,6 +64,7 @@
 #include "resblocks/core/types.hpp"
 
 #include <concepts>
+#include <memory>
 #include <string_view>
 #include <type_traits>
 #include <utility>
@@ -356,6 +357,43 @@ const M& run_epilogue_owned(const M& dx, const G& dy, M& own, const Prepare& pre
   run_epilogue(*target, prepare, epilogue);
   return *target;
 }
+
+/// \brief A type-erased, non-owning reference to a pass's `prepare(d)` hook on a matrix of type M.
+/// A container (Repeat) hands its layers these instead of its callers' hook types, so the layers are
+/// compiled once for all of its callers (a ResNet's stem and each stage boundary give a stage other
+/// hooks). The referenced hook must outlive it.
+template <class M>
+class ErasedPrepare {
+ public:
+  template <class F>
+  requires(!std::is_same_v<F, ErasedPrepare>) explicit ErasedPrepare(const F& f) noexcept
+      : m_object(std::addressof(f)),
+        m_call([](const void* object, const M& d) { (*static_cast<const F*>(object))(d); }) {}
+  void operator()(const M& d) const { m_call(m_object, d); }
+
+ private:
+  const void* m_object;
+  void (*m_call)(const void*, const M&);
+};
+
+/// \brief ErasedPrepare's twin for a pass's `epilogue(d, r0, rows, c0, cols)` hook.
+template <class M>
+class ErasedEpilogue {
+ public:
+  template <class F>
+  requires(!std::is_same_v<F, ErasedEpilogue>) explicit ErasedEpilogue(const F& f) noexcept
+      : m_object(std::addressof(f)),
+        m_call([](const void* object, const M& d, Index r0, Index rows, Index c0, Index cols) {
+          (*static_cast<const F*>(object))(d, r0, rows, c0, cols);
+        }) {}
+  void operator()(const M& d, Index r0, Index rows, Index c0, Index cols) const {
+    m_call(m_object, d, r0, rows, c0, cols);
+  }
+
+ private:
+  const void* m_object;
+  void (*m_call)(const void*, const M&, Index, Index, Index, Index);
+};
 
 /// Whether a pass's prepare and epilogue hooks do anything (are not NoPrepare and NoEpilogue).
 template <class Prepare, class Epilogue>
