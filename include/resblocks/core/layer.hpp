@@ -369,7 +369,13 @@ class ErasedPrepare {
   requires(!std::is_same_v<F, ErasedPrepare>) explicit ErasedPrepare(const F& f) noexcept
       : m_object(std::addressof(f)),
         m_call([](const void* object, const M& d) { (*static_cast<const F*>(object))(d); }) {}
-  void operator()(const M& d) const { m_call(m_object, d); }
+  /// Only on the matrix itself: a conversion would hand the hook a temporary, and in-place hooks
+  /// (ReLU) write over their argument's buffer.
+  template <class D>
+  void operator()(const D& d) const {
+    static_assert(std::is_same_v<D, M>, "resblocks: an erased hook takes the pass's matrix itself");
+    m_call(m_object, d);
+  }
 
  private:
   const void* m_object;
@@ -386,7 +392,9 @@ class ErasedEpilogue {
         m_call([](const void* object, const M& d, Index r0, Index rows, Index c0, Index cols) {
           (*static_cast<const F*>(object))(d, r0, rows, c0, cols);
         }) {}
-  void operator()(const M& d, Index r0, Index rows, Index c0, Index cols) const {
+  template <class D>
+  void operator()(const D& d, Index r0, Index rows, Index c0, Index cols) const {
+    static_assert(std::is_same_v<D, M>, "resblocks: an erased hook takes the pass's matrix itself");
     m_call(m_object, d, r0, rows, c0, cols);
   }
 
