@@ -222,13 +222,7 @@ class Repeat : public detail::VisitsParameters<Repeat<Block>>, public detail::Vi
  private:
   /// Whether a block's pass can sum the backward sums of the layer before the previous block's last
   /// layer (detail::backward_summing).
-  static constexpr bool summing_before_last = [] {
-    if constexpr (requires(Block & b) { b.before_last_layer(); })
-      return detail::SampleGradientSumsPair<Block,
-                                            std::remove_cvref_t<decltype(std::declval<Block&>().before_last_layer())>>;
-    else
-      return false;
-  }();
+  static constexpr bool summing_before_last = detail::SumsBeforeLastLayer<Block, Block>;
 
   /// The backward passes of the blocks, last to first, the hooks on the first block's dL/dx; with
   /// below_last, the last block starts below its last layer.

@@ -503,9 +503,8 @@ class Sequential {
   /// the layer before that last layer (SampleGradientSumsPair).
   template <std::size_t I>
   static constexpr bool split_summing_at() {
-    if constexpr (split_at<I>() && requires(At<I - 1> & layer) { layer.before_last_layer(); })
-      return detail::SampleGradientSumsPair<
-          At<I>, std::remove_cvref_t<decltype(std::declval<At<I - 1>&>().before_last_layer())>>;
+    if constexpr (split_at<I>())
+      return detail::SumsBeforeLastLayer<At<I>, At<I - 1>>;
     else
       return false;
   }

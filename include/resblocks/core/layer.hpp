@@ -198,6 +198,15 @@ concept TakesSampleGradientSums = requires(const L& const_layer, L& layer, const
 template <class P, class N>
 concept SampleGradientSumsPair = HasBackwardSampleBlocks<P> && TakesSampleGradientSums<N>;
 
+/// Layer P's backward pass can sum the backward sums of the layer before B's last layer
+/// (B::before_last_layer(): a ResNet v1 block's residual, ending in BatchNorm2d) on the blocks of that
+/// last layer's dL/dx (backward_summing): Repeat between its blocks, Sequential after a Repeat.
+template <class P, class B>
+concept SumsBeforeLastLayer = requires(B& block) {
+  block.before_last_layer();
+}
+&&SampleGradientSumsPair<P, std::remove_cvref_t<decltype(std::declval<B&>().before_last_layer())>>;
+
 /// backward_summing's epilogue: act's backward on each block of the pass's dL/dx, then norm's sums on
 /// act's dL/dx there. A named type, one per (act, norm) pair, not a lambda per call site: the layers the
 /// pass runs through are then compiled once for every call site that sums the same pair (a ResNet's
@@ -358,50 +367,35 @@ const M& run_epilogue_owned(const M& dx, const G& dy, M& own, const Prepare& pre
   return *target;
 }
 
-/// \brief A type-erased, non-owning reference to a pass's `prepare(d)` hook on a matrix of type M.
+/// \brief A type-erased, non-owning reference to a pass's hook `f(d, args...)` on a matrix d of type M.
 /// A container (Repeat) hands its layers these instead of its callers' hook types, so the layers are
 /// compiled once for all of its callers (a ResNet's stem and each stage boundary give a stage other
 /// hooks). The referenced hook must outlive it.
-template <class M>
-class ErasedPrepare {
+template <class M, class... Args>
+class ErasedHook {
  public:
   template <class F>
-  requires(!std::is_same_v<F, ErasedPrepare>) explicit ErasedPrepare(const F& f) noexcept
+  requires(!std::is_same_v<F, ErasedHook>) explicit ErasedHook(const F& f) noexcept
       : m_object(std::addressof(f)),
-        m_call([](const void* object, const M& d) { (*static_cast<const F*>(object))(d); }) {}
+        m_call([](const void* object, const M& d, Args... args) { (*static_cast<const F*>(object))(d, args...); }) {}
   /// Only on the matrix itself: a conversion would hand the hook a temporary, and in-place hooks
   /// (ReLU) write over their argument's buffer.
   template <class D>
-  void operator()(const D& d) const {
+  void operator()(const D& d, Args... args) const {
     static_assert(std::is_same_v<D, M>, "resblocks: an erased hook takes the pass's matrix itself");
-    m_call(m_object, d);
+    m_call(m_object, d, args...);
   }
 
  private:
   const void* m_object;
-  void (*m_call)(const void*, const M&);
+  void (*m_call)(const void*, const M&, Args...);
 };
-
-/// \brief ErasedPrepare's twin for a pass's `epilogue(d, r0, rows, c0, cols)` hook.
+/// A pass's `prepare(d)` hook, erased.
 template <class M>
-class ErasedEpilogue {
- public:
-  template <class F>
-  requires(!std::is_same_v<F, ErasedEpilogue>) explicit ErasedEpilogue(const F& f) noexcept
-      : m_object(std::addressof(f)),
-        m_call([](const void* object, const M& d, Index r0, Index rows, Index c0, Index cols) {
-          (*static_cast<const F*>(object))(d, r0, rows, c0, cols);
-        }) {}
-  template <class D>
-  void operator()(const D& d, Index r0, Index rows, Index c0, Index cols) const {
-    static_assert(std::is_same_v<D, M>, "resblocks: an erased hook takes the pass's matrix itself");
-    m_call(m_object, d, r0, rows, c0, cols);
-  }
-
- private:
-  const void* m_object;
-  void (*m_call)(const void*, const M&, Index, Index, Index, Index);
-};
+using ErasedPrepare = ErasedHook<M>;
+/// A pass's `epilogue(d, r0, rows, c0, cols)` hook, erased.
+template <class M>
+using ErasedEpilogue = ErasedHook<M, Index, Index, Index, Index>;
 
 /// Whether a pass's prepare and epilogue hooks do anything (are not NoPrepare and NoEpilogue).
 template <class Prepare, class Epilogue>
