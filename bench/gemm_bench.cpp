@@ -12,18 +12,33 @@
 
 #include <algorithm>
 #include <string>
+#include <tuple>
+#include <utility>
 
 using namespace resblocks;
 
 namespace {
 namespace gemm_bench {  // its own names: resblocks_bench can build as one translation unit
 
+/// The GFLOP/s counter of a product (2·m·n·k per iteration).
+void set_gemm_rate(benchmark::State& state, Index m, Index n, Index k) {
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(2e-9 * double(m) * double(n) * double(k), benchmark::Counter::kIsIterationInvariantRate);
+}
+
+/// A (m×k, or k×m when TA), B (k×n, or n×k when TB), uniform in [-1, 1) from seed 3, and C = 0 (m×n).
 template <bool TA, bool TB>
-void BM_Gemm(benchmark::State& state, Index m, Index n, Index k, int threads) {
+std::tuple<Eigen::MatrixXf, Eigen::MatrixXf, Eigen::MatrixXf> gemm_operands(Index m, Index n, Index k) {
   Generator g(3);
-  Eigen::MatrixXf a(TA ? k : m, TA ? m : k), b(TB ? n : k, TB ? k : n), c = Eigen::MatrixXf::Zero(m, n);
+  Eigen::MatrixXf a(TA ? k : m, TA ? m : k), b(TB ? n : k, TB ? k : n);
   fill_uniform(a, 1.0, g);
   fill_uniform(b, 1.0, g);
+  return {std::move(a), std::move(b), Eigen::MatrixXf::Zero(m, n)};
+}
+
+template <bool TA, bool TB>
+void BM_Gemm(benchmark::State& state, Index m, Index n, Index k, int threads) {
+  auto [a, b, c] = gemm_operands<TA, TB>(m, n, k);
   const int saved = num_threads();
   set_num_threads(threads);
   for (auto _ : state) {
@@ -31,8 +46,7 @@ void BM_Gemm(benchmark::State& state, Index m, Index n, Index k, int threads) {
     benchmark::ClobberMemory();
   }
   set_num_threads(saved);
-  state.counters["GFLOP/s"] =
-      benchmark::Counter(2e-9 * double(m) * double(n) * double(k), benchmark::Counter::kIsIterationInvariantRate);
+  set_gemm_rate(state, m, n, k);
 }
 
 /// "<bench>/<op>/m/n/k".
@@ -72,8 +86,7 @@ void BM_GemmMicroKernel(benchmark::State& state) {
                                                    K::nr, false);
     benchmark::ClobberMemory();
   }
-  state.counters["GFLOP/s"] = benchmark::Counter(2e-9 * double(K::mc) * double(K::nr) * double(kc),
-                                                 benchmark::Counter::kIsIterationInvariantRate);
+  set_gemm_rate(state, K::mc, K::nr, kc);
 }
 BENCHMARK(BM_GemmMicroKernel)->Arg(128)->Arg(256)->Arg(344)->UseRealTime();
 
@@ -83,10 +96,7 @@ BENCHMARK(BM_GemmMicroKernel)->Arg(128)->Arg(256)->Arg(344)->UseRealTime();
 template <bool TA, bool TB>
 void BM_GemmPrepacked(benchmark::State& state, Index m, Index n, Index k) {
   using K = detail::GemmKernelShape<float>;
-  Generator g(3);
-  Eigen::MatrixXf a(TA ? k : m, TA ? m : k), b(TB ? n : k, TB ? k : n), c = Eigen::MatrixXf::Zero(m, n);
-  fill_uniform(a, 1.0, g);
-  fill_uniform(b, 1.0, g);
+  auto [a, b, c] = gemm_operands<TA, TB>(m, n, k);
   const Index kb = detail::gemm_depth_block<float>(k);
   // Each block (pc, ic) of A and (jc, pc) of op(B) in a slot of its own, with room for a padded last
   // panel and for gemm_pack_b's writes past its end.
@@ -115,8 +125,7 @@ void BM_GemmPrepacked(benchmark::State& state, Index m, Index n, Index k) {
                                     packed_b + (j * depth_blocks + p) * b_block, c.data() + ic + jc * m, m, false);
     benchmark::ClobberMemory();
   }
-  state.counters["GFLOP/s"] =
-      benchmark::Counter(2e-9 * double(m) * double(n) * double(k), benchmark::Counter::kIsIterationInvariantRate);
+  set_gemm_rate(state, m, n, k);
 }
 #endif
 
