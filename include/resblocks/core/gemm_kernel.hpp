@@ -120,12 +120,13 @@ inline void gemm_store_tile(const P (&acc)[NP][GemmKernelShape<S>::nr], S* c, Ei
 }
 
 /// C(rows×cols, leading dimension ldc) += the product of a packed A panel of NP packets of rows
-/// (NP·packet values per k) and a packed B panel (nr values per k) over depth kc (= instead of +=
-/// when `overwrite`); rows ≤ NP packets, cols ≤ nr. Each accumulator sums its k terms in k order
-/// (one FMA per term), so the tile shape does not change the bits.
-template <class S, int NP>
+/// (NP·packet values per k) and a B panel over depth kc (= instead of += when `overwrite`); rows ≤ NP
+/// packets, cols ≤ nr. The B panel is packed (nr values per k), or with `DirectB` nr whole columns of a
+/// column-major B read where they are (leading dimension ldb). Each accumulator sums its k terms in k
+/// order (one FMA per term), so neither the tile shape nor B's packing changes the bits.
+template <class S, int NP, bool DirectB = false>
 inline void gemm_micro_kernel(Eigen::Index kc, const S* __restrict a, const S* __restrict b, S* c, Eigen::Index ldc,
-                              Eigen::Index rows, Eigen::Index cols, bool overwrite) {
+                              Eigen::Index rows, Eigen::Index cols, bool overwrite, Eigen::Index ldb = 0) {
   namespace ei = Eigen::internal;
   using K = GemmKernelShape<S>;
   using P = typename K::Packet;
@@ -142,16 +143,17 @@ inline void gemm_micro_kernel(Eigen::Index kc, const S* __restrict a, const S* _
 #pragma GCC unroll 12
 #endif
     for (Eigen::Index j = 0; j < nr; ++j) {
-      const P bj = ei::pset1<P>(bp[j]);
+      const P bj = ei::pset1<P>(DirectB ? bp[j * ldb] : bp[j]);
       for (int p = 0; p < NP; ++p) acc[p][j] = ei::pmadd(av[p], bj, acc[p][j]);
     }
   };
   // Two steps per iteration (measured on packed panels in L2: 164-167 -> 173-178 GFLOP/s with AVX-512;
   // the products 1-3% faster, 4-8% with AVX2); every accumulator's terms keep their order.
+  constexpr Eigen::Index b_step = DirectB ? 1 : nr;  // B's values per depth step
   Eigen::Index p = 0;
-  for (; p + 2 <= kc; p += 2, a += 2 * height, b += 2 * nr) {
+  for (; p + 2 <= kc; p += 2, a += 2 * height, b += 2 * b_step) {
     step(a, b);
-    step(a + height, b + nr);
+    step(a + height, b + b_step);
   }
   if (p < kc) step(a, b);
   gemm_store_tile<S, NP>(acc, c, ldc, rows, cols, overwrite);
@@ -280,28 +282,41 @@ void gemm_pack_b(const S* b, Eigen::Index ldb, Eigen::Index p0, Eigen::Index dep
   }
 }
 
+/// C(mc×cols, leading dimension ldc) += one packed block of A (mc rows: gemm_pack_a's panels) times one
+/// B panel of cols ≤ nr columns and depth kc (packed, or read in place: see gemm_micro_kernel).
+template <class S, bool DirectB>
+void gemm_panel_column(Eigen::Index mc, Eigen::Index kc, const S* packed_a, const S* b, Eigen::Index ldb, S* c,
+                       Eigen::Index ldc, Eigen::Index cols, bool overwrite) {
+  using K = GemmKernelShape<S>;
+  for (Eigen::Index ir = 0, rows = 0; ir < mc; ir += rows) {
+    rows = gemm_panel_rows<S>(mc - ir);
+    S* tile = c + ir;
+    const S* pa = packed_a + ir * kc;
+    const int np = gemm_panel_packets<S>(rows);
+    if (np == K::packets)
+      gemm_micro_kernel<S, K::packets, DirectB>(kc, pa, b, tile, ldc, rows, cols, overwrite, ldb);
+    else if (np == 1)
+      gemm_micro_kernel<S, 1, DirectB>(kc, pa, b, tile, ldc, rows, cols, overwrite, ldb);
+    else  // 2 packets of a 3-packet tile
+      gemm_micro_kernel<S, 2, DirectB>(kc, pa, b, tile, ldc, rows, cols, overwrite, ldb);
+  }
+}
+
 /// C(mc×nc, leading dimension ldc) += one packed block of A (mc rows: gemm_pack_a's panels) times one
-/// packed block of op(B) (nc columns: gemm_pack_b's panels), both of depth kc, tile by tile (= when
-/// `overwrite`): the micro-kernel calls of one block of gemm_packed.
+/// block of op(B) (nc columns) of depth kc, tile by tile (= when `overwrite`): the micro-kernel calls
+/// of one block of gemm_packed. op(B)'s whole nr-column panels are read in place from `direct_b`
+/// (column-major, leading dimension ldb) when it is given, the others from `packed_b` (gemm_pack_b's
+/// panels, at their usual offsets).
 template <class S>
 void gemm_packed_block(Eigen::Index mc, Eigen::Index nc, Eigen::Index kc, const S* packed_a, const S* packed_b, S* c,
-                       Eigen::Index ldc, bool overwrite) {
+                       Eigen::Index ldc, bool overwrite, const S* direct_b = nullptr, Eigen::Index ldb = 0) {
   using K = GemmKernelShape<S>;
   for (Eigen::Index jr = 0; jr < nc; jr += K::nr) {
     const Eigen::Index cols = std::min(K::nr, nc - jr);
-    for (Eigen::Index ir = 0, rows = 0; ir < mc; ir += rows) {
-      rows = gemm_panel_rows<S>(mc - ir);
-      S* tile = c + ir + jr * ldc;
-      const S* pa = packed_a + ir * kc;
-      const S* pb = packed_b + jr * kc;
-      const int np = gemm_panel_packets<S>(rows);
-      if (np == K::packets)
-        gemm_micro_kernel<S, K::packets>(kc, pa, pb, tile, ldc, rows, cols, overwrite);
-      else if (np == 1)
-        gemm_micro_kernel<S, 1>(kc, pa, pb, tile, ldc, rows, cols, overwrite);
-      else  // 2 packets of a 3-packet tile
-        gemm_micro_kernel<S, 2>(kc, pa, pb, tile, ldc, rows, cols, overwrite);
-    }
+    if (direct_b && cols == K::nr)
+      gemm_panel_column<S, true>(mc, kc, packed_a, direct_b + jr * ldb, ldb, c + jr * ldc, ldc, cols, overwrite);
+    else
+      gemm_panel_column<S, false>(mc, kc, packed_a, packed_b + jr * kc, 0, c + jr * ldc, ldc, cols, overwrite);
   }
 }
 
@@ -315,16 +330,24 @@ void gemm_packed(Eigen::Index m, Eigen::Index n, Eigen::Index k, const LhsMapper
   S* packed_b = work;
   S* packed_a = work + K::kc * K::nc;
   const Eigen::Index kb = gemm_depth_block<S>(k);
+  // A column-major B is read where it is, its panels' nr columns being nr streams the prefetchers follow,
+  // unless A has more than 3 blocks: each block reads B again, and packed panels read faster (4096 × 64
+  // × 576: -3%). No pass that reads B and writes it packed: NN 256 × 1024 × 1024 (the Transformer's FFN
+  // down) 146-151 -> 168-169 GFLOP/s on one thread, 1024 × 128 × 1024 (the MLP's W x) 143-145 -> 147-150.
+  const bool direct_b = !TransB && m <= 3 * K::mc;
   for (Eigen::Index jc = 0; jc < n; jc += K::nc) {
     const Eigen::Index nc = std::min(K::nc, n - jc);
     for (Eigen::Index pc = 0; pc < k; pc += kb) {
       const Eigen::Index kc = std::min(kb, k - pc);
-      gemm_pack_b<TransB>(b, ldb, pc, kc, jc, nc, packed_b);
+      // Only the edge panel is packed when B is read in place.
+      const Eigen::Index in_place = direct_b ? nc / K::nr * K::nr : 0;
+      gemm_pack_b<TransB>(b, ldb, pc, kc, jc + in_place, nc - in_place, packed_b + in_place * kc);
       for (Eigen::Index ic = 0; ic < m; ic += K::mc) {
         const Eigen::Index mc = std::min(K::mc, m - ic);
         gemm_pack_a<LhsOrder>(lhs, ic, mc, pc, kc, packed_a);
         // The first depth block overwrites C's old values when asked (they are not read).
-        gemm_packed_block(mc, nc, kc, packed_a, packed_b, c + ic + jc * ldc, ldc, overwrite && pc == 0);
+        gemm_packed_block(mc, nc, kc, packed_a, packed_b, c + ic + jc * ldc, ldc, overwrite && pc == 0,
+                          direct_b ? b + pc + jc * ldb : nullptr, ldb);
       }
     }
   }
