@@ -28,6 +28,8 @@ def run_products(threads):
     """The child: every product's passes, each run preceded by a marker line for the parent."""
     import torch
 
+    if not torch.backends.mkldnn.is_available():
+        sys.exit("this torch is built without oneDNN (mkldnn): nothing to measure")
     torch.set_num_threads(threads)
     aten = torch.ops.aten
     for op, m, n, k in PRODUCTS:
@@ -48,8 +50,11 @@ def run_products(threads):
 
 def measure(threads):
     env = dict(os.environ, DNNL_VERBOSE="1", ONEDNN_VERBOSE="1", OMP_NUM_THREADS=str(threads))
-    out = subprocess.run([sys.executable, __file__, "--child", str(threads)], env=env, capture_output=True,
-                         text=True, check=True).stdout
+    child = subprocess.run([sys.executable, __file__, "--child", str(threads)], env=env, capture_output=True,
+                           text=True)
+    if child.returncode != 0:
+        sys.exit(f"the measuring process failed:\n{child.stderr.strip()}")
+    out = child.stdout
     results, current, isa = [], None, "?"
     for line in out.splitlines():
         fields = line.split(",")
@@ -70,6 +75,8 @@ def main():
     threads = [int(t) for t in sys.argv[1:]] or [1, 2]
     for t in threads:
         isa, results = measure(t)
+        if len(results) != len(PRODUCTS):
+            sys.exit(f"oneDNN logged {len(results)} of {len(PRODUCTS)} products: is DNNL_VERBOSE honoured here?")
         if t == threads[0]:
             print(f"oneDNN ISA: {isa}")
         for (op, m, n, k), runs in results:
