@@ -59,6 +59,30 @@ void check_float_blocks() {
   }
 }
 
+// The kernel reads a column-major B in place when A has few row blocks, and packs it otherwise; each
+// C element sums its k terms in the same order either way, so a product's rows equal, bit for bit, the
+// product of those rows alone. 1200 rows take the packed panels (more than 3 blocks of A), 400 rows
+// the in-place reads; 35 columns end with a partial panel (packed in both), 700 deep spans blocks.
+template <class S, bool TA>
+void check_in_place_b_bits() {
+  using M = Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic>;
+  const Index m = 1200, rows = 400, n = 35, k = 700;
+  const M a = rbtest::random_batch<M>(TA ? k : m, TA ? m : k, 8);
+  const M b = rbtest::random_batch<M>(k, n, 9);
+  const M a_top = TA ? M(a.leftCols(rows)) : M(a.topRows(rows));
+  M c(m, n), c_top(rows, n);
+  const int saved = resblocks::num_threads();
+  resblocks::set_num_threads(1);
+  gemm<TA, false>(c, a, b, false);
+  gemm<TA, false>(c_top, a_top, b, false);
+  resblocks::set_num_threads(saved);
+  INFO("TA=" << TA << " scalar bytes=" << sizeof(S));
+  REQUIRE(c.topRows(rows) == c_top);
+  const Eigen::MatrixXd a_rows =
+      TA ? Eigen::MatrixXd(a_top.template cast<double>().transpose()) : Eigen::MatrixXd(a_top.template cast<double>());
+  REQUIRE(c_top.template cast<double>().isApprox(a_rows * b.template cast<double>(), sizeof(S) == 4 ? 1e-5 : 1e-12));
+}
+
 }  // namespace
 
 TEST_CASE("gemm: float products across the kernel's cache blocks and register-tile edges", "[gemm]") {
@@ -115,34 +139,6 @@ TEST_CASE("gemm: empty operands leave C as it was, or zero", "[gemm]") {
   gemm<false, false>(c, a, b, false);
   REQUIRE(c.isZero());
 }
-
-namespace {
-
-// The kernel reads a column-major B in place when A has few row blocks, and packs it otherwise; each
-// C element sums its k terms in the same order either way, so a product's rows equal, bit for bit, the
-// product of those rows alone. 1200 rows take the packed panels (more than 3 blocks of A), 400 rows
-// the in-place reads; 35 columns end with a partial panel (packed in both), 700 deep spans blocks.
-template <class S, bool TA>
-void check_in_place_b_bits() {
-  using M = Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic>;
-  const Index m = 1200, rows = 400, n = 35, k = 700;
-  const M a = rbtest::random_batch<M>(TA ? k : m, TA ? m : k, 8);
-  const M b = rbtest::random_batch<M>(k, n, 9);
-  const M a_top = TA ? M(a.leftCols(rows)) : M(a.topRows(rows));
-  M c(m, n), c_top(rows, n);
-  const int saved = resblocks::num_threads();
-  resblocks::set_num_threads(1);
-  gemm<TA, false>(c, a, b, false);
-  gemm<TA, false>(c_top, a_top, b, false);
-  resblocks::set_num_threads(saved);
-  INFO("TA=" << TA << " scalar bytes=" << sizeof(S));
-  REQUIRE(c.topRows(rows) == c_top);
-  const Eigen::MatrixXd a_rows =
-      TA ? Eigen::MatrixXd(a_top.template cast<double>().transpose()) : Eigen::MatrixXd(a_top.template cast<double>());
-  REQUIRE(c_top.template cast<double>().isApprox(a_rows * b.template cast<double>(), sizeof(S) == 4 ? 1e-5 : 1e-12));
-}
-
-}  // namespace
 
 TEST_CASE("gemm: B read in place gives the packed panels' bits", "[gemm]") {
   check_in_place_b_bits<float, false>();
