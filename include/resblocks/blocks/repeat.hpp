@@ -147,11 +147,7 @@ class Repeat : public detail::VisitsParameters<Repeat<Block>>, public detail::Vi
   /// \returns dL/dx, in a buffer the first block owns (without blocks: dL_dy itself, or with hooks a copy)
   template <class Prepare, class Epilogue>
   const Input& backward_then(const Output& dL_dy, const Prepare& prepare, const Epilogue& epilogue) {
-    if constexpr (detail::has_hooks<Prepare, Epilogue>)  // the blocks compiled once for every caller's hooks
-      return backward_blocks(dL_dy, false, detail::ErasedPrepare<Input>(prepare),
-                             detail::ErasedEpilogue<Input>(epilogue));
-    else
-      return backward_blocks(dL_dy, false, prepare, epilogue);
+    return backward_erased(dL_dy, false, prepare, epilogue);
   }
 
   /// Whether the blocks end in an element-wise layer (detail::SplitsLastLayer) and there is one:
@@ -188,11 +184,7 @@ class Repeat : public detail::VisitsParameters<Repeat<Block>>, public detail::Vi
   const Input& backward_below_last(const Output& dL_dz, const Prepare& prepare = {},
                                    const Epilogue& epilogue = {}) requires detail::SplitsLastLayer<Block> {
     if (m_blocks.empty()) throw std::logic_error("Repeat: backward_below_last() without blocks");
-    if constexpr (detail::has_hooks<Prepare, Epilogue>)
-      return backward_blocks(dL_dz, true, detail::ErasedPrepare<Input>(prepare),
-                             detail::ErasedEpilogue<Input>(epilogue));
-    else
-      return backward_blocks(dL_dz, true, prepare, epilogue);
+    return backward_erased(dL_dz, true, prepare, epilogue);
   }
 
   template <class SkipGrad>
@@ -223,6 +215,17 @@ class Repeat : public detail::VisitsParameters<Repeat<Block>>, public detail::Vi
   /// Whether a block's pass can sum the backward sums of the layer before the previous block's last
   /// layer (detail::backward_summing).
   static constexpr bool summing_before_last = detail::SumsBeforeLastLayer<Block, Block>;
+
+  /// backward_blocks with the callers' hooks erased (detail::ErasedHook), so that the blocks compile
+  /// once for every caller's hooks (a ResNet's stem and each stage boundary pass a stage other ones).
+  template <class Prepare, class Epilogue>
+  const Input& backward_erased(const Output& dL_dy, bool below_last, const Prepare& prepare, const Epilogue& epilogue) {
+    if constexpr (detail::has_hooks<Prepare, Epilogue>)
+      return backward_blocks(dL_dy, below_last, detail::ErasedPrepare<Input>(prepare),
+                             detail::ErasedEpilogue<Input>(epilogue));
+    else
+      return backward_blocks(dL_dy, below_last, prepare, epilogue);
+  }
 
   /// The backward passes of the blocks, last to first, the hooks on the first block's dL/dx; with
   /// below_last, the last block starts below its last layer.
