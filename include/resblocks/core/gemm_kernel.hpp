@@ -337,10 +337,10 @@ void gemm_packed(Eigen::Index m, Eigen::Index n, Eigen::Index k, const LhsMapper
   const bool direct_b = !TransB && m <= 3 * K::mc;
   for (Eigen::Index jc = 0; jc < n; jc += K::nc) {
     const Eigen::Index nc = std::min(K::nc, n - jc);
+    // Columns read in place: the whole panels (only the edge panel is packed), or none.
+    const Eigen::Index in_place = direct_b ? nc / K::nr * K::nr : 0;
     for (Eigen::Index pc = 0; pc < k; pc += kb) {
       const Eigen::Index kc = std::min(kb, k - pc);
-      // Only the edge panel is packed when B is read in place.
-      const Eigen::Index in_place = direct_b ? nc / K::nr * K::nr : 0;
       gemm_pack_b<TransB>(b, ldb, pc, kc, jc + in_place, nc - in_place, packed_b + in_place * kc);
       for (Eigen::Index ic = 0; ic < m; ic += K::mc) {
         const Eigen::Index mc = std::min(K::mc, m - ic);
