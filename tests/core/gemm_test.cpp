@@ -59,28 +59,33 @@ void check_float_blocks() {
   }
 }
 
-// The kernel reads a column-major B in place when A has few row blocks, and packs it otherwise; each
-// C element sums its k terms in the same order either way, so a product's rows equal, bit for bit, the
-// product of those rows alone. 1200 rows take the packed panels (more than 3 blocks of A), 400 rows
-// the in-place reads; 35 columns end with a partial panel (packed in both), 700 deep spans blocks.
+// Each C element sums its k terms in the same order whatever the blocking, so the rows [row0, row0 +
+// rows) of an m-row product equal, bit for bit, the product of those rows alone (A's rows copied out),
+// which is blocked differently; they also match a double product.
 template <class S, bool TA>
-void check_in_place_b_bits() {
+void check_row_slice_bits(Index m, Index row0, Index rows, Index n, Index k) {
   using M = Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic>;
-  const Index m = 1200, rows = 400, n = 35, k = 700;
   const M a = rbtest::random_batch<M>(TA ? k : m, TA ? m : k, 8);
   const M b = rbtest::random_batch<M>(k, n, 9);
-  const M a_top = TA ? M(a.leftCols(rows)) : M(a.topRows(rows));
-  M c(m, n), c_top(rows, n);
+  const M a_rows = TA ? M(a.middleCols(row0, rows)) : M(a.middleRows(row0, rows));
+  M c(m, n), c_rows(rows, n);
   const int saved = resblocks::num_threads();
   resblocks::set_num_threads(1);
   gemm<TA, false>(c, a, b, false);
-  gemm<TA, false>(c_top, a_top, b, false);
+  gemm<TA, false>(c_rows, a_rows, b, false);
   resblocks::set_num_threads(saved);
-  INFO("TA=" << TA << " scalar bytes=" << sizeof(S));
-  REQUIRE(c.topRows(rows) == c_top);
-  const Eigen::MatrixXd a_rows =
-      TA ? Eigen::MatrixXd(a_top.template cast<double>().transpose()) : Eigen::MatrixXd(a_top.template cast<double>());
-  REQUIRE(c_top.template cast<double>().isApprox(a_rows * b.template cast<double>(), sizeof(S) == 4 ? 1e-5 : 1e-12));
+  INFO("m=" << m << " rows " << row0 << "+" << rows << " n=" << n << " k=" << k << " TA=" << TA
+            << " scalar bytes=" << sizeof(S));
+  REQUIRE(c.middleRows(row0, rows) == c_rows);
+  const Eigen::MatrixXd a_op = TA ? Eigen::MatrixXd(a_rows.template cast<double>().transpose())
+                                  : Eigen::MatrixXd(a_rows.template cast<double>());
+  REQUIRE(c_rows.template cast<double>().isApprox(a_op * b.template cast<double>(), sizeof(S) == 4 ? 1e-5 : 1e-12));
+}
+
+template <class S>
+void check_row_slice_bits(Index m, Index row0, Index rows, Index n, Index k) {
+  check_row_slice_bits<S, false>(m, row0, rows, n, k);
+  check_row_slice_bits<S, true>(m, row0, rows, n, k);
 }
 
 }  // namespace
@@ -140,9 +145,22 @@ TEST_CASE("gemm: empty operands leave C as it was, or zero", "[gemm]") {
   REQUIRE(c.isZero());
 }
 
+// The kernel reads a column-major B in place when A has few row blocks, and packs it otherwise: 1200
+// rows take the packed panels (more than 3 blocks of A), 400 rows the in-place reads; 35 columns end
+// with a partial panel (packed in both), 700 deep spans depth blocks.
 TEST_CASE("gemm: B read in place gives the packed panels' bits", "[gemm]") {
-  check_in_place_b_bits<float, false>();
-  check_in_place_b_bits<float, true>();
-  check_in_place_b_bits<double, false>();
-  check_in_place_b_bits<double, true>();
+  check_row_slice_bits<float>(1200, 0, 400, 35, 700);
+  check_row_slice_bits<double>(1200, 0, 400, 35, 700);
+}
+
+// A product of one depth block packs A in blocks taller than mc where L2 holds them (gemm_block_rows):
+// 1500 rows 100 deep run as one block of 1500 with 2 MB of L2, two of 750 with 1 MB, three of 500 with
+// 512 KB; rows 700-1099 alone run as one block, across those blocks' boundaries.
+TEST_CASE("gemm: rows packed in blocks of any height give the same bits", "[gemm]") {
+#if RESBLOCKS_OWN_GEMM_KERNEL
+  if (Eigen::l2CacheSize() >= (std::ptrdiff_t(1) << 19))
+    REQUIRE(resblocks::detail::gemm_block_rows<float>(1500, 100) > resblocks::detail::GemmKernelShape<float>::mc);
+#endif
+  check_row_slice_bits<float>(1500, 700, 400, 35, 100);
+  check_row_slice_bits<double>(1500, 700, 400, 35, 100);
 }
