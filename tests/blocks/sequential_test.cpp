@@ -122,7 +122,12 @@ TEST_CASE("Sequential: a convolution computes the BatchNorm2d's dL/dx after it a
         const auto g = rbtest::random_batch<Eigen::MatrixXf>(16, 5 * 96, 62);
         const auto skip = rbtest::random_batch<Eigen::MatrixXf>(16, 5 * 96, 63);
 
+        REQUIRE(net.get<3>().takes_norm_input());
         REQUIRE(net.forward(x) == n4.forward(c3.forward(a2.forward(n1.forward(c0.forward(x))))));
+        // The second convolution read its input from the first BatchNorm2d's (the ReLU's output never
+        // written); the copies ran each layer on its own.
+        REQUIRE(net.get<3>().read_norm_input());
+        REQUIRE_FALSE(c3.read_norm_input());
         // The second convolution's backward pass sums the first BatchNorm2d's backward sums.
         REQUIRE(net.get<1>().takes_sample_gradient_sums(net.get<3>().backward_sample_blocks()));
         const Eigen::MatrixXf dx = net.backward(g);
@@ -168,6 +173,7 @@ TEST_CASE("Sequential: a strided convolution's pass sums the BatchNorm2d before 
     const auto x = rbtest::random_batch<Eigen::MatrixXf>(16, 5 * 64, 66);
     const auto g = rbtest::random_batch<Eigen::MatrixXf>(32, 5 * 16, 67);
     REQUIRE(net.forward(x) == c3.forward(a2.forward(n1.forward(c0.forward(x)))));
+    REQUIRE_FALSE(net.get<3>().read_norm_input());  // a strided backward: the ReLU writes its output
     REQUIRE(net.get<3>().backward_sample_blocks().samples == 5);
     REQUIRE(net.get<1>().takes_sample_gradient_sums(net.get<3>().backward_sample_blocks()));
     REQUIRE(net.backward(g) == c0.backward(n1.backward(a2.backward(c3.backward(g)))));
@@ -252,4 +258,47 @@ TEST_CASE("Sequential: Conv2d -> BatchNorm2d gradients where the convolution tak
   REQUIRE_THROWS_AS(conv.backward(y), std::logic_error);
   conv.set_norm_gradient({});
   REQUIRE(conv.backward(y).cols() == x.cols());
+}
+
+TEST_CASE("Sequential: BatchNorm2d -> ReLU -> Conv2d gradients where the convolution reads the normalised input",
+          "[sequential][gradient]") {
+  using Net = Sequential<Conv2d<double>, BatchNorm2d<double>, ReLU<double>, Conv2d<double>>;
+  for (const bool fuse : {true, false}) {
+    INFO("fused " << fuse);
+    Net net{Conv2d<double>(8, 8, 3, {.padding = 1, .bias = false}), BatchNorm2d<double>(8), ReLU<double>(),
+            Conv2d<double>(8, 8, 3, {.padding = 1, .bias = false})};
+    net.set_image_size({3, 16});
+    net.get<3>().set_fuse_norm_input(fuse);
+    REQUIRE(net.get<3>().takes_norm_input() == fuse);
+    const Eigen::MatrixXd x = rbtest::random_batch<Eigen::MatrixXd>(8, 2 * 48, 70);
+    net.forward(x);
+    REQUIRE(net.get<3>().read_norm_input() == fuse);
+    rbtest::require_gradients(net, x);
+  }
+}
+
+TEST_CASE("Conv2d: a normalised input of another batch, or on a convolution that does not take it, is refused",
+          "[sequential][errors]") {
+  Conv2d<double> conv(8, 8, 3, {.padding = 1, .bias = false});
+  conv.set_image_size({3, 16});
+  BatchNorm2d<double> norm(8);
+  const Eigen::MatrixXd x = rbtest::random_batch<Eigen::MatrixXd>(8, 2 * 48, 71);
+  const Eigen::MatrixXd other = x;
+  {
+    const detail::NormInputScope scope(conv, norm.forward_deferred(x));
+    REQUIRE_THROWS_AS(conv.forward(other), std::logic_error);
+    REQUIRE(conv.forward(x).cols() == x.cols());
+  }
+  REQUIRE(conv.read_norm_input());
+  const Eigen::MatrixXd g = rbtest::random_batch<Eigen::MatrixXd>(8, 2 * 48, 72);
+  REQUIRE(conv.backward(g).cols() == x.cols());
+  Eigen::MatrixXd dx;  // a skip gradient has no place in the ReLU's backward it runs
+  REQUIRE_THROWS_AS(conv.backward_add(g, dx, g), std::logic_error);
+  REQUIRE_FALSE(conv.forward(x).hasNaN());  // outside the scope it reads x itself
+  REQUIRE_FALSE(conv.read_norm_input());
+  Conv2d<double> strided(8, 8, 3, {.stride = 2, .padding = 1, .bias = false});
+  strided.set_image_size({3, 16});
+  REQUIRE_FALSE(strided.takes_norm_input());
+  const detail::NormInputScope scope(strided, norm.forward_deferred(x));
+  REQUIRE_THROWS_AS(strided.forward(x), std::logic_error);
 }

@@ -76,7 +76,34 @@ void check_backward() {
   }
 }
 
+// channel_affine_relu is BatchNorm2d's pass then ReLU's, in one: the same bits as the two (whose results
+// a convolution after them reads either way), and max(·, 0) of the definition.
+template <class S>
+void check_forward_relu() {
+  for (const Index rows : k_rows) {
+    CAPTURE(rows);
+    const Index cols = 7;
+    const Mat<S> x = rbtest::random_batch<Mat<S>>(rows, cols, 11);
+    const Vec<S> s = rbtest::random_batch<Mat<S>>(rows, 1, 12), t = rbtest::random_batch<Mat<S>>(rows, 1, 13);
+    Mat<S> two_passes(rows, cols), fused = Mat<S>::Constant(rows, cols, S(99));
+    detail::channel_affine(x.data(), s.data(), t.data(), static_cast<const S*>(nullptr), two_passes.data(), rows, cols);
+    two_passes = two_passes.cwiseMax(S(0));
+    detail::channel_affine_relu(x.data(), s.data(), t.data(), fused.data(), rows, cols);
+    REQUIRE(fused == two_passes);
+    REQUIRE((fused.array() > S(0)).count() > 0);  // both signs occur before the ReLU
+    REQUIRE((fused.array() == S(0)).count() > 0);
+    for (Index j = 0; j < cols; ++j)
+      for (Index r = 0; r < rows; ++r)
+        REQUIRE(close(fused(r, j), std::max(x(r, j) * s(r) + t(r), S(0)), std::abs(x(r, j) * s(r))));
+  }
+}
+
 }  // namespace
+
+TEST_CASE("channel_affine_relu: max(s*x + t, 0), the bits of the affine pass then ReLU", "[channel_affine]") {
+  check_forward_relu<float>();
+  check_forward_relu<double>();
+}
 
 TEST_CASE("channel_affine: s*x + t (+ add) per channel, packets or not", "[channel_affine]") {
   check_forward<float>();

@@ -4,6 +4,7 @@
 
 #include "resblocks/core/layer.hpp"
 #include "resblocks/core/norm_gradient.hpp"
+#include "resblocks/core/norm_input.hpp"
 #include "resblocks/core/parameter_name.hpp"
 #include "resblocks/core/shape_error.hpp"
 #include "resblocks/core/types.hpp"
@@ -82,6 +83,20 @@ concept NormGradientPair = std::is_same_v<typename P::Output, typename N::Input>
     requires(P& layer, const P& const_layer, N& norm, const typename N::Output& g) {
   { const_layer.takes_norm_gradient() } -> std::same_as<bool>;
   layer.set_norm_gradient(norm.backward_deferred(g));
+};
+
+/// A normalisation, a ReLU and a layer that can read its input as the ReLU's output from the
+/// normalisation's input and coefficients (BatchNorm2d → ReLU → Conv2d, see detail::NormInput), when
+/// its takes_norm_input() says so at run time: neither the normalisation nor the ReLU writes its output.
+template <class N, class A, class C>
+concept NormInputTriple =
+    std::is_same_v<typename N::Input, typename C::Input> && std::is_same_v<typename N::Output, typename A::Input> &&
+    std::is_same_v<typename A::Output, typename C::Input> && requires {
+  requires A::is_relu;
+} && requires(N& norm, C& conv, const C& const_conv, const typename N::Input& x) {
+  { const_conv.takes_norm_input() } -> std::same_as<bool>;
+  { const_conv.read_norm_input() } -> std::same_as<bool>;
+  conv.set_norm_input(norm.forward_deferred(x));
 };
 
 /// A layer whose forward epilogue runs on whole samples (Conv2d's forward_sample_blocks) followed by a
@@ -460,8 +475,38 @@ class Sequential {
     return get<I>().forward(x);
   }
 
+  /// Layers I, I+1 and I+2 are a normalisation, a ReLU and a convolution that may run as one
+  /// (NormInputTriple).
+  template <std::size_t I>
+  static constexpr bool norm_input_at() {
+    if constexpr (I + 2 < N)
+      return detail::NormInputTriple<At<I>, At<I + 1>, At<I + 2>>;
+    else
+      return false;
+  }
+  /// Backward of layer I, a convolution that read its input through the normalisation I-2 and the ReLU
+  /// I-1 (NormInputTriple): the ReLU's backward runs in its pass, and the normalisation's backward sums
+  /// on each sample of its dL/dx when it can take them so; returns dL/dx with respect to layer I-2's
+  /// output.
+  template <std::size_t I, bool BelowLast, class G>
+  const auto& backward_norm_input(const G& g) {
+    const auto run = [&](const auto& prepare, const auto& epilogue) -> const auto& {
+      return layer_backward<I, BelowLast>(g, prepare, epilogue);
+    };
+    if constexpr (detail::SampleGradientSumsPair<At<I>, At<I - 2>>)
+      return detail::norm_summing(get<I>().backward_sample_blocks(), get<I - 2>(), run);
+    else
+      return run(detail::NoPrepare{}, detail::NoEpilogue{});
+  }
+
   template <std::size_t I, class X>
   const Output& forward_from(const X& x) {
+    if constexpr (norm_input_at<I>()) {  // layers I and I+1 inside layer I+2's pass
+      if (get<I + 2>().takes_norm_input()) {
+        const detail::NormInputScope scope(get<I + 2>(), get<I>().forward_deferred(x));
+        return forward_from<I + 2>(x);
+      }
+    }
     if constexpr (I + 1 == N) {
       return get<I>().forward(x);
     } else if constexpr (fused_at<I>()) {
@@ -475,6 +520,12 @@ class Sequential {
   }
   template <std::size_t I, class X, class Skip, class Prepare, class Epilogue>
   void forward_add_from(const X& x, Output& y, const Skip& skip, const Prepare& prepare, const Epilogue& epilogue) {
+    if constexpr (norm_input_at<I>()) {
+      if (get<I + 2>().takes_norm_input()) {
+        const detail::NormInputScope scope(get<I + 2>(), get<I>().forward_deferred(x));
+        return forward_add_from<I + 2>(x, y, skip, prepare, epilogue);
+      }
+    }
     if constexpr (I + 1 == N)
       detail::forward_add(get<I>(), x, y, skip, prepare, epilogue);
     else if constexpr (fused_at<I>() && I + 2 < N)
@@ -539,6 +590,12 @@ class Sequential {
       if (detail::can_split_last_layer(get<I - 1>()))
         return backward_from<I - 1, true>(backward_split_summed<I, BelowLast>(g), prepare, epilogue);
     }
+    if constexpr (I >= 2) {
+      if constexpr (norm_input_at<I - 2>()) {  // the ReLU's backward inside layer I's pass
+        if (get<I>().read_norm_input())
+          return backward_from<I - 2>(backward_norm_input<I, BelowLast>(g), prepare, epilogue);
+      }
+    }
     if constexpr (I == 0) {
       return layer_backward<0, BelowLast>(g, prepare, epilogue);
     } else if constexpr (detail::FusedBackwardPair<At<I - 1>, At<I>> && (I >= 2 || !hooks)) {
@@ -564,6 +621,12 @@ class Sequential {
     if constexpr (I >= 2 && split_at<I>()) {
       if (detail::can_split_last_layer(get<I - 1>()))
         return backward_add_from<I - 1, true>(backward_split_summed<I, BelowLast>(g), dx, skip_grad, prepare, epilogue);
+    }
+    if constexpr (I >= 2) {
+      if constexpr (norm_input_at<I - 2>()) {
+        if (get<I>().read_norm_input())
+          return backward_add_from<I - 2>(backward_norm_input<I, BelowLast>(g), dx, skip_grad, prepare, epilogue);
+      }
     }
     if constexpr (I == 0)
       detail::backward_add(get<0>(), g, dx, skip_grad, prepare, epilogue);

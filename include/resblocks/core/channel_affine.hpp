@@ -52,6 +52,26 @@ void channel_affine(const S* x, const S* s, const S* t, const S* add, S* out, Ei
       [&] { return (Columns(x, rows, cols).colwise() * Coefficients(s, rows)).colwise() + Coefficients(t, rows); });
 }
 
+/// out_j = max(s ∘ x_j + t, 0) for the `cols` columns of x (`rows` values each, contiguous): a batch
+/// normalisation's output through a ReLU, with the bits of channel_affine then ReLU's max (the same
+/// operations in the same order).
+template <class S>
+void channel_affine_relu(const S* x, const S* s, const S* t, S* out, Eigen::Index rows, Eigen::Index cols) {
+  namespace ei = Eigen::internal;
+  using Columns = Eigen::Map<const Eigen::Array<S, Eigen::Dynamic, Eigen::Dynamic>>;
+  using Coefficients = Eigen::Map<const Eigen::Array<S, Eigen::Dynamic, 1>>;
+  channel_columns(
+      rows, cols, static_cast<const S*>(nullptr), out,
+      [&]<class P>(Eigen::Index e, Eigen::Index r) {
+        const P y = ei::pmadd(ei::ploadu<P>(x + e), ei::ploadu<P>(s + r), ei::ploadu<P>(t + r));
+        return ei::pmax(y, ei::pzero(y));
+      },
+      [&] {
+        return ((Columns(x, rows, cols).colwise() * Coefficients(s, rows)).colwise() + Coefficients(t, rows))
+            .cwiseMax(S(0));
+      });
+}
+
 /// out_j = s ∘ g_j + b ∘ x_j + c (+ add_j) for the `cols` columns of g and x (`rows` values each,
 /// contiguous); `add` may be null, `out` may be add. Where a column is whole packets, as
 /// (pmadd(x, b, g·s) + c) + add (see the other overload; the order GCC chose for the expression before,

@@ -240,6 +240,15 @@ class FusedLayer {
   /// \brief The last forward's input, or null when no forward ran.
   /// \returns the input of the last forward, or null
   const Input* cached_input_if() const noexcept { return m_x.get_if(); }
+  /// \brief The training forward's checks and preparation (forward_begin) with x cached, and no kernel: a
+  /// layer whose output the next layer computes as it reads it (BatchNorm2d::forward_deferred).
+  /// \param x input batch, kept by reference until backward
+  /// \returns the output's column count
+  Index forward_deferred_begin(const Input& x) {
+    const Index cols = self().forward_begin(x);
+    m_x = &x;
+    return cols;
+  }
   /// \brief The training pass's own output and input-gradient buffers.
   /// \returns the output buffer
   Output& own_output() noexcept { return m_y; }

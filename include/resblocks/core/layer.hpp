@@ -222,6 +222,30 @@ struct SummingEpilogue {
   }
 };
 
+/// The epilogue of a pass whose dL/dx norm sums its backward sums on (norm_summing): a named type, as
+/// SummingEpilogue.
+template <class Norm>
+struct NormSumsEpilogue {
+  Norm& norm;
+  template <class D>
+  void operator()(const D& d, Index, Index, Index c0, Index cols) const {
+    norm.sample_gradient_sums(d, c0, cols);
+  }
+};
+
+/// Runs `run(prepare, epilogue)`, a layer's backward pass that returns its dL/dx, with no hooks, or,
+/// when `norm` takes sums on `blocks`, with the hook that sums norm's backward sums on each block of
+/// that dL/dx while it is in cache (a convolution that applied the ReLU after norm itself: NormInput).
+/// \returns the pass's dL/dx
+template <class Norm, class Run>
+const auto& norm_summing(SampleBlocks blocks, Norm& norm, const Run& run) {
+  if (!norm.takes_sample_gradient_sums(blocks)) return run(NoPrepare{}, NoEpilogue{});
+  norm.begin_sample_gradient_sums(blocks);
+  const auto& dL_dx = run(NoPrepare{}, NormSumsEpilogue<Norm>{norm});
+  norm.end_sample_gradient_sums(dL_dx);
+  return dL_dx;
+}
+
 /// Runs `run(prepare, epilogue)`, a layer's backward pass with the hooks that run the element-wise
 /// layer `act`'s backward on each block of its dL/dx (fused_backward_hooks); when `norm` (the layer
 /// before act) takes sums on `blocks`, the same pass then sums norm's backward sums on each block of

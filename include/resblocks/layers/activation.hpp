@@ -33,6 +33,9 @@ class Activation {
   using Input = Batch<S, N>;
   using Output = Batch<S, N>;
   static constexpr std::string_view name = Op::name;
+  /// The Op is ReLU's (Op::is_relu): a convolution after a normalisation before it may apply it itself
+  /// (Sequential, detail::NormInputTriple).
+  static constexpr bool is_relu = requires { requires Op::is_relu; };
 
   struct Workspace {
     Output y;

@@ -10,6 +10,7 @@
 #include "resblocks/core/image_size.hpp"
 #include "resblocks/core/layer.hpp"
 #include "resblocks/core/norm_gradient.hpp"
+#include "resblocks/core/norm_input.hpp"
 #include "resblocks/core/parameter_name.hpp"
 #include "resblocks/core/parameter_visitors.hpp"
 #include "resblocks/core/shape_error.hpp"
@@ -215,6 +216,19 @@ class BatchNorm2d : public FusedLayer<BatchNorm2d<S, C>, S, C, C>,
   void zero_grad() {
     m_dL_dweight.setZero();
     m_dL_dbias.setZero();
+  }
+
+  /// forward(x) without y written out, for a ReLU and a convolution after this layer: checks x, computes
+  /// the statistics and coefficients (and updates the running statistics) as forward does, caches x,
+  /// and returns relu(y) as the coefficients over x, which the convolution applies while it reads them
+  /// (Sequential does this when that convolution takes them: Conv2d::takes_norm_input()). Valid until
+  /// this layer's next forward, and while x lives; this layer's own output is not written.
+  /// \param x input batch, kept by reference until backward
+  /// \returns relu(forward(x)), as coefficients over x
+  /// \throws std::invalid_argument when x does not fit the layer
+  detail::NormInput<S> forward_deferred(const Input& x) {
+    this->forward_deferred_begin(x);
+    return {x.data(), m_scale.data(), m_shift.data(), x.rows()};
   }
 
   /// backward(dL_dy) without dL/dx written out: checks dL_dy, adds dL/dγ and dL/dβ, and returns dL/dx

@@ -11,6 +11,7 @@
 #include "resblocks/core/image_size.hpp"
 #include "resblocks/core/layer.hpp"
 #include "resblocks/core/norm_gradient.hpp"
+#include "resblocks/core/norm_input.hpp"
 #include "resblocks/core/parameter_name.hpp"
 #include "resblocks/core/parameter_visitors.hpp"
 #include "resblocks/core/random.hpp"
@@ -231,6 +232,29 @@ class Conv2d : public FusedLayer<Conv2d<S, In, Out>, S, In, Out>, public detail:
   /// ignore the dL_dy they are given beyond its shape (detail::NormGradientScope sets and resets it).
   /// \param g the following normalisation's dL/dx as coefficients, or empty
   void set_norm_gradient(const detail::NormGradient<S>& g) noexcept { m_norm_gradient = g; }
+  /// Whether forward can read its input as a preceding BatchNorm2d's output through a ReLU, from the
+  /// normalisation's input and coefficients (detail::NormInput): on the direct paths forward and
+  /// backward, with the input gradient, unless set_fuse_norm_input(false). Sequential then runs
+  /// BatchNorm2d → ReLU → Conv2d so in training, and the normalised batch is never written.
+  /// \returns true when set_norm_input() may be used for the next forward
+  [[nodiscard]] bool takes_norm_input() const noexcept {
+    return m_fuse_norm_input && m_input_gradient && !pointwise() && direct_forward_plan().ok() &&
+           backward_path() == BackwardPath::direct;
+  }
+  /// The forward passes until this is reset (to an empty one) read their input through g: x must be
+  /// g's input (g.x), and each sample is computed from it (detail::NormInputScope sets and resets it).
+  /// The backward of such a forward reads x through g too (for dL/dW), and returns dL/dx with respect
+  /// to the normalisation's output: the ReLU's backward applied.
+  /// \param g the preceding normalisation's output through a ReLU, as coefficients, or empty
+  void set_norm_input(const detail::NormInput<S>& g) noexcept { m_norm_input = g; }
+  /// Whether the last forward read its input through set_norm_input(): its backward then includes the
+  /// ReLU's (see there).
+  /// \returns true when the last forward read a NormInput
+  [[nodiscard]] bool read_norm_input() const noexcept { return static_cast<bool>(m_x_norm); }
+  /// Tuning: let Sequential fuse a BatchNorm2d → ReLU before this convolution into its passes
+  /// (takes_norm_input; on by default). Both give the same bits.
+  /// \param on false to have the normalisation and the ReLU write their outputs
+  void set_fuse_norm_input(bool on) noexcept { m_fuse_norm_input = on; }
 
   void zero_grad() {
     m_dL_dweight.setZero();
@@ -251,11 +275,16 @@ class Conv2d : public FusedLayer<Conv2d<S, In, Out>, S, In, Out>, public detail:
   // The kernels FusedLayer runs (see there).
   Index forward_begin(const Input& x) {
     const Index n = check_input(x);
+    if (m_norm_input && (!takes_norm_input() || m_norm_input.x != x.data() || m_norm_input.rows != x.rows()))
+      throw std::logic_error(
+          "Conv2d: set_norm_input() of another input, or on a convolution that does not take it "
+          "(takes_norm_input())");
+    m_x_norm = m_norm_input;
     prepare_weights(m_w, m_wf);
     return n * m_out_size.area();
   }
   void forward_kernel(const Input& x, Output& y, const Output* skip, detail::BlockFn epilogue) {
-    compute(x, y, skip, kernel_weight(m_w), m_cols, epilogue);
+    compute(x, y, skip, kernel_weight(m_w), m_cols, epilogue, m_x_norm);
   }
   Index infer_begin(const Input& x, Workspace& ws) const {
     const Index n = check_input(x);
@@ -263,7 +292,7 @@ class Conv2d : public FusedLayer<Conv2d<S, In, Out>, S, In, Out>, public detail:
     return n * m_out_size.area();
   }
   void infer_kernel(const Input& x, Output& y, const Output* skip, detail::BlockFn epilogue, Workspace& ws) const {
-    compute(x, y, skip, kernel_weight(ws.w), ws.cols, epilogue);
+    compute(x, y, skip, kernel_weight(ws.w), ws.cols, epilogue, {});
   }
   Index backward_begin(const Output& dL_dy) const {
     const Input& x = this->cached_input();
@@ -394,9 +423,10 @@ class Conv2d : public FusedLayer<Conv2d<S, In, Out>, S, In, Out>, public detail:
   }
 
   void compute(const Input& x, Output& y, const Output* skip, const Weight& w, std::vector<Weight>& buffers,
-               detail::BlockFn epilogue) const;
+               detail::BlockFn epilogue, const detail::NormInput<S>& norm) const;
   void compute_direct(const detail::DirectConvPlan& plan, const Input& x, Output& y, const Output* skip,
-                      const Weight& w, std::vector<Weight>& buffers, detail::BlockFn epilogue) const;
+                      const Weight& w, std::vector<Weight>& buffers, detail::BlockFn epilogue,
+                      const detail::NormInput<S>& norm) const;
   void compute_im2col(const Input& x, Output& y, const Output* skip, const Weight& w, std::vector<Weight>& buffers,
                       detail::BlockFn epilogue) const;
   void backward_gather(const Output& dL_dy, Input& dL_dx, const Input* skip_grad, detail::BlockFn then, Index n);
@@ -526,6 +556,9 @@ class Conv2d : public FusedLayer<Conv2d<S, In, Out>, S, In, Out>, public detail:
   std::vector<Weight> m_cols;               ///< per part: im2col chunk (forward), dL/dcolumns chunk (backward)
   std::vector<Weight> m_dw_parts;           ///< per part: partial dL/dW in kernel order
   detail::NormGradient<S> m_norm_gradient;  ///< dL/dy of the backward passes, when set (set_norm_gradient)
+  detail::NormInput<S> m_norm_input;        ///< x of the forward passes, when set (set_norm_input)
+  detail::NormInput<S> m_x_norm;            ///< x of the last forward: m_norm_input then (read_norm_input)
+  bool m_fuse_norm_input = true;
 
   /// m_dw_parts[0] += m_dw_parts[1] + … + m_dw_parts[parts − 1], each element in part order (the bits
   /// of the serial sum, on any thread count), the columns split between the threads: the sum of 8
@@ -543,7 +576,8 @@ class Conv2d : public FusedLayer<Conv2d<S, In, Out>, S, In, Out>, public detail:
 /// y = skip + bias + conv(x) with the kernel-order weight w; each part owns a range of samples.
 template <class S, int In, int Out>
 void Conv2d<S, In, Out>::compute(const Input& x, Output& y, const Output* skip, const Weight& w,
-                                 std::vector<Weight>& buffers, detail::BlockFn epilogue) const {
+                                 std::vector<Weight>& buffers, detail::BlockFn epilogue,
+                                 const detail::NormInput<S>& norm) const {
   if (pointwise()) {  // y = skip + bias + W x: skip and bias initialise each thread's block of y
     detail::gemm<false, false>(
         y, w, x,
@@ -562,37 +596,44 @@ void Conv2d<S, In, Out>::compute(const Input& x, Output& y, const Output* skip, 
     return;
   }
   if (const detail::DirectConvPlan plan = direct_forward_plan(); plan.ok())
-    compute_direct(plan, x, y, skip, w, buffers, epilogue);
+    compute_direct(plan, x, y, skip, w, buffers, epilogue, norm);
   else
     compute_im2col(x, y, skip, w, buffers, epilogue);
 }
 
 /// The direct forward: per sample, the kernel's result (from a zero-padded copy when padded), then
 /// skip and bias, then the epilogue on the sample's columns. buffers[0]: the Winograd weights;
-/// buffers[1 + 3t …]: thread t's padded sample, kernel result and Winograd scratch.
+/// buffers[1 + 4t …]: thread t's padded sample, kernel result, Winograd scratch and the sample
+/// computed from `norm` (when set: x is its input).
 template <class S, int In, int Out>
 void Conv2d<S, In, Out>::compute_direct(const detail::DirectConvPlan& plan, const Input& x, Output& y,
                                         const Output* skip, const Weight& w, std::vector<Weight>& buffers,
-                                        detail::BlockFn epilogue) const {
+                                        detail::BlockFn epilogue, const detail::NormInput<S>& norm) const {
   const detail::DirectConvShape shape = direct_forward_shape();
   const Index n = x.cols() / m_in_size.area();
   const Index in_area = m_in_size.area(), out_area = m_out_size.area(), parts = partitions(n);
-  if (Index(buffers.size()) < 1 + 3 * parts) buffers.resize(std::size_t(1 + 3 * parts));
+  if (Index(buffers.size()) < 1 + 4 * parts) buffers.resize(std::size_t(1 + 4 * parts));
   const detail::WinogradPlan wino = winograd_plan(plan, m_in, m_out_size);
   const S* u = winograd_prepare(wino, shape, w.data(), buffers[0]);
   // Each thread's scratch set, sized when the region starts (any thread may run any part; a set per
   // thread rather than per part stays in cache: the step ran 2.6% faster).
   const auto reserve = [&](Index thread) {
-    Weight* part = buffers.data() + 1 + 3 * thread;
+    Weight* part = buffers.data() + 1 + 4 * thread;
     reserve_convolve(wino, shape, m_opt.padding, part[0], part[2]);
     if (skip) chunk_buffer(part[1], m_out, out_area);
+    if (norm) chunk_buffer(part[3], m_in, in_area);
   };
   detail::parallel_parts_dynamic(
       parts,
       [&](Index q, Index thread) {
-        Weight* part = buffers.data() + 1 + 3 * thread;
+        Weight* part = buffers.data() + 1 + 4 * thread;
         for (Index i = n * q / parts; i < n * (q + 1) / parts; ++i) {
           const S* src = x.data() + i * in_area * m_in;
+          if (norm) {  // the sample's input, from the normalisation's, into scratch that stays in cache
+            S* computed = chunk_buffer(part[3], m_in, in_area).data();
+            norm.columns(i * in_area, in_area, computed);
+            src = computed;
+          }
           auto yi = y.middleCols(i * out_area, out_area);
           if (skip) {  // the kernel's result first, then skip (+ bias): skip may be y itself
             auto t = chunk_buffer(part[1], m_out, out_area);
@@ -665,6 +706,10 @@ void Conv2d<S, In, Out>::backward_kernel(const Output& dL_dy, Input& dL_dx, cons
   if (norm && !takes_norm_gradient())
     throw std::logic_error(
         "Conv2d: set_norm_gradient() on a convolution that does not take it (takes_norm_gradient())");
+  if (m_x_norm && (skip_grad || backward_path() != BackwardPath::direct))
+    throw std::logic_error(
+        "Conv2d: the backward of a forward that read set_norm_input() takes no skip gradient and "
+        "runs the direct path");
   if (m_opt.bias) m_dL_dbias += dL_dy.rowwise().sum();
   // Without the input gradient the GEMM paths still compute dL/dx (with dL/dW); the epilogue runs
   // once on what replaces it (drop_input_gradient), not on the dropped values.
@@ -811,9 +856,11 @@ void Conv2d<S, In, Out>::direct_backward(const Output& dL_dy, Input& dL_dx, cons
       m_in_size.width};
   const detail::DirectConvPlan dx_plan = direct_backward_plan(), dw_plan = direct_forward_plan();
   const Index in_area = m_in_size.area(), out_area = m_out_size.area();
-  // m_cols[0]: the Winograd weights of the flipped kernel; m_cols[1 + 5t …]: thread t's padded dL/dy,
-  // padded x, dL/dx before the skip, Winograd scratch, dL/dy from `norm` (m_dw_parts: per part).
-  if (Index(m_cols.size()) < 1 + 5 * parts) m_cols.resize(std::size_t(1 + 5 * parts));
+  // m_cols[0]: the Winograd weights of the flipped kernel; m_cols[1 + 6t …]: thread t's padded dL/dy,
+  // padded x, dL/dx before the skip, Winograd scratch, dL/dy from `norm`, x from m_x_norm (m_dw_parts:
+  // per part).
+  const detail::NormInput<S> x_norm = m_x_norm;
+  if (Index(m_cols.size()) < 1 + 6 * parts) m_cols.resize(std::size_t(1 + 6 * parts));
   if (Index(m_dw_parts.size()) < parts) m_dw_parts.resize(std::size_t(parts));
   const detail::WinogradPlan wino =
       m_input_gradient ? winograd_plan(dx_plan, m_out, m_in_size) : detail::WinogradPlan{};
@@ -823,8 +870,9 @@ void Conv2d<S, In, Out>::direct_backward(const Output& dL_dy, Input& dL_dx, cons
       winograd_applies(dw_plan, m_in) ? detail::winograd_weight_m<S>(m_out_size.height, m_out_size.width) : 0;
   const detail::DirectConvShape fwd_unpadded = unpadded(fwd, m_in_size);
   const auto reserve = [&](Index thread) {  // each thread's scratch set, as in compute_direct
-    Weight* part = m_cols.data() + 1 + 5 * thread;
+    Weight* part = m_cols.data() + 1 + 6 * thread;
     if (norm) chunk_buffer(part[4], m_out, out_area);
+    if (x_norm) chunk_buffer(part[5], m_in, in_area);
     if (m_input_gradient) {
       if (skip_grad) chunk_buffer(part[2], m_in, in_area);
       reserve_convolve(wino, back, q_pad, part[0], part[3]);
@@ -837,7 +885,7 @@ void Conv2d<S, In, Out>::direct_backward(const Output& dL_dy, Input& dL_dx, cons
   detail::parallel_parts_dynamic(
       parts,
       [&](Index q, Index thread) {
-        Weight* part = m_cols.data() + 1 + 5 * thread;
+        Weight* part = m_cols.data() + 1 + 6 * thread;
         Weight& dw = m_dw_parts[std::size_t(q)];  // kernel order [tap][in][out], or dL/dU
         if (dw_m > 0)  // the Winograd kernel writes the part's first sample's sums (no pass of zeros)
           dw.resize(m_out, m_in * detail::winograd_points(dw_m));
@@ -855,6 +903,11 @@ void Conv2d<S, In, Out>::direct_backward(const Output& dL_dy, Input& dL_dx, cons
           // leave it in cache for the epilogue after dL/dx, which reads it again (ReLU's mask in place of
           // x: with the mask first, it waited on memory).
           const S* xi = x.data() + i * in_area * m_in;
+          if (x_norm) {  // the sample's input as the forward computed it (x is the normalisation's input)
+            S* computed = chunk_buffer(part[5], m_in, in_area).data();
+            x_norm.columns(i * in_area, in_area, computed);
+            xi = computed;
+          }
           if (dw_m > 0) {
             detail::winograd_conv_weight(fwd_unpadded, dw_m, xi, dy, dw.data(), winograd_scratch(part[3], fwd),
                                          i == first);
@@ -871,6 +924,9 @@ void Conv2d<S, In, Out>::direct_backward(const Output& dL_dy, Input& dL_dx, cons
             } else {
               convolve(dx_plan, wino, back, dy, m_out_size, q_pad, m_wf.data(), u, dxi.data(), part[0], part[3]);
             }
+            // The ReLU's backward, from its output computed above (still in cache): dL/dx then is with
+            // respect to the normalisation's output.
+            if (x_norm) detail::relu_backward(xi, dxi.data(), in_area * m_in);
             epilogue(0, m_in, i * in_area, in_area);
           }
         }

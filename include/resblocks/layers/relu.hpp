@@ -2,32 +2,10 @@
 /// \file
 /// \brief ReLU: y = max(x, 0).
 
+#include "resblocks/core/relu_grad.hpp"
 #include "resblocks/layers/activation.hpp"
 
 #include <Eigen/Core>
-
-namespace resblocks::detail {
-/// dL/dx of ReLU, `x > 0 ? g : 0`, as a functor with a packet path: Eigen 3.4's select() runs
-/// scalar with a branch per element (about 40x slower on random signs).
-struct ReLUGradOp {
-  template <class T>
-  T operator()(const T& x, const T& g) const {
-    return x > T(0) ? g : T(0);
-  }
-  template <class P>
-  P packetOp(const P& x, const P& g) const {
-    return Eigen::internal::pand(Eigen::internal::pcmp_lt(Eigen::internal::pzero(x), x), g);
-  }
-};
-}  // namespace resblocks::detail
-
-// Eigen's cost model for the functors above (not part of the API documentation).
-/// \cond EIGEN_TRAITS
-template <>
-struct Eigen::internal::functor_traits<resblocks::detail::ReLUGradOp> {
-  enum { Cost = 2, PacketAccess = true };
-};
-/// \endcond
 
 namespace resblocks {
 
@@ -35,6 +13,7 @@ namespace resblocks {
 struct ReLUOp {
   static constexpr std::string_view name = "ReLU";
   static constexpr bool in_place = true;  ///< backward(x, ...) needs only x > 0, and y > 0 exactly then
+  static constexpr bool is_relu = true;   ///< a convolution after it may read max(·, 0) itself (detail::NormInput)
   template <class X>
   auto forward(const X& x) const {
     return x.cwiseMax(typename X::Scalar(0));
