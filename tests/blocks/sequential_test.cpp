@@ -302,3 +302,55 @@ TEST_CASE("Conv2d: a normalised input of another batch, or on a convolution that
   const detail::NormInputScope scope(strided, norm.forward_deferred(x));
   REQUIRE_THROWS_AS(strided.forward(x), std::logic_error);
 }
+
+TEST_CASE(
+    "Sequential: infer reads the BatchNorm2d -> ReLU before a convolution from the normalisation's input, "
+    "bit for bit",
+    "[sequential][fusion][infer]") {
+  using Branch = Sequential<Conv2d<float>, BatchNorm2d<float>, ReLU<float>, Conv2d<float>, BatchNorm2d<float>>;
+  for (const bool training : {true, false}) {
+    for (const bool fuse : {true, false}) {
+      INFO("training " << training << ", fused " << fuse);
+      manual_seed(17);
+      Branch net{Conv2d<float>(16, 16, 3, {.padding = 1, .bias = false}), BatchNorm2d<float>(16), ReLU<float>(),
+                 Conv2d<float>(16, 16, 3, {.padding = 1, .bias = false}), BatchNorm2d<float>(16)};
+      net.set_image_size({6, 16});
+      const auto x = rbtest::random_batch<Eigen::MatrixXf>(16, 5 * 96, 73);
+      net.forward(x);  // running statistics away from their initial values
+      net.set_training(training);
+      net.get<3>().set_fuse_norm_input(fuse);
+      REQUIRE(net.get<3>().infers_norm_input() == fuse);
+      Branch::Workspace ws;
+      const Eigen::MatrixXf y = net.infer(x, ws);
+      // Fused, neither the normalisation's output nor the ReLU's was written into their workspaces.
+      REQUIRE((std::get<1>(ws.layers).y.size() == 0) == fuse);
+      REQUIRE((std::get<2>(ws.layers).y.size() == 0) == fuse);
+      // The layers one by one, each with its own workspace, and the training pass of the same mode.
+      auto c0 = net.get<0>();
+      auto n1 = net.get<1>();
+      auto a2 = net.get<2>();
+      auto c3 = net.get<3>();
+      auto n4 = net.get<4>();
+      Conv2d<float>::Workspace w0, w3;
+      BatchNorm2d<float>::Workspace w1, w4;
+      ReLU<float>::Workspace w2;
+      REQUIRE(y == n4.infer(c3.infer(a2.infer(n1.infer(c0.infer(x, w0), w1), w2), w3), w4));
+      REQUIRE(y == net.forward(x));
+    }
+  }
+  // A workspace handed the input of another batch, or a convolution that cannot read it so, refuses.
+  Conv2d<float> conv(16, 16, 3, {.padding = 1, .bias = false});
+  conv.set_image_size({6, 16});
+  const BatchNorm2d<float> norm(16);
+  BatchNorm2d<float>::Workspace norm_ws;
+  Conv2d<float>::Workspace conv_ws;
+  const auto x = rbtest::random_batch<Eigen::MatrixXf>(16, 2 * 96, 74);
+  const Eigen::MatrixXf other = x;
+  conv_ws.set_norm_input(norm.infer_deferred(x, norm_ws));
+  REQUIRE_THROWS_AS(conv.infer(other, conv_ws), std::logic_error);
+  REQUIRE(conv.infer(x, conv_ws).cols() == x.cols());
+  Conv2d<float> pointwise(16, 16, 1, {.bias = false});
+  pointwise.set_image_size({6, 16});
+  REQUIRE_FALSE(pointwise.infers_norm_input());
+  REQUIRE_THROWS_AS(pointwise.infer(x, conv_ws), std::logic_error);
+}

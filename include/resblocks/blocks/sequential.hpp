@@ -93,10 +93,13 @@ concept NormInputTriple =
     std::is_same_v<typename N::Input, typename C::Input> && std::is_same_v<typename N::Output, typename A::Input> &&
     std::is_same_v<typename A::Output, typename C::Input> && requires {
   requires A::is_relu;
-} && requires(N& norm, C& conv, const C& const_conv, const typename N::Input& x) {
+} && requires(N& norm, const N& const_norm, C& conv, const C& const_conv, const typename N::Input& x,
+              typename N::Workspace& norm_ws, typename C::Workspace& conv_ws) {
   { const_conv.takes_norm_input() } -> std::same_as<bool>;
   { const_conv.read_norm_input() } -> std::same_as<bool>;
+  { const_conv.infers_norm_input() } -> std::same_as<bool>;
   conv.set_norm_input(norm.forward_deferred(x));
+  conv_ws.set_norm_input(const_norm.infer_deferred(x, norm_ws));
 };
 
 /// A layer whose forward epilogue runs on whole samples (Conv2d's forward_sample_blocks) followed by a
@@ -637,6 +640,13 @@ class Sequential {
   }
   template <std::size_t I, class X>
   const Output& infer_from(const X& x, Workspace& ws) const {
+    if constexpr (norm_input_at<I>()) {  // as forward_from: layers I and I+1 inside layer I+2's pass
+      if (get<I + 2>().infers_norm_input()) {
+        const detail::NormInputScope scope(std::get<I + 2>(ws.layers),
+                                           get<I>().infer_deferred(x, std::get<I>(ws.layers)));
+        return infer_from<I + 2>(x, ws);
+      }
+    }
     if constexpr (I + 1 == N) {
       return get<I>().infer(x, std::get<I>(ws.layers));
     } else if constexpr (fused_at<I>()) {
@@ -651,6 +661,13 @@ class Sequential {
   template <std::size_t I, class X, class Skip, class Prepare, class Epilogue>
   void infer_add_from(const X& x, Output& y, const Skip& skip, Workspace& ws, const Prepare& prepare,
                       const Epilogue& epilogue) const {
+    if constexpr (norm_input_at<I>()) {
+      if (get<I + 2>().infers_norm_input()) {
+        const detail::NormInputScope scope(std::get<I + 2>(ws.layers),
+                                           get<I>().infer_deferred(x, std::get<I>(ws.layers)));
+        return infer_add_from<I + 2>(x, y, skip, ws, prepare, epilogue);
+      }
+    }
     if constexpr (I + 1 == N)
       detail::infer_add(get<I>(), x, y, skip, std::get<I>(ws.layers), prepare, epilogue);
     else if constexpr (fused_at<I>() && I + 2 < N)

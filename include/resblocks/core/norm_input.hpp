@@ -15,8 +15,9 @@ namespace resblocks::detail {
 /// not written out.
 ///
 /// x is the normalisation's input (`rows` × columns, column-major), scale and shift its coefficients
-/// of the pass (one per row). Sequential runs BatchNorm2d → ReLU → Conv2d so in training
-/// (BatchNorm2d::forward_deferred, Conv2d::set_norm_input): the convolution computes each sample's
+/// of the pass (one per row). Sequential runs BatchNorm2d → ReLU → Conv2d so in forward
+/// (BatchNorm2d::forward_deferred, Conv2d::set_norm_input) and in infer (infer_deferred, the
+/// convolution's Workspace::set_norm_input): the convolution computes each sample's
 /// input with columns() into scratch that stays in cache, forward and again for dL/dW, instead of the
 /// normalisation writing the batch and the convolution reading it back; its backward applies ReLU's
 /// backward with relu_backward() on each sample of dL/dx. Same formulas as the layers': same bits.
@@ -42,7 +43,7 @@ void relu_backward(const S* y, S* g, Eigen::Index n) {
   Values(g, n) = Eigen::Map<const Eigen::Array<S, Eigen::Dynamic, 1>>(y, n).binaryExpr(Values(g, n), ReLUGradOp{});
 }
 
-/// Hands `layer` (a Conv2d) the input g for its forward passes within this scope
+/// Hands `layer` (a Conv2d, or its Workspace for infer) the input g for its passes within this scope
 /// (layer.set_norm_input(g): it reads its input through g), and takes it back at the end.
 template <class L>
 class NormInputScope {

@@ -231,6 +231,18 @@ class BatchNorm2d : public FusedLayer<BatchNorm2d<S, C>, S, C, C>,
     return {x.data(), m_scale.data(), m_shift.data(), x.rows()};
   }
 
+  /// infer(x, ws) without y written out, for a ReLU and a convolution after this layer (see
+  /// forward_deferred): the coefficients into ws, and relu(y) returned as coefficients over x. Valid
+  /// while ws and x live, until ws's next use.
+  /// \param x input batch
+  /// \param ws the caller's buffers
+  /// \returns relu(infer(x, ws)), as coefficients over x
+  /// \throws std::invalid_argument when x does not fit the layer
+  detail::NormInput<S> infer_deferred(const Input& x, Workspace& ws) const {
+    infer_begin(x, ws);
+    return {x.data(), ws.scale.data(), ws.shift.data(), x.rows()};
+  }
+
   /// backward(dL_dy) without dL/dx written out: checks dL_dy, adds dL/dγ and dL/dβ, and returns dL/dx
   /// as its coefficients, which the layer before applies while it reads them (Sequential does this when
   /// that layer takes them: Conv2d::takes_norm_gradient()). Valid until this layer's next forward or

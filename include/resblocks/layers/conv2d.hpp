@@ -80,8 +80,12 @@ class Conv2d : public FusedLayer<Conv2d<S, In, Out>, S, In, Out>, public detail:
 
   /// \brief Inference buffers of one caller.
   struct Workspace : detail::FusedWorkspace<S, Out> {
-    Weight w;                  ///< the weight in the kernel's order
-    std::vector<Weight> cols;  ///< per part: one chunk of im2col columns, and its output transposed
+    Weight w;                   ///< the weight in the kernel's order
+    std::vector<Weight> cols;   ///< per part: one chunk of im2col columns, and its output transposed
+    detail::NormInput<S> norm;  ///< x of the infer passes, when set (infers_norm_input)
+    /// The infer passes until this is reset read their input through g (see Conv2d::set_norm_input).
+    /// \param g the preceding normalisation's output through a ReLU, as coefficients, or empty
+    void set_norm_input(const detail::NormInput<S>& g) noexcept { norm = g; }
   };
 
   /// \brief Static channel counts: `Conv2d<float, 16, 32> c(3, {.padding = 1});`.
@@ -238,8 +242,13 @@ class Conv2d : public FusedLayer<Conv2d<S, In, Out>, S, In, Out>, public detail:
   /// BatchNorm2d → ReLU → Conv2d so in training, and the normalised batch is never written.
   /// \returns true when set_norm_input() may be used for the next forward
   [[nodiscard]] bool takes_norm_input() const noexcept {
-    return m_fuse_norm_input && m_input_gradient && !pointwise() && direct_forward_plan().ok() &&
-           backward_path() == BackwardPath::direct;
+    return infers_norm_input() && m_input_gradient && backward_path() == BackwardPath::direct;
+  }
+  /// Whether infer can read its input so (through its Workspace's set_norm_input): on the direct
+  /// forward path, unless set_fuse_norm_input(false).
+  /// \returns true when Workspace::set_norm_input() may be used for the next infer
+  [[nodiscard]] bool infers_norm_input() const noexcept {
+    return m_fuse_norm_input && !pointwise() && direct_forward_plan().ok();
   }
   /// The forward passes until this is reset (to an empty one) read their input through g: x must be
   /// g's input (g.x), and each sample is computed from it (detail::NormInputScope sets and resets it).
@@ -288,11 +297,15 @@ class Conv2d : public FusedLayer<Conv2d<S, In, Out>, S, In, Out>, public detail:
   }
   Index infer_begin(const Input& x, Workspace& ws) const {
     const Index n = check_input(x);
+    if (ws.norm && (!infers_norm_input() || ws.norm.x != x.data() || ws.norm.rows != x.rows()))
+      throw std::logic_error(
+          "Conv2d: Workspace::set_norm_input() of another input, or on a convolution that does not take it "
+          "(infers_norm_input())");
     if (!same_order()) to_kernel_order(m_weight, ws.w);
     return n * m_out_size.area();
   }
   void infer_kernel(const Input& x, Output& y, const Output* skip, detail::BlockFn epilogue, Workspace& ws) const {
-    compute(x, y, skip, kernel_weight(ws.w), ws.cols, epilogue, {});
+    compute(x, y, skip, kernel_weight(ws.w), ws.cols, epilogue, ws.norm);
   }
   Index backward_begin(const Output& dL_dy) const {
     const Input& x = this->cached_input();
