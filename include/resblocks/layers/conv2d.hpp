@@ -523,6 +523,16 @@ class Conv2d : public FusedLayer<Conv2d<S, In, Out>, S, In, Out>, public detail:
     else if (pad != 0)
       chunk_buffer(copy, shape.in, shape.src_h * shape.src_w);
   }
+  /// Sample i of a batch of `rows` × area-column samples: `stored` (its place in the batch) itself, or,
+  /// when coefficients g (detail::NormGradient or detail::NormInput) are set, the sample they compute,
+  /// written into `buffer` (part scratch that stays in cache).
+  template <class Coefficients>
+  static const S* sample_of(const Coefficients& g, Index i, Index rows, Index area, const S* stored, Weight& buffer) {
+    if (!g) return stored;
+    S* computed = chunk_buffer(buffer, rows, area).data();
+    g.columns(i * area, area, computed);
+    return computed;
+  }
   /// src (one sample, size × channels) itself when unpadded, else a zero-padded copy in buffer.
   static const S* padded(const S* src, ImageSize size, Index channels, Index pad, const detail::DirectConvShape& shape,
                          Weight& buffer) {
@@ -641,12 +651,7 @@ void Conv2d<S, In, Out>::compute_direct(const detail::DirectConvPlan& plan, cons
       [&](Index q, Index thread) {
         Weight* part = buffers.data() + 1 + 4 * thread;
         for (Index i = n * q / parts; i < n * (q + 1) / parts; ++i) {
-          const S* src = x.data() + i * in_area * m_in;
-          if (norm) {  // the sample's input, from the normalisation's, into scratch that stays in cache
-            S* computed = chunk_buffer(part[3], m_in, in_area).data();
-            norm.columns(i * in_area, in_area, computed);
-            src = computed;
-          }
+          const S* src = sample_of(norm, i, m_in, in_area, x.data() + i * in_area * m_in, part[3]);
           auto yi = y.middleCols(i * out_area, out_area);
           if (skip) {  // the kernel's result first, then skip (+ bias): skip may be y itself
             auto t = chunk_buffer(part[1], m_out, out_area);
@@ -906,21 +911,12 @@ void Conv2d<S, In, Out>::direct_backward(const Output& dL_dy, Input& dL_dx, cons
           dw.setZero(m_out, m_in * m_k * m_k);
         const Index first = n * q / parts;
         for (Index i = first; i < n * (q + 1) / parts; ++i) {
-          const S* dy = dL_dy.data() + i * out_area * m_out;
-          if (norm) {
-            S* computed = chunk_buffer(part[4], m_out, out_area).data();
-            norm.columns(i * out_area, out_area, computed);
-            dy = computed;
-          }
+          const S* dy = sample_of(norm, i, m_out, out_area, dL_dy.data() + i * out_area * m_out, part[4]);
           // dL/dW first: its kernels read the sample x from memory while they compute (prefetching), and
           // leave it in cache for the epilogue after dL/dx, which reads it again (ReLU's mask in place of
           // x: with the mask first, it waited on memory).
-          const S* xi = x.data() + i * in_area * m_in;
-          if (x_norm) {  // the sample's input as the forward computed it (x is the normalisation's input)
-            S* computed = chunk_buffer(part[5], m_in, in_area).data();
-            x_norm.columns(i * in_area, in_area, computed);
-            xi = computed;
-          }
+          // With x_norm, the sample's input as the forward computed it (x is the normalisation's input).
+          const S* xi = sample_of(x_norm, i, m_in, in_area, x.data() + i * in_area * m_in, part[5]);
           if (dw_m > 0) {
             detail::winograd_conv_weight(fwd_unpadded, dw_m, xi, dy, dw.data(), winograd_scratch(part[3], fwd),
                                          i == first);
