@@ -97,7 +97,7 @@ template <bool TA, bool TB>
 void BM_GemmPrepacked(benchmark::State& state, Index m, Index n, Index k) {
   using K = detail::GemmKernelShape<float>;
   auto [a, b, c] = gemm_operands<TA, TB>(m, n, k);
-  const Index kb = detail::gemm_depth_block<float>(k);
+  const Index kb = detail::gemm_depth_block<float>(m, k, TB);
   // Each block (pc, ic) of A and (jc, pc) of op(B) in a slot of its own, with room for a padded last
   // panel and for gemm_pack_b's writes past its end.
   const Index a_block = (K::mc + K::packet) * kb, b_block = (K::nc + K::nr) * kb + K::packet;

@@ -38,11 +38,11 @@ void check_all_shapes() {
 // (384 for float), rows past mc (384) and columns past nc (3072), register-tile edges (rows below
 // and between one and three SIMD packets, a block's last panel of one packet, and the last 49-64 rows
 // that run as two 2-packet panels: 61 and 100 with AVX-512; columns not a multiple of nr), depth not a
-// multiple of a packet.
+// multiple of a packet; a short A over depth blocks deeper than kc (100 × 20 × 2100: 3 of 704).
 template <bool TA, bool TB>
 void check_float_blocks() {
   const Index shapes[][3] = {{400, 50, 777}, {17, 13, 390}, {40, 3100, 24}, {24, 7, 1000},
-                             {9, 30, 17},    {61, 9, 33},   {100, 20, 400}};
+                             {9, 30, 17},    {61, 9, 33},   {100, 20, 400}, {100, 20, 2100}};
   for (const auto& s : shapes) {
     const Index m = s[0], n = s[1], k = s[2];
     const Eigen::MatrixXf a = rbtest::random_batch<Eigen::MatrixXf>(TA ? k : m, TA ? m : k, 6);
@@ -121,6 +121,41 @@ TEST_CASE("gemm: results do not depend on the thread count (bit for bit)", "[gem
   REQUIRE(c1.isApprox((a * b).eval(), 1e-5f));
 }
 
+// A short A with B read in place runs deeper blocks (gemm_depth_block), chosen from the whole product's
+// rows: 600 rows 1000 deep run as 3 blocks of 336 with 2 MB of L2, while each thread's 300 rows alone
+// would take 2 of 504. Split by rows on 2 threads, the bits must still be those of 1 thread.
+TEST_CASE("gemm: deep blocks are chosen from the whole product, not a thread's rows", "[gemm][threads]") {
+  for (const bool trans_a : {false, true}) {
+    const Index m = 600, n = 64, k = 1000;
+    const Eigen::MatrixXf a = rbtest::random_batch<Eigen::MatrixXf>(trans_a ? k : m, trans_a ? m : k, 4);
+    const Eigen::MatrixXf b = rbtest::random_batch<Eigen::MatrixXf>(k, n, 5);
+    Eigen::MatrixXf c1(m, n), c2(m, n);
+    const int saved = resblocks::num_threads();
+    resblocks::set_num_threads(1);
+    trans_a ? gemm<true, false>(c1, a, b, false) : gemm<false, false>(c1, a, b, false);
+    resblocks::set_num_threads(2);
+    trans_a ? gemm<true, false>(c2, a, b, false) : gemm<false, false>(c2, a, b, false);
+    resblocks::set_num_threads(saved);
+    INFO("TA=" << trans_a);
+    REQUIRE(c1 == c2);
+    const Eigen::MatrixXd expected =
+        (trans_a ? Eigen::MatrixXd(a.cast<double>().transpose()) : Eigen::MatrixXd(a.cast<double>())) *
+        b.cast<double>();
+    REQUIRE((c1.cast<double>() - expected).cwiseAbs().maxCoeff() <= 2e-7 * double(k));
+  }
+#if RESBLOCKS_OWN_GEMM_KERNEL
+  using resblocks::detail::gemm_depth_block;
+  using K = resblocks::detail::GemmKernelShape<float>;
+  if (Eigen::l1CacheSize() >= 48 * 1024 && Eigen::l2CacheSize() >= (std::ptrdiff_t(1) << 21)) {
+    CHECK(gemm_depth_block<float>(256, 1024, false) == 1024);  // the Transformer's FFN down: one block
+    CHECK(gemm_depth_block<float>(600, 1000, false) < gemm_depth_block<float>(300, 1000, false));
+  }
+  CHECK(gemm_depth_block<float>(256, 1024, true) <= K::kc);    // Bᵀ is packed: blocks of at most kc
+  CHECK(gemm_depth_block<float>(1024, 1024, false) <= K::kc);  // too many rows for L2
+  CHECK(gemm_depth_block<float>(16, 5000, false) <= K::kc_short);
+#endif
+}
+
 // zero_block's prologue lets the kernel write its first partial sums over C instead of zeroing C
 // (BlockFn::zeroes); a prologue that zeroes another matrix must still run, and C keep its values.
 TEST_CASE("gemm: a prologue that zeroes another matrix still runs", "[gemm]") {
@@ -159,7 +194,7 @@ TEST_CASE("gemm: B read in place gives the packed panels' bits", "[gemm]") {
 TEST_CASE("gemm: rows packed in blocks of any height give the same bits", "[gemm]") {
 #if RESBLOCKS_OWN_GEMM_KERNEL
   if (Eigen::l2CacheSize() >= (std::ptrdiff_t(1) << 19))
-    REQUIRE(resblocks::detail::gemm_block_rows<float>(1500, 100) > resblocks::detail::GemmKernelShape<float>::mc);
+    REQUIRE(resblocks::detail::gemm_block_rows<float>(1500, 100, 100) > resblocks::detail::GemmKernelShape<float>::mc);
 #endif
   check_row_slice_bits<float>(1500, 700, 400, 35, 100);
   check_row_slice_bits<double>(1500, 700, 400, 35, 100);

@@ -151,7 +151,7 @@ void gemm_accumulate(Index m, Index n, Index k, Operand<S> a, Operand<S> b, S* c
     if (!overwrite) prologue(r0, rows, c0, cols);
     constexpr int order = TransA ? Eigen::RowMajor : Eigen::ColMajor;
     const Eigen::internal::const_blas_data_mapper<S, Index, order> lhs(pa, a.ld);
-    gemm_packed<order, TransB>(rows, cols, k, lhs, pb, b.ld, c + r0 + c0 * ldc, ldc,
+    gemm_packed<order, TransB>(rows, cols, k, gemm_depth_block<S>(m, k, TransB), lhs, pb, b.ld, c + r0 + c0 * ldc, ldc,
                                thread_pack_buffer<S>().get(GemmKernelShape<S>::work_size), overwrite);
 #else
     prologue(r0, rows, c0, cols);
@@ -274,7 +274,7 @@ template <int LhsOrder, bool TransB, class S, class LhsMapper>
 void gemm_mapped(Index m, Index n, Index k, const LhsMapper& lhs, Operand<S> b, S* c, Index ldc) {
   if (m == 0 || n == 0 || k == 0) return;
 #if RESBLOCKS_OWN_GEMM_KERNEL
-  gemm_packed<LhsOrder, TransB>(m, n, k, lhs, b.data, b.ld, c, ldc,
+  gemm_packed<LhsOrder, TransB>(m, n, k, gemm_depth_block<S>(m, k, TransB), lhs, b.data, b.ld, c, ldc,
                                 thread_pack_buffer<S>().get(GemmKernelShape<S>::work_size));
 #else
   namespace ei = Eigen::internal;

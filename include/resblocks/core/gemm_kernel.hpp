@@ -4,13 +4,14 @@
 /// products on packed panels. Eigen's gebp kernel serves every other target (and this one with
 /// RESBLOCKS_EIGEN_GEMM_KERNEL defined, program-wide: the two give different bits).
 ///
-/// C(m×n) += A(m×k)·op(B)(k×n) is cut into blocks of kc depth, mc rows of A (packed once per block,
-/// kept in L2; taller for a product of one depth block: gemm_block_rows) and nc columns of B (packed
-/// once per block, in L3); the micro-kernel computes an mr×nr tile of C in registers (mr = 3 SIMD
-/// packets and nr = 8 with AVX-512's 32 vector registers, 2 and 6 with AVX2's 16; a block's last,
-/// shorter panel runs with the packets it fills) over one kc block and adds it to C. Every element of C
-/// sums its k terms in k order, one depth block (gemm_depth_block) at a time: the bits depend on
-/// (m, n, k) only, not on how the caller splits C between threads.
+/// C(m×n) += A(m×k)·op(B)(k×n) is cut into blocks of kc depth (deeper for a short A with B read in
+/// place), mc rows of A (packed once per block, kept in L2; taller for a product of one depth block:
+/// gemm_block_rows) and nc columns of B (packed once per block, in L3); the micro-kernel computes an
+/// mr×nr tile of C in registers (mr = 3 SIMD packets and nr = 8 with AVX-512's 32 vector registers, 2
+/// and 6 with AVX2's 16; a block's last, shorter panel runs with the packets it fills) over one depth
+/// block and adds it to C. Every element of C sums its k terms in k order, one depth block
+/// (gemm_depth_block) at a time: the bits depend on the whole product's m and k, on whether B is
+/// transposed, and on the cache sizes Eigen reports, never on how the caller splits C between threads.
 
 #include <Eigen/Core>
 
@@ -43,15 +44,18 @@ struct GemmKernelShape {
   static constexpr int packets = 2;  // 12 accumulators + 2 + 1 of 16
   static constexpr Eigen::Index nr = 6;
 #endif
-  static constexpr Eigen::Index mr = Eigen::Index{packets} * packet;  // rows of a register tile
-  static constexpr Eigen::Index kc = sizeof(S) == 4 ? 384 : 256;      // deepest block (gemm_depth_block)
-  static constexpr Eigen::Index mc = sizeof(S) == 4 ? 384 : 192;      // rows of A per packed block
-  static constexpr Eigen::Index nc = 3072;                            // columns of B per packed block
+  static constexpr Eigen::Index mr = Eigen::Index{packets} * packet;        // rows of a register tile
+  static constexpr Eigen::Index kc = sizeof(S) == 4 ? 384 : 256;            // deepest block (gemm_depth_block)
+  static constexpr Eigen::Index kc_short = 4096 / Eigen::Index(sizeof(S));  // deepest for a short A, B in place
+  static constexpr Eigen::Index mc = sizeof(S) == 4 ? 384 : 192;            // rows of A per packed block
+  static constexpr Eigen::Index nc = 3072;                                  // columns of B per packed block
   /// Most values of a packed block of A: mc × kc, or gemm_block_rows' blocks of up to 1 MB.
   static constexpr std::size_t a_space =
       std::max(std::size_t(kc) * std::size_t(mc), (std::size_t(1) << 20) / sizeof(S));
+  /// Most values of a packed block of op(B): kc × nc (deeper blocks pack fewer columns at a time).
+  static constexpr std::size_t b_space = std::size_t(kc) * std::size_t(nc);
   /// Packing space one thread needs, whatever the product: sized once, never grown.
-  static constexpr std::size_t work_size = std::size_t(kc) * std::size_t(nc) + a_space + 64;
+  static constexpr std::size_t work_size = b_space + a_space + 64;
 };
 
 /// Rows of the A panel that starts `remaining` rows before the end of a block: mr, except that a
@@ -73,35 +77,65 @@ constexpr int gemm_panel_packets(Eigen::Index rows) noexcept {
   return int((rows + packet - 1) / packet);
 }
 
-/// The depth of the kernel's blocks for a product of depth k: k split into the fewest blocks of at
-/// most kc, of equal depth rounded up to 8 (k = 512 runs as 256 + 256, not 384 + 128: no short block
-/// whose tile updates cost more than its products). A function of k alone: the bits stay independent
-/// of the thread split.
+/// Values of A a packed block may hold: half of L2, at most a_space.
 template <class S>
-constexpr Eigen::Index gemm_depth_block(Eigen::Index k) noexcept {
-  constexpr Eigen::Index kc = GemmKernelShape<S>::kc;
+Eigen::Index gemm_a_budget() {
+  static const Eigen::Index budget = Eigen::Index(std::min(
+      std::size_t(std::max<std::ptrdiff_t>(Eigen::l2CacheSize(), 0)) / 2 / sizeof(S), GemmKernelShape<S>::a_space));
+  return budget;
+}
+
+/// The depth of the kernel's blocks for the product C(m×n) += A·op(B) of depth k, where m, n and k are
+/// the whole product's (never a thread's part: the depth decides the bits). k is split into the fewest
+/// blocks of at most kc, of equal depth rounded up to 8 (k = 512 runs as 256 + 256, not 384 + 128: no
+/// short block whose tile updates cost more than its products).
+/// A column-major B (read in place) and an A of few rows take deeper blocks, up to kc_short and as deep
+/// as half of L2 holds A's m rows and 2/3 of L1 one B panel: C's tiles are then updated once per 1024
+/// terms, not per 384 (NN and TN 256 × 1024 × 1024, the Transformer's FFN down and its dL/dx:
+/// 164-166 -> 172-174 GFLOP/s on one thread; NN 128 × 1024 × 1024 +4%, 64 × 4096 × 1024 +6%). With Bᵀ
+/// (packed) deep blocks were slower (NT 256 × 1024 × 1024 -12%), and so are blocks of A too tall for L2.
+template <class S>
+Eigen::Index gemm_depth_block(Eigen::Index m, Eigen::Index k, bool trans_b) {
+  using K = GemmKernelShape<S>;
+  Eigen::Index kc = K::kc;
+  if (!trans_b) {
+    static const Eigen::Index deepest =
+        std::min<Eigen::Index>(K::kc_short, Eigen::Index(std::max<std::ptrdiff_t>(Eigen::l1CacheSize(), 0)) * 2 / 3 /
+                                                (K::nr * Eigen::Index(sizeof(S))) / 8 * 8);
+    const Eigen::Index rows = (m + K::packet - 1) / K::packet * K::packet;
+    kc = std::max(kc, std::min(deepest, gemm_a_budget<S>() / rows / 8 * 8));
+  }
   const Eigen::Index blocks = std::max<Eigen::Index>(1, (k + kc - 1) / kc);
   return std::min(kc, ((k + blocks - 1) / blocks + 7) / 8 * 8);
 }
 
-/// Rows of A per packed block (gemm_packed) of a product of m rows and depth k: mc, or, for a product
-/// of one depth block, as many as fill half of L2 (at most a_space values), cut into blocks of equal
-/// height: C's tiles are then written once, not re-read per depth block, and a bigger block of A reads
-/// op(B) fewer times (NN 1024 × 1024 × 256: 166-167 -> 172-175 GFLOP/s, NT 1024 × 1024 × 128: 155-159
-/// -> 162-164 on one thread, 2 MB of L2). The blocks only group C's rows: the bits do not depend on them.
+/// Rows of A per packed block (gemm_packed) of a product (or a thread's part of one) of m rows and
+/// depth k in blocks of kb (gemm_depth_block): mc, or, for a product of one depth block or of blocks
+/// deeper than kc, as many as fill gemm_a_budget, cut into blocks of equal height: C's tiles are then
+/// written once, not re-read per depth block, and a bigger block of A reads op(B) fewer times (NN 1024 ×
+/// 1024 × 256: 166-167 -> 172-175 GFLOP/s, NT 1024 × 1024 × 128: 155-159 -> 162-164 on one thread, 2 MB
+/// of L2; 384-row blocks stay faster for several blocks of kc). The blocks only group C's rows: the bits
+/// do not depend on them.
 template <class S>
-Eigen::Index gemm_block_rows(Eigen::Index m, Eigen::Index k) {
+Eigen::Index gemm_block_rows(Eigen::Index m, Eigen::Index k, Eigen::Index kb) {
   using K = GemmKernelShape<S>;
-  if (k > K::kc || m <= K::mc) return K::mc;
-  static const Eigen::Index budget = Eigen::Index(
-      std::min(std::size_t(std::max<std::ptrdiff_t>(Eigen::l2CacheSize(), 0)) / 2 / sizeof(S), K::a_space));
-  const Eigen::Index limit = budget / gemm_depth_block<S>(k) / K::packet * K::packet;
+  if (m <= K::mc || (kb < k && kb <= K::kc)) return K::mc;
+  const Eigen::Index limit = gemm_a_budget<S>() / kb / K::packet * K::packet;
   if (limit <= K::mc) return K::mc;
   const Eigen::Index blocks = (m + limit - 1) / limit;
   return ((m + blocks - 1) / blocks + K::packet - 1) / K::packet * K::packet;
 }
 
 #if RESBLOCKS_OWN_GEMM_KERNEL
+
+// The kernel's two hot functions start on a 64-byte line, so their loops sit at the same place in
+// every program: where a loop falls in a line had moved the products by 2-5% from build to build
+// (README, the GEMM kernel); aligned, the 8 products of bench/gemm_bench.cpp ran 0-3% faster.
+#if defined(__GNUC__)
+#define RESBLOCKS_GEMM_HOT [[gnu::aligned(64)]]
+#else
+#define RESBLOCKS_GEMM_HOT
+#endif
 
 // PacketBlock<__m512, 16> drops the vector type's alignment attribute in a template argument
 // (harmless: it is only a register block); Eigen silences the same warning in its own headers.
@@ -145,8 +179,9 @@ inline void gemm_store_tile(const P (&acc)[NP][GemmKernelShape<S>::nr], S* c, Ei
 /// column-major B read where they are (leading dimension ldb). Each accumulator sums its k terms in k
 /// order (one FMA per term), so neither the tile shape nor B's packing changes the bits.
 template <class S, int NP, bool DirectB = false>
-inline void gemm_micro_kernel(Eigen::Index kc, const S* __restrict a, const S* __restrict b, S* c, Eigen::Index ldc,
-                              Eigen::Index rows, Eigen::Index cols, bool overwrite, Eigen::Index ldb = 0) {
+RESBLOCKS_GEMM_HOT inline void gemm_micro_kernel(Eigen::Index kc, const S* __restrict a, const S* __restrict b, S* c,
+                                                 Eigen::Index ldc, Eigen::Index rows, Eigen::Index cols, bool overwrite,
+                                                 Eigen::Index ldb = 0) {
   namespace ei = Eigen::internal;
   using K = GemmKernelShape<S>;
   using P = typename K::Packet;
@@ -305,8 +340,8 @@ void gemm_pack_b(const S* b, Eigen::Index ldb, Eigen::Index p0, Eigen::Index dep
 /// C(mc×cols, leading dimension ldc) += one packed block of A (mc rows: gemm_pack_a's panels) times one
 /// B panel of cols ≤ nr columns and depth kc (packed, or read in place: see gemm_micro_kernel).
 template <class S, bool DirectB>
-void gemm_panel_column(Eigen::Index mc, Eigen::Index kc, const S* packed_a, const S* b, Eigen::Index ldb, S* c,
-                       Eigen::Index ldc, Eigen::Index cols, bool overwrite) {
+RESBLOCKS_GEMM_HOT void gemm_panel_column(Eigen::Index mc, Eigen::Index kc, const S* packed_a, const S* b,
+                                          Eigen::Index ldb, S* c, Eigen::Index ldc, Eigen::Index cols, bool overwrite) {
   using K = GemmKernelShape<S>;
   for (Eigen::Index ir = 0, rows = 0; ir < mc; ir += rows) {
     rows = gemm_panel_rows<S>(mc - ir);
@@ -341,22 +376,24 @@ void gemm_packed_block(Eigen::Index mc, Eigen::Index nc, Eigen::Index kc, const 
 }
 
 /// C(m×n, leading dimension ldc) += A·op(B) on the calling thread (C = A·op(B) when `overwrite`: C's
-/// old values are not read), A read through `lhs` (see gemm_pack_a), `work` at least
-/// GemmKernelShape<S>::work_size values, 64-byte aligned.
+/// old values are not read) in depth blocks of kb (gemm_depth_block of the whole product), A read
+/// through `lhs` (see gemm_pack_a), `work` at least GemmKernelShape<S>::work_size values, 64-byte aligned.
 template <int LhsOrder, bool TransB, class S, class LhsMapper>
-void gemm_packed(Eigen::Index m, Eigen::Index n, Eigen::Index k, const LhsMapper& lhs, const S* b, Eigen::Index ldb,
-                 S* c, Eigen::Index ldc, S* work, bool overwrite = false) {
+void gemm_packed(Eigen::Index m, Eigen::Index n, Eigen::Index k, Eigen::Index kb, const LhsMapper& lhs, const S* b,
+                 Eigen::Index ldb, S* c, Eigen::Index ldc, S* work, bool overwrite = false) {
   using K = GemmKernelShape<S>;
   S* packed_b = work;
-  S* packed_a = work + K::kc * K::nc;
-  const Eigen::Index kb = gemm_depth_block<S>(k), mb = gemm_block_rows<S>(m, k);
+  S* packed_a = work + K::b_space;
+  const Eigen::Index mb = gemm_block_rows<S>(m, k, kb);
+  // Columns of op(B) per packed block: nc, fewer for blocks deeper than kc.
+  const Eigen::Index nb = std::min<Eigen::Index>(K::nc, Eigen::Index(K::b_space) / kb / K::nr * K::nr);
   // A column-major B is read where it is, its panels' nr columns being nr streams the prefetchers follow,
   // unless A has more than 3 blocks: each block reads B again, and packed panels read faster (4096 × 64
   // × 576: -3%). No pass that reads B and writes it packed: NN 256 × 1024 × 1024 (the Transformer's FFN
   // down) 146-151 -> 168-169 GFLOP/s on one thread, 1024 × 128 × 1024 (the MLP's W x) 143-145 -> 147-150.
   const bool direct_b = !TransB && m <= 3 * K::mc;
-  for (Eigen::Index jc = 0; jc < n; jc += K::nc) {
-    const Eigen::Index nc = std::min(K::nc, n - jc);
+  for (Eigen::Index jc = 0; jc < n; jc += nb) {
+    const Eigen::Index nc = std::min(nb, n - jc);
     // Columns read in place: the whole panels (only the edge panel is packed), or none.
     const Eigen::Index in_place = direct_b ? nc / K::nr * K::nr : 0;
     for (Eigen::Index pc = 0; pc < k; pc += kb) {
@@ -376,6 +413,7 @@ void gemm_packed(Eigen::Index m, Eigen::Index n, Eigen::Index k, const LhsMapper
 #if defined(__GNUC__)
 #pragma GCC diagnostic pop
 #endif
+#undef RESBLOCKS_GEMM_HOT
 
 #endif  // RESBLOCKS_OWN_GEMM_KERNEL
 
