@@ -85,8 +85,8 @@ Eigen::Index gemm_a_budget() {
   return budget;
 }
 
-/// The depth of the kernel's blocks for the product C(m×n) += A·op(B) of depth k, where m, n and k are
-/// the whole product's (never a thread's part: the depth decides the bits). k is split into the fewest
+/// The depth of the kernel's blocks for the product C(m×n) += A·op(B) of depth k, where m and k are the
+/// whole product's (never a thread's part: the depth decides the bits). k is split into the fewest
 /// blocks of at most kc, of equal depth rounded up to 8 (k = 512 runs as 256 + 256, not 384 + 128: no
 /// short block whose tile updates cost more than its products).
 /// A column-major B (read in place) and an A of few rows take deeper blocks, up to kc_short and as deep
