@@ -59,11 +59,16 @@ void check_float_blocks() {
   }
 }
 
-// Each C element sums its k terms in the same order whatever the blocking, so the rows [row0, row0 +
+// Each C element sums its k terms in the same order whatever the row blocking, so the rows [row0, row0 +
 // rows) of an m-row product equal, bit for bit, the product of those rows alone (A's rows copied out),
-// which is blocked differently; they also match a double product.
+// whose rows are blocked differently; they also match a double product. The depth blocks depend on the
+// product's m (gemm_depth_block), so the shapes must give both products the same ones (checked here).
 template <class S, bool TA>
 void check_row_slice_bits(Index m, Index row0, Index rows, Index n, Index k) {
+#if RESBLOCKS_OWN_GEMM_KERNEL
+  REQUIRE(resblocks::detail::gemm_depth_block<S>(m, k, false) ==
+          resblocks::detail::gemm_depth_block<S>(rows, k, false));
+#endif
   using M = Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic>;
   const M a = rbtest::random_batch<M>(TA ? k : m, TA ? m : k, 8);
   const M b = rbtest::random_batch<M>(k, n, 9);
