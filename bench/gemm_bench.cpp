@@ -6,6 +6,8 @@
 //   BM_GemmMicroKernel/kc        the micro-kernel alone on packed panels in L1/L2 (own kernel only)
 //   BM_GemmPrepacked/<op>/m/n/k  one thread, both operands packed once beforehand: the driver's block
 //                                loop without its packing, the product's ceiling (own kernel only)
+//   BM_GemmHot/<op>/m/n/k        the same loop reading one packed block of each operand over and over:
+//                                its ceiling with only C streaming (own kernel only)
 #include <resblocks/resblocks.hpp>
 
 #include <benchmark/benchmark.h>
@@ -90,39 +92,82 @@ void BM_GemmMicroKernel(benchmark::State& state) {
 }
 BENCHMARK(BM_GemmMicroKernel)->Arg(128)->Arg(256)->Arg(344)->UseRealTime();
 
+/// The blocks gemm_packed cuts a one-thread product into: depth kb, rows mb, columns nb.
+struct Blocks {
+  Index kb, mb, nb;
+  Blocks(Index m, Index k, bool trans_b)
+      : kb(detail::gemm_depth_block<float>(m, k, trans_b)),
+        mb(detail::gemm_block_rows<float>(m, k, kb)),
+        nb(detail::gemm_block_cols<float>(kb)) {}
+  /// Values of one packed block of A and of op(B), with room for a padded last panel and for gemm_pack_b's
+  /// writes past its end.
+  Index a_size() const { return (mb + detail::GemmKernelShape<float>::packet) * kb; }
+  Index b_size() const {
+    return (nb + detail::GemmKernelShape<float>::nr) * kb + detail::GemmKernelShape<float>::packet;
+  }
+};
+
+/// Runs the block loop of gemm_packed on packed blocks: C's block (ic, jc) += the block of A at
+/// a_block(p, i) times the block of op(B) at b_block(j, p), for the depth block p, row block i and column block j.
+template <class ABlock, class BBlock>
+void run_blocks(const Blocks& blocks, Index m, Index n, Index k, float* c, ABlock a_block, BBlock b_block) {
+  for (Index jc = 0, j = 0; jc < n; jc += blocks.nb, ++j)
+    for (Index pc = 0, p = 0; pc < k; pc += blocks.kb, ++p)
+      for (Index ic = 0, i = 0; ic < m; ic += blocks.mb, ++i)
+        detail::gemm_packed_block(std::min(blocks.mb, m - ic), std::min(blocks.nb, n - jc), std::min(blocks.kb, k - pc),
+                                  a_block(p, i), b_block(j, p), c + ic + jc * m, m, false);
+}
+
 // The product of BM_Gemm on one thread with every block of A and op(B) packed before the timing:
-// the blocks gemm_packed would pack, in its loop order, then the same micro-kernel calls
-// (gemm_packed_block). Against BM_Gemm/<op>/m/n/k/1 it shows what the packing costs the product.
+// the blocks gemm_packed would pack (its depth, row and column blocks), then the same micro-kernel
+// calls (gemm_packed_block). Against BM_Gemm/<op>/m/n/k/1 it shows what the packing costs the product.
 template <bool TA, bool TB>
 void BM_GemmPrepacked(benchmark::State& state, Index m, Index n, Index k) {
-  using K = detail::GemmKernelShape<float>;
   auto [a, b, c] = gemm_operands<TA, TB>(m, n, k);
-  const Index kb = detail::gemm_depth_block<float>(m, k, TB);
-  // Each block (pc, ic) of A and (jc, pc) of op(B) in a slot of its own, with room for a padded last
-  // panel and for gemm_pack_b's writes past its end.
-  const Index a_block = (K::mc + K::packet) * kb, b_block = (K::nc + K::nr) * kb + K::packet;
-  const Index depth_blocks = (k + kb - 1) / kb, row_blocks = (m + K::mc - 1) / K::mc,
-              col_blocks = (n + K::nc - 1) / K::nc;
+  const Blocks blocks(m, k, TB);
+  const Index depth_blocks = (k + blocks.kb - 1) / blocks.kb, row_blocks = (m + blocks.mb - 1) / blocks.mb,
+              col_blocks = (n + blocks.nb - 1) / blocks.nb;
   detail::PackBuffer<float> a_buffer, b_buffer;
-  float* packed_a = a_buffer.get(std::size_t(a_block * depth_blocks * row_blocks));
-  float* packed_b = b_buffer.get(std::size_t(b_block * col_blocks * depth_blocks));
+  float* packed_a = a_buffer.get(std::size_t(blocks.a_size() * depth_blocks * row_blocks));
+  float* packed_b = b_buffer.get(std::size_t(blocks.b_size() * col_blocks * depth_blocks));
+  const auto a_block = [&](Index p, Index i) { return packed_a + (p * row_blocks + i) * blocks.a_size(); };
+  const auto b_block = [&](Index j, Index p) { return packed_b + (j * depth_blocks + p) * blocks.b_size(); };
   constexpr int order = TA ? Eigen::RowMajor : Eigen::ColMajor;
   const Eigen::internal::const_blas_data_mapper<float, Index, order> lhs(a.data(), a.rows());
-  for (Index pc = 0, p = 0; pc < k; pc += kb, ++p) {
-    for (Index ic = 0, i = 0; ic < m; ic += K::mc, ++i)
-      detail::gemm_pack_a<order>(lhs, ic, std::min(K::mc, m - ic), pc, std::min(kb, k - pc),
-                                 packed_a + (p * row_blocks + i) * a_block);
-    for (Index jc = 0, j = 0; jc < n; jc += K::nc, ++j)
-      detail::gemm_pack_b<TB>(b.data(), b.rows(), pc, std::min(kb, k - pc), jc, std::min(K::nc, n - jc),
-                              packed_b + (j * depth_blocks + p) * b_block);
+  for (Index pc = 0, p = 0; pc < k; pc += blocks.kb, ++p) {
+    const Index depth = std::min(blocks.kb, k - pc);
+    for (Index ic = 0, i = 0; ic < m; ic += blocks.mb, ++i)
+      detail::gemm_pack_a<order>(lhs, ic, std::min(blocks.mb, m - ic), pc, depth, a_block(p, i));
+    for (Index jc = 0, j = 0; jc < n; jc += blocks.nb, ++j)
+      detail::gemm_pack_b<TB>(b.data(), b.rows(), pc, depth, jc, std::min(blocks.nb, n - jc), b_block(j, p));
   }
   for (auto _ : state) {
-    for (Index jc = 0, j = 0; jc < n; jc += K::nc, ++j)
-      for (Index pc = 0, p = 0; pc < k; pc += kb, ++p)
-        for (Index ic = 0, i = 0; ic < m; ic += K::mc, ++i)
-          detail::gemm_packed_block(std::min(K::mc, m - ic), std::min(K::nc, n - jc), std::min(kb, k - pc),
-                                    packed_a + (p * row_blocks + i) * a_block,
-                                    packed_b + (j * depth_blocks + p) * b_block, c.data() + ic + jc * m, m, false);
+    run_blocks(blocks, m, n, k, c.data(), a_block, b_block);
+    benchmark::ClobberMemory();
+  }
+  set_gemm_rate(state, m, n, k);
+}
+
+// BM_GemmPrepacked with nothing streaming in but C: the product's first block of A and of op(B) are
+// packed once and every block of the loop reads those two (so they stay in cache), while C is updated as
+// in the product. Its values are not the product's, only its speed is: the block loop's ceiling when the
+// big operand costs nothing to bring in (BM_GemmPrepacked: it streams in packed, from beyond L2;
+// BM_Gemm: it is packed on the way).
+template <bool TA, bool TB>
+void BM_GemmHot(benchmark::State& state, Index m, Index n, Index k) {
+  auto [a, b, c] = gemm_operands<TA, TB>(m, n, k);
+  const Blocks blocks(m, k, TB);
+  detail::PackBuffer<float> a_buffer, b_buffer;
+  float* packed_a = a_buffer.get(std::size_t(blocks.a_size()));
+  float* packed_b = b_buffer.get(std::size_t(blocks.b_size()));
+  constexpr int order = TA ? Eigen::RowMajor : Eigen::ColMajor;
+  const Eigen::internal::const_blas_data_mapper<float, Index, order> lhs(a.data(), a.rows());
+  const Index depth = std::min(blocks.kb, k);
+  detail::gemm_pack_a<order>(lhs, 0, std::min(blocks.mb, m), 0, depth, packed_a);
+  detail::gemm_pack_b<TB>(b.data(), b.rows(), 0, depth, 0, std::min(blocks.nb, n), packed_b);
+  for (auto _ : state) {
+    run_blocks(
+        blocks, m, n, k, c.data(), [&](Index, Index) { return packed_a; }, [&](Index, Index) { return packed_b; });
     benchmark::ClobberMemory();
   }
   set_gemm_rate(state, m, n, k);
@@ -135,10 +180,12 @@ void add_prepacked([[maybe_unused]] const char* op, [[maybe_unused]] Index m, [[
 #if RESBLOCKS_OWN_GEMM_KERNEL
   benchmark::RegisterBenchmark(product_name("BM_GemmPrepacked", op, m, n, k).c_str(), BM_GemmPrepacked<TA, TB>, m, n, k)
       ->UseRealTime();
+  benchmark::RegisterBenchmark(product_name("BM_GemmHot", op, m, n, k).c_str(), BM_GemmHot<TA, TB>, m, n, k)
+      ->UseRealTime();
 #endif
 }
 
-/// BM_Gemm on 1 and 2 threads, and BM_GemmPrepacked, of one product.
+/// BM_Gemm on 1 and 2 threads, BM_GemmPrepacked and BM_GemmHot, of one product.
 template <bool TA, bool TB>
 void add_product(const char* op, Index m, Index n, Index k) {
   add<TA, TB>(op, m, n, k);

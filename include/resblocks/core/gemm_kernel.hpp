@@ -126,6 +126,14 @@ Eigen::Index gemm_block_rows(Eigen::Index m, Eigen::Index k, Eigen::Index kb) {
   return ((m + blocks - 1) / blocks + K::packet - 1) / K::packet * K::packet;
 }
 
+/// Columns of op(B) per packed block (gemm_packed) for depth blocks of kb: nc, fewer for blocks deeper
+/// than kc, so that a block never needs more than b_space values.
+template <class S>
+constexpr Eigen::Index gemm_block_cols(Eigen::Index kb) noexcept {
+  using K = GemmKernelShape<S>;
+  return std::min<Eigen::Index>(K::nc, Eigen::Index(K::b_space) / kb / K::nr * K::nr);
+}
+
 #if RESBLOCKS_OWN_GEMM_KERNEL
 
 // The kernel's two hot functions start on a 64-byte line, so their loops sit at the same place in
@@ -385,8 +393,7 @@ void gemm_packed(Eigen::Index m, Eigen::Index n, Eigen::Index k, Eigen::Index kb
   S* packed_b = work;
   S* packed_a = work + K::b_space;
   const Eigen::Index mb = gemm_block_rows<S>(m, k, kb);
-  // Columns of op(B) per packed block: nc, fewer for blocks deeper than kc.
-  const Eigen::Index nb = std::min<Eigen::Index>(K::nc, Eigen::Index(K::b_space) / kb / K::nr * K::nr);
+  const Eigen::Index nb = gemm_block_cols<S>(kb);
   // A column-major B is read where it is, its panels' nr columns being nr streams the prefetchers follow,
   // unless A has more than 3 blocks: each block reads B again, and packed panels read faster (4096 × 64
   // × 576: -3%). No pass that reads B and writes it packed: NN 256 × 1024 × 1024 (the Transformer's FFN
