@@ -8,9 +8,12 @@
 
 #include <benchmark/benchmark.h>
 
+#include "timed_steps.hpp"
+
 #include <vector>
 
 using namespace resblocks;
+using resblocks_bench::time_steps;
 
 namespace {
 namespace cifar_resnet_bench {  // its own names: resblocks_bench can build as one translation unit
@@ -41,13 +44,12 @@ void BM_CifarResNetTrain(benchmark::State& state) {
   for (std::size_t i = 0; i < labels.size(); ++i) labels[i] = static_cast<int>(i % 10);
   CrossEntropyLoss<float> loss;
   Sgd opt(net, {.lr = 0.01, .momentum = 0.9, .nesterov = true, .weight_decay = 5e-4});
-  for (auto _ : state) {
+  time_steps(state, [&] {
     benchmark::DoNotOptimize(loss.forward(net.forward(x), labels));
     net.zero_grad();
     net.backward(loss.backward());
     opt.step(net);
-    benchmark::ClobberMemory();
-  }
+  });
   state.counters["img/s"] = benchmark::Counter(double(n), benchmark::Counter::kIsIterationInvariantRate);
 }
 
@@ -57,10 +59,7 @@ void BM_CifarResNetInfer(benchmark::State& state) {
   net.set_training(false);
   const Eigen::MatrixXf x = random_images(n);
   CifarResNet<float>::Workspace ws;
-  for (auto _ : state) {
-    benchmark::DoNotOptimize(net.infer(x, ws).data());
-    benchmark::ClobberMemory();
-  }
+  time_steps(state, [&] { benchmark::DoNotOptimize(net.infer(x, ws).data()); });
   state.counters["img/s"] = benchmark::Counter(double(n), benchmark::Counter::kIsIterationInvariantRate);
 }
 

@@ -8,11 +8,14 @@
 
 #include <benchmark/benchmark.h>
 
+#include "timed_steps.hpp"
+
 #include <array>
 #include <cstdio>
 #include <string>
 
 using namespace resblocks;
+using resblocks_bench::time_steps;
 
 namespace {
 namespace conv_block_bench {  // its own names: resblocks_bench can build as one translation unit
@@ -34,12 +37,11 @@ void BM_BasicBlockTrain(benchmark::State& state, Index c, Index hw, Index n) {
   BasicBlock<float> block(c, c);
   block.set_image_size({hw, hw});
   const Eigen::MatrixXf x = random_images(c, hw, n, 1), dy = random_images(c, hw, n, 2);
-  for (auto _ : state) {
+  time_steps(state, [&] {
     block.zero_grad();
     benchmark::DoNotOptimize(block.forward(x).data());
     benchmark::DoNotOptimize(block.backward(dy).data());
-    benchmark::ClobberMemory();
-  }
+  });
   set_counters(state, 6.0 * conv_flops(c, hw, n));
 }
 
@@ -49,10 +51,7 @@ void BM_BasicBlockInfer(benchmark::State& state, Index c, Index hw, Index n, boo
   block.set_training(!eval);
   const Eigen::MatrixXf x = random_images(c, hw, n, 1);
   BasicBlock<float>::Workspace ws;
-  for (auto _ : state) {
-    benchmark::DoNotOptimize(block.infer(x, ws).data());
-    benchmark::ClobberMemory();
-  }
+  time_steps(state, [&] { benchmark::DoNotOptimize(block.infer(x, ws).data()); });
   set_counters(state, 2.0 * conv_flops(c, hw, n));
 }
 
@@ -60,12 +59,11 @@ void BM_Conv3x3Train(benchmark::State& state, Index c, Index hw, Index n) {
   Conv2d<float> conv(c, c, 3, {.padding = 1, .bias = false});
   conv.set_image_size({hw, hw});
   const Eigen::MatrixXf x = random_images(c, hw, n, 1), dy = random_images(c, hw, n, 2);
-  for (auto _ : state) {
+  time_steps(state, [&] {
     conv.zero_grad();
     benchmark::DoNotOptimize(conv.forward(x).data());
     benchmark::DoNotOptimize(conv.backward(dy).data());
-    benchmark::ClobberMemory();
-  }
+  });
   set_counters(state, 3.0 * conv_flops(c, hw, n));
 }
 

@@ -8,11 +8,14 @@
 
 #include <benchmark/benchmark.h>
 
+#include "timed_steps.hpp"
+
 #include <array>
 #include <cstdio>
 #include <string>
 
 using namespace resblocks;
+using resblocks_bench::time_steps;
 
 namespace {
 namespace dense_block_bench {  // its own names: resblocks_bench can build as one translation unit
@@ -35,12 +38,11 @@ void BM_DenseBlockTrain(benchmark::State& state, Index c0, Index k, Index layers
   DenseBlock<float> block(c0, k, layers);
   block.set_image_size({hw, hw});
   const Eigen::MatrixXf x = random_images(c0, hw, n, 1), dy = random_images(c0 + layers * k, hw, n, 2);
-  for (auto _ : state) {
+  time_steps(state, [&] {
     block.zero_grad();
     benchmark::DoNotOptimize(block.forward(x).data());
     benchmark::DoNotOptimize(block.backward(dy).data());
-    benchmark::ClobberMemory();
-  }
+  });
   state.counters["GFLOP/s"] =
       benchmark::Counter(dense_flops(c0, k, layers, hw, n) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }

@@ -14,9 +14,12 @@
 
 #include <benchmark/benchmark.h>
 
+#include "timed_steps.hpp"
+
 #include <string>
 
 using namespace resblocks;
+using resblocks_bench::time_steps;
 
 namespace {
 namespace highway_bench {  // its own names: resblocks_bench can build as one translation unit
@@ -38,12 +41,11 @@ void train(benchmark::State& state, Net& net, Index d, Index n, double flops) {
   Eigen::MatrixXf x(d, n), dy(d, n);
   fill_uniform(x, 1.0, g);
   fill_uniform(dy, 1.0, g);
-  for (auto _ : state) {
+  time_steps(state, [&] {
     net.zero_grad();
     benchmark::DoNotOptimize(net.forward(x).data());
     benchmark::DoNotOptimize(net.backward(dy).data());
-    benchmark::ClobberMemory();
-  }
+  });
   set_counters(state, d, n, flops);
 }
 
@@ -53,10 +55,7 @@ void infer(benchmark::State& state, const Net& net, Index d, Index n, double flo
   Eigen::MatrixXf x(d, n);
   fill_uniform(x, 1.0, g);
   typename Net::Workspace ws;
-  for (auto _ : state) {
-    benchmark::DoNotOptimize(net.infer(x, ws).data());
-    benchmark::ClobberMemory();
-  }
+  time_steps(state, [&] { benchmark::DoNotOptimize(net.infer(x, ws).data()); });
   set_counters(state, d, n, flops);
 }
 

@@ -7,9 +7,12 @@
 
 #include <benchmark/benchmark.h>
 
+#include "timed_steps.hpp"
+
 #include <string>
 
 using namespace resblocks;
+using resblocks_bench::time_steps;
 
 namespace {
 namespace mlp_block_bench {  // its own names: resblocks_bench can build as one translation unit
@@ -40,12 +43,11 @@ void train(benchmark::State& state, Net& net, Index d, Index n) {
   Input x(d, n), dy(d, n);
   fill_uniform(x, 1.0, g);
   fill_uniform(dy, 1.0, g);
-  for (auto _ : state) {
+  time_steps(state, [&] {
     net.zero_grad();
     benchmark::DoNotOptimize(net.forward(x).data());
     benchmark::DoNotOptimize(net.backward(dy).data());
-    benchmark::ClobberMemory();
-  }
+  });
   set_counters(state, d, n, 12.0 * double(d) * double(d) * double(n));
 }
 
@@ -68,10 +70,7 @@ void BM_MlpBlockInfer(benchmark::State& state, Index d, Index n) {
   Generator g(2);
   fill_uniform(x, 1.0, g);
   typename Block<D>::Workspace ws;
-  for (auto _ : state) {
-    benchmark::DoNotOptimize(net.infer(x, ws).data());
-    benchmark::ClobberMemory();
-  }
+  time_steps(state, [&] { benchmark::DoNotOptimize(net.infer(x, ws).data()); });
   set_counters(state, d, n, 4.0 * double(d) * double(d) * double(n));
 }
 

@@ -8,11 +8,14 @@
 
 #include <benchmark/benchmark.h>
 
+#include "timed_steps.hpp"
+
 #include <array>
 #include <cstdio>
 #include <string>
 
 using namespace resblocks;
+using resblocks_bench::time_steps;
 
 namespace {
 namespace transformer_block_bench {  // its own names: resblocks_bench can build as one translation unit
@@ -38,12 +41,11 @@ void BM_TransformerBlockTrain(benchmark::State& state, Index d, Index heads, Ind
   TransformerBlock<float> block(d, heads, ff);
   block.set_sequence_length(seq);
   const Eigen::MatrixXf x = random_tokens(d, seq * batch, 1), dy = random_tokens(d, seq * batch, 2);
-  for (auto _ : state) {
+  time_steps(state, [&] {
     block.zero_grad();
     benchmark::DoNotOptimize(block.forward(x).data());
     benchmark::DoNotOptimize(block.backward(dy).data());
-    benchmark::ClobberMemory();
-  }
+  });
   set_counters(state, 3.0 * forward_flops(d, ff, seq, batch));
 }
 
@@ -52,10 +54,7 @@ void BM_TransformerBlockInfer(benchmark::State& state, Index d, Index heads, Ind
   block.set_sequence_length(seq);
   const Eigen::MatrixXf x = random_tokens(d, seq * batch, 1);
   TransformerBlock<float>::Workspace ws;
-  for (auto _ : state) {
-    benchmark::DoNotOptimize(block.infer(x, ws).data());
-    benchmark::ClobberMemory();
-  }
+  time_steps(state, [&] { benchmark::DoNotOptimize(block.infer(x, ws).data()); });
   set_counters(state, forward_flops(d, ff, seq, batch));
 }
 
