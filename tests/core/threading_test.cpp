@@ -29,6 +29,24 @@ TEST_CASE("parallel_for covers every index exactly once", "[threads]") {
   }
 }
 
+TEST_CASE("parallel_zero zeroes exactly its range, on one thread and in parallel", "[threads]") {
+  // Sizes on both sides of the size from which it runs in parallel (2^18 values), and an odd one; the
+  // guards before and after the range must keep their value.
+  const int saved = resblocks::num_threads();
+  for (int threads : {1, 2, 3}) {
+    resblocks::set_num_threads(threads);
+    for (resblocks::Index n : {0, 1, 1000, (1 << 18) - 1, 1 << 18, (1 << 20) + 7}) {
+      std::vector<float> values(static_cast<std::size_t>(n) + 2, 1.5f);
+      resblocks::detail::parallel_zero(values.data() + 1, n);
+      CAPTURE(threads, n);
+      REQUIRE(values.front() == 1.5f);
+      REQUIRE(values.back() == 1.5f);
+      REQUIRE(std::count(values.begin() + 1, values.end() - 1, 0.0f) == n);
+    }
+  }
+  resblocks::set_num_threads(saved);
+}
+
 TEST_CASE("parallel_parts_dynamic runs every part exactly once, on a valid thread, after its start", "[threads]") {
   // Each thread takes its own share of the parts first, then what is left of the others' shares: every
   // part must still run once and only once, whatever the thread count (1, 2 and 3 threads; more

@@ -60,6 +60,24 @@ TEST_CASE("Linear: backward accumulates parameter gradients until zero_grad", "[
   REQUIRE(fc.bias_grad().isZero());
 }
 
+TEST_CASE("Linear: zero_grad zeroes a large layer's gradients, on 1 and 2 threads", "[linear]") {
+  // 1024 × 512 weights: zero_grad zeroes them in parallel ranges on 2 threads (detail::parallel_zero).
+  const int saved = num_threads();
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    Linear<float> fc(512, 1024);
+    const Eigen::MatrixXf x = rbtest::random_batch<Eigen::MatrixXf>(512, 8, 20);
+    fc.forward(x);
+    fc.backward(rbtest::random_batch<Eigen::MatrixXf>(1024, 8, 21));
+    CAPTURE(threads);
+    REQUIRE((fc.weight_grad().array() != 0.0f).count() > 1024 * 512 / 2);
+    fc.zero_grad();
+    REQUIRE(fc.weight_grad().isZero(0.0f));
+    REQUIRE(fc.bias_grad().isZero(0.0f));
+  }
+  set_num_threads(saved);
+}
+
 TEST_CASE("Linear: float smoke test agrees with double", "[linear][float]") {
   Linear<double> d(33, 17);
   Linear<float> f(33, 17);

@@ -194,6 +194,24 @@ void parallel_parts_dynamic(
   for (Eigen::Index p = 0; p < parts; ++p) call(p, 0);
 }
 
+/// data[0 : n) = 0, in contiguous ranges in parallel when n is large (from 2^18 values): zero_grad's pass
+/// over a big gradient is memory-bound, and two cores write it faster than one (BM_MlpBlockTrain/1024/128
+/// on 2 threads, its two 4 MB weight gradients: 6.44-6.71 -> 6.26-6.51 ms).
+template <class S>
+void parallel_zero(S* data, Eigen::Index n) {
+  parallel_for(n, 0.25, [data](Eigen::Index i0, Eigen::Index i1) { std::fill(data + i0, data + i1, S(0)); });
+}
+
+/// m.setZero() for a plain Eigen matrix or vector: parallel_zero when its size is dynamic (fixed sizes
+/// are small, and stay a plain fill).
+template <class M>
+void parallel_zero(M& m) {
+  if constexpr (M::SizeAtCompileTime == Eigen::Dynamic)
+    parallel_zero(m.data(), m.size());
+  else
+    m.setZero();
+}
+
 /// dst = expr, column blocks in parallel when large (dst already has expr's shape).
 template <class Dst, class Expr>
 void parallel_assign(Dst& dst, const Expr& expr) {

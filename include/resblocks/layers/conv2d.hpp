@@ -266,7 +266,7 @@ class Conv2d : public FusedLayer<Conv2d<S, In, Out>, S, In, Out>, public detail:
   void set_fuse_norm_input(bool on) noexcept { m_fuse_norm_input = on; }
 
   void zero_grad() {
-    m_dL_dweight.setZero();
+    detail::parallel_zero(m_dL_dweight);
     if (m_opt.bias) m_dL_dbias.setZero();
   }
 

@@ -10,6 +10,7 @@
 #include "resblocks/core/parameter_visitors.hpp"
 #include "resblocks/core/random.hpp"
 #include "resblocks/core/shape_error.hpp"
+#include "resblocks/core/threading.hpp"
 #include "resblocks/core/types.hpp"
 
 #include <cmath>
@@ -77,7 +78,7 @@ class Linear : public FusedLayer<Linear<S, In, Out>, S, In, Out>, public detail:
   const Bias& bias_grad() const noexcept { return m_dL_dbias; }
 
   void zero_grad() {
-    m_dL_dweight.setZero();
+    detail::parallel_zero(m_dL_dweight);
     if (m_has_bias) m_dL_dbias.setZero();
   }
 

@@ -284,9 +284,9 @@ class MultiHeadAttention : public detail::VisitsParameters<MultiHeadAttention<S,
   }
 
   void zero_grad() {
-    m_dL_din_weight.setZero();
+    detail::parallel_zero(m_dL_din_weight);
     m_dL_din_bias.setZero();
-    m_dL_dout_weight.setZero();
+    detail::parallel_zero(m_dL_dout_weight);
     m_dL_dout_bias.setZero();
   }
 

@@ -151,7 +151,7 @@ class PositionalEncoding : public detail::VisitsParameters<PositionalEncoding<S,
   }
 
   void zero_grad() {
-    if (m_kind == PositionalEncodingKind::learned) m_dL_dtable.setZero();
+    if (m_kind == PositionalEncodingKind::learned) detail::parallel_zero(m_dL_dtable);
   }
 
  private:

@@ -117,7 +117,7 @@ class TokenEmbedding : public detail::VisitsParameters<TokenEmbedding<S, D>> {
     return ws.y;
   }
 
-  void zero_grad() { m_dL_dweight.setZero(); }
+  void zero_grad() { detail::parallel_zero(m_dL_dweight); }
 
  private:
   friend detail::VisitsParameters<TokenEmbedding<S, D>>;
