@@ -58,16 +58,16 @@ class AdamCore {
     const S shrink = static_cast<S>(1 - o.lr * o.weight_decay);
     const bool has_decay = o.weight_decay != 0;
     const bool amsgrad = o.amsgrad;
-    m_state.update(model, [&](auto& entry, auto p, auto g) {
+    m_state.update(model, [&](const auto& entry, auto slots, auto p, auto g) {
       const bool decays = has_decay && entry.decay;
       if (Decoupled && decays) p *= shrink;
-      auto& m = entry.buffers[0];
-      auto& v = entry.buffers[1];
+      auto m = slots[0];  // views of the moments over p's range
+      auto v = slots[1];
       auto apply = [&](const auto& grad) {  // grad: an expression, read before p changes
         m = m * beta1 + one_minus_beta1 * grad;
         v = v * beta2 + one_minus_beta2 * grad * grad;
         if (amsgrad) {
-          auto& v_max = entry.buffers[2];
+          auto v_max = slots[2];
           v_max = v_max.max(v);
           p -= step_size * m / (v_max.sqrt() / bias_correction2_sqrt + eps);
         } else {

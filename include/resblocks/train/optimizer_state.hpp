@@ -7,15 +7,20 @@
 /// allocates its state there: a few flat arrays per parameter (momentum, moments), the size of the
 /// parameter. A step visits the model twice in the same order: first to check that the parameters
 /// are still the ones the state was built for (count, names, sizes), then to update them in place,
-/// so a changed model is rejected before any parameter moves. A step allocates nothing.
+/// so a changed model is rejected before any parameter moves. A step allocates nothing. The updates
+/// are element-wise and memory-bound: a large parameter is updated in ranges on the threads
+/// (update), with the same bits as in one range.
 
 #include "resblocks/core/layer.hpp"
+#include "resblocks/core/threading.hpp"
 #include "resblocks/core/types.hpp"
 #include "resblocks/train/option_check.hpp"
 
 #include <Eigen/Core>
 
+#include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <stdexcept>
 #include <string>
@@ -85,15 +90,43 @@ class OptimizerState {
 
   [[nodiscard]] const std::vector<Entry>& entries() const noexcept { return m_entries; }
 
+  /// \brief The optimizer's arrays of one parameter over one range of its elements: slots[k] is
+  /// array k's segment (a writable Eigen block).
+  struct Slots {
+    Buffer* buffers;
+    Index begin, size;
+    auto operator[](std::size_t k) const { return buffers[k].segment(begin, size); }
+  };
+
   /// Checks `model` against the state (std::invalid_argument naming the parameter when it changed),
-  /// then calls `f(entry, p, g)` for every parameter, with `p` a writable flat array view of the
-  /// value and `g` a read-only one of the gradient.
+  /// then calls `f(entry, slots, p, g)` for every parameter, over ranges of its elements: `p` a
+  /// writable flat array view of the value's range, `g` a read-only one of the gradient's and `slots`
+  /// the optimizer's arrays over it (f must be element-wise). A parameter of at least 2^15 elements,
+  /// whose value, gradient and arrays are aligned for Eigen's packets (Eigen's dynamic allocations are),
+  /// runs in ranges of whole 64-element chunks on the threads; the others in one range. Every range then
+  /// starts aligned, so each element takes the same path (packet or scalar) as in one range: the same
+  /// bits on any thread count. (Memory-bound, one thread leaves the second core's bandwidth idle:
+  /// Sgd with Nesterov momentum on the 2.1M parameters of two 1024 × 1024 Linear layers, 2 threads,
+  /// 1.82-1.85 -> 0.92-0.94 ms; AdamW 2.52-2.55 -> 1.23-1.30 ms.)
   template <ParameterVisitable Model, class F>
   void update(Model& model, F&& f) {
     check(model);
     std::size_t i = 0;
     model.for_each_parameter([&](std::string_view, auto& value, const auto& grad) {
-      f(m_entries[i++], flat_array(value), flat_array(grad));
+      const Entry& e = m_entries[i];
+      Buffer* buffers = m_entries[i++].buffers.data();
+      auto p = flat_array(value);
+      const auto g = flat_array(grad);
+      const auto run = [&](Index begin, Index size) {
+        f(e, Slots{buffers, begin, size}, p.segment(begin, size), g.segment(begin, size));
+      };
+      constexpr Index chunk = 64;
+      if (e.size < (Index{1} << 15) || !on_lines(value, grad, e)) {
+        run(0, e.size);
+        return;
+      }
+      parallel_for((e.size + chunk - 1) / chunk, 4.0 * chunk,
+                   [&](Index u0, Index u1) { run(u0 * chunk, std::min(e.size, u1 * chunk) - u0 * chunk); });
     });
   }
 
@@ -136,6 +169,22 @@ class OptimizerState {
   }
 
  private:
+  /// Whether the value, the gradient and every array of entry e are plain storage aligned for Eigen's
+  /// packets (EIGEN_MAX_ALIGN_BYTES, as Eigen's dynamic allocations are): their assignments then take no
+  /// scalar steps before the first packet, in one range or in several of 64 elements.
+  template <class V, class G>
+  static bool on_lines(const V& value, const G& grad, const Entry& e) noexcept {
+    if constexpr (std::is_base_of_v<Eigen::PlainObjectBase<V>, V> && std::is_base_of_v<Eigen::PlainObjectBase<G>, G>) {
+      constexpr std::uintptr_t line = EIGEN_MAX_ALIGN_BYTES > 0 ? EIGEN_MAX_ALIGN_BYTES : 1;
+      static_assert(64 * sizeof(S) % line == 0, "ranges of 64 elements keep the alignment");
+      const auto on_line = [](const void* data) { return reinterpret_cast<std::uintptr_t>(data) % line == 0; };
+      return on_line(value.data()) && on_line(grad.data()) &&
+             std::all_of(e.buffers.begin(), e.buffers.end(), [&](const Buffer& b) { return on_line(b.data()); });
+    } else {
+      return false;
+    }
+  }
+
   template <class V, class G>
   static void check_scalar(const V&, const G&) {
     static_assert(std::is_same_v<typename V::Scalar, S> && std::is_same_v<typename G::Scalar, S>,

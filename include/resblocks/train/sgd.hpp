@@ -73,7 +73,7 @@ class Sgd {
     const bool decoupled = m_options.decoupled_weight_decay;
     const bool has_momentum = m_options.momentum != 0;
     const bool has_decay = m_options.weight_decay != 0;
-    m_state.update(model, [&](auto& entry, auto p, auto g) {
+    m_state.update(model, [&](const auto& entry, auto slots, auto p, auto g) {
       const bool decays = has_decay && entry.decay;
       if (decays && decoupled) p *= shrink;
       auto apply = [&](const auto& d) {  // d: the gradient after L2 decay, an expression
@@ -81,7 +81,7 @@ class Sgd {
           p -= lr * d;
           return;
         }
-        auto& buf = entry.buffers[0];
+        auto buf = slots[0];  // a view of the momentum over p's range
         if (first)
           buf = d;
         else
