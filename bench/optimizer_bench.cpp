@@ -2,7 +2,8 @@
 // (two d × d Linear layers): one step of
 //   BM_SgdStep/d    Sgd, Nesterov momentum and weight decay (reads p, g, the momentum; writes p, momentum)
 //   BM_AdamWStep/d  AdamW (reads p, g, m, v; writes p, m, v)
-// Element-wise and memory-bound: large parameters run in ranges on the threads (OptimizerState::update).
+//   BM_ClipGradNorm/d  clip_grad_norm to half the gradients' norm (reads g twice, writes it once)
+// Memory-bound: large parameters run in ranges on the threads (OptimizerState::update, detail::lane_sum).
 #include <resblocks/resblocks.hpp>
 
 #include <benchmark/benchmark.h>
@@ -45,8 +46,18 @@ void BM_AdamWStep(benchmark::State& state) {
   set_bytes(state, net, 7);
 }
 
+void BM_ClipGradNorm(benchmark::State& state) {
+  Residual<Body> net = make_block(state.range(0));
+  Generator g(5);
+  net.for_each_parameter([&](std::string_view, const auto&, auto& grad) { fill_uniform(grad, 1.0, g); });
+  // Each call scales by 1/2: the gradients stay finite for the whole run.
+  time_steps(state, [&] { benchmark::DoNotOptimize(clip_grad_norm(net, 0.5 * clip_grad_norm(net, 1e30))); });
+  set_bytes(state, net, 5);
+}
+
 BENCHMARK(BM_SgdStep)->Arg(256)->Arg(1024)->UseRealTime();
 BENCHMARK(BM_AdamWStep)->Arg(256)->Arg(1024)->UseRealTime();
+BENCHMARK(BM_ClipGradNorm)->Arg(256)->Arg(1024)->UseRealTime();
 
 }  // namespace optimizer_bench
 }  // namespace

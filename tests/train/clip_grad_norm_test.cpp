@@ -6,6 +6,7 @@
 #include <resblocks/train/clip_grad_norm.hpp>
 
 #include <cmath>
+#include <cstring>
 #include <iomanip>
 #include <limits>
 #include <stdexcept>
@@ -162,4 +163,51 @@ TEST_CASE("clip_grad_norm: on a Linear layer's gradients", "[clip_grad_norm]") {
   const Eigen::MatrixXf w = fc.weight_grad();
   CHECK(std::abs(clip_grad_norm(fc, 0.25 * norm) - norm) < 1e-12 * norm);
   CHECK(fc.weight_grad().isApprox(0.25f * w, 1e-5f));
+}
+
+TEST_CASE("clip_grad_norm: a large gradient's sum and scaling on the threads have the bits of one thread",
+          "[clip_grad_norm][threads]") {
+  // A 640 × 480 weight gradient (307200 values: 10 chunks of 2^15 in 8 lanes, two of which take two)
+  // beside small ones.
+  const auto clipped = [](int threads, double norm_type, double* total) {
+    const int saved = num_threads();
+    set_num_threads(threads);
+    DynamicTinyModel<float> model(640, 480);
+    Generator g(43);
+    fill_uniform(model.dL_dweight, 1.0, g);
+    fill_uniform(model.dL_dbias, 1.0, g);
+    fill_uniform(model.dL_dgain, 1.0, g);
+    *total = clip_grad_norm(model, 1.0, norm_type);
+    set_num_threads(saved);
+    return model;
+  };
+  for (double norm_type : {2.0, 3.0}) {
+    CAPTURE(norm_type);
+    double one_total = 0;
+    const DynamicTinyModel<float> one = clipped(1, norm_type, &one_total);
+    // The total against a plain sum in long double.
+    DynamicTinyModel<float> raw(640, 480);
+    Generator g(43);
+    fill_uniform(raw.dL_dweight, 1.0, g);
+    fill_uniform(raw.dL_dbias, 1.0, g);
+    fill_uniform(raw.dL_dgain, 1.0, g);
+    long double sum = 0;
+    raw.for_each_parameter([&](std::string_view, const auto&, const auto& grad) {
+      for (Index i = 0; i < grad.size(); ++i)
+        sum += std::pow(std::abs((long double)grad.data()[i]), (long double)norm_type);
+    });
+    const double expected = double(std::pow(sum, 1.0L / (long double)norm_type));
+    REQUIRE(std::abs(one_total - expected) < 1e-12 * expected);
+    // Every value scaled by the same coefficient.
+    const float coef = static_cast<float>(1.0 / (one_total + 1e-6));
+    REQUIRE((one.dL_dweight.array() == raw.dL_dweight.array() * coef).all());
+    for (int threads : {2, 3}) {
+      CAPTURE(threads);
+      double total = 0;
+      const DynamicTinyModel<float> other = clipped(threads, norm_type, &total);
+      REQUIRE(std::memcmp(&total, &one_total, sizeof total) == 0);
+      REQUIRE((other.dL_dweight.array() == one.dL_dweight.array()).all());
+      REQUIRE((other.dL_dbias.array() == one.dL_dbias.array()).all());
+    }
+  }
 }

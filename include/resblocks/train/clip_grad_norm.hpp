@@ -3,9 +3,12 @@
 /// \brief clip_grad_norm: rescales all gradients of a model so that their joint norm is at most
 /// max_norm, as torch.nn.utils.clip_grad_norm_.
 
+#include "resblocks/core/threading.hpp"
 #include "resblocks/train/optimizer_state.hpp"
 #include "resblocks/train/option_check.hpp"
 
+#include <algorithm>
+#include <array>
 #include <cmath>
 #include <sstream>
 #include <stdexcept>
@@ -13,6 +16,30 @@
 #include <type_traits>
 
 namespace resblocks {
+
+namespace detail {
+
+/// The sum of part(i0, i1) (a double) over [0, n) in an order that does not depend on the thread count:
+/// [0, n) cut into chunks of 2^15 values, 8 lanes, lane j adding up its run of chunks (the j-th eighth
+/// of them) in order, then the lanes in order; the lanes run on the threads. Below two chunks it is
+/// part(0, n).
+template <class Part>
+double lane_sum(Index n, Part part) {
+  constexpr Index chunk = Index{1} << 15, lanes = 8;
+  if (n < 2 * chunk) return part(Index(0), n);
+  const Index chunks = (n + chunk - 1) / chunk;
+  std::array<double, lanes> sums{};
+  parallel_for(lanes, double(n) / lanes, [&](Index j0, Index j1) {
+    for (Index j = j0; j < j1; ++j)
+      for (Index c = chunks * j / lanes; c < chunks * (j + 1) / lanes; ++c)
+        sums[std::size_t(j)] += part(c * chunk, std::min(n, (c + 1) * chunk));
+  });
+  double total = 0;
+  for (double s : sums) total += s;
+  return total;
+}
+
+}  // namespace detail
 
 /// \brief torch.nn.utils.clip_grad_norm_ on the gradients visited by `model.for_each_parameter`.
 ///
@@ -23,7 +50,8 @@ namespace resblocks {
 /// become NaN, the others 0), a NaN one by NaN; with `error_if_nonfinite` it throws
 /// std::runtime_error instead, before touching a gradient.
 /// Throws std::invalid_argument on max_norm < 0 or NaN and on norm_type <= 0 or NaN (torch accepts
-/// them with meaningless results). Allocates nothing.
+/// them with meaningless results). Allocates nothing. A large gradient's sum (detail::lane_sum) and
+/// its scaling run on the threads, with the same bits on any thread count.
 /// \param model the model whose gradients are clipped in place
 /// \param max_norm the largest total norm kept
 /// \param norm_type p of the p-norm, or infinity
@@ -44,9 +72,10 @@ double clip_grad_norm(Model& model, double max_norm, double norm_type = 2.0, boo
       const double m = g.abs().template maxCoeff<Eigen::PropagateNaN>();
       if (!std::isnan(total) && (std::isnan(m) || m > total)) total = m;  // NaN wins, as torch.max
     } else if (norm_type == 2.0) {
-      total += g.square().sum();
+      total += detail::lane_sum(g.size(), [&](Index i0, Index i1) { return g.segment(i0, i1 - i0).square().sum(); });
     } else {
-      total += g.abs().pow(norm_type).sum();
+      total += detail::lane_sum(g.size(),
+                                [&](Index i0, Index i1) { return g.segment(i0, i1 - i0).abs().pow(norm_type).sum(); });
     }
   });
   if (!inf_norm) total = norm_type == 2.0 ? std::sqrt(total) : std::pow(total, 1.0 / norm_type);
@@ -61,7 +90,9 @@ double clip_grad_norm(Model& model, double max_norm, double norm_type = 2.0, boo
     model.for_each_parameter([&](std::string_view, const auto&, auto& grad) {
       using G = std::remove_cvref_t<decltype(grad)>;
       auto g = detail::flat_array(grad);
-      g *= static_cast<typename G::Scalar>(clip_coef);
+      const auto coef = static_cast<typename G::Scalar>(clip_coef);
+      // Products only: the same bits in any ranges.
+      detail::parallel_for(g.size(), 0.5, [&](Index i0, Index i1) { g.segment(i0, i1 - i0) *= coef; });
     });
   }
   return total;
