@@ -112,12 +112,11 @@ class OptimizerState {
     check(model);
     std::size_t i = 0;
     model.for_each_parameter([&](std::string_view, auto& value, const auto& grad) {
-      const Entry& e = m_entries[i];
-      Buffer* buffers = m_entries[i++].buffers.data();
+      Entry& e = m_entries[i++];
       auto p = flat_array(value);
       const auto g = flat_array(grad);
       const auto run = [&](Index begin, Index size) {
-        f(e, Slots{buffers, begin, size}, p.segment(begin, size), g.segment(begin, size));
+        f(std::as_const(e), Slots{e.buffers.data(), begin, size}, p.segment(begin, size), g.segment(begin, size));
       };
       constexpr Index chunk = 64;
       if (e.size < (Index{1} << 15) || !on_lines(value, grad, e)) {
