@@ -71,11 +71,11 @@ double clip_grad_norm(Model& model, double max_norm, double norm_type = 2.0, boo
     if (inf_norm) {
       const double m = g.abs().template maxCoeff<Eigen::PropagateNaN>();
       if (!std::isnan(total) && (std::isnan(m) || m > total)) total = m;  // NaN wins, as torch.max
-    } else if (norm_type == 2.0) {
-      total += detail::lane_sum(g.size(), [&](Index i0, Index i1) { return g.segment(i0, i1 - i0).square().sum(); });
     } else {
-      total += detail::lane_sum(g.size(),
-                                [&](Index i0, Index i1) { return g.segment(i0, i1 - i0).abs().pow(norm_type).sum(); });
+      total += detail::lane_sum(g.size(), [&](Index i0, Index i1) {
+        const auto part = g.segment(i0, i1 - i0);
+        return norm_type == 2.0 ? part.square().sum() : part.abs().pow(norm_type).sum();
+      });
     }
   });
   if (!inf_norm) total = norm_type == 2.0 ? std::sqrt(total) : std::pow(total, 1.0 / norm_type);
